@@ -1,0 +1,155 @@
+"""The `genact` command line (also `python -m genact`, so `torchrun -m genact` works)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("genact")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Plain timestamped logs on stderr; only warnings from transformers / hub."""
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.DEBUG if verbose else (logging.INFO if rank == 0 else logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def resolve_device(name: str) -> "torch.device":  # noqa: F821
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("genact: error: --device cuda asked for, but no CUDA GPU is visible")
+    return torch.device(name)
+
+
+def video_items(paths: list[str]) -> list:
+    """Video files given on the command line; a directory stands for every video below it."""
+    from genact.data import VideoItem, read_folder
+
+    items = []
+    for p in paths:
+        items.extend(read_folder(p).items if Path(p).is_dir() else [VideoItem(p)])
+    return items
+
+
+def _add_video_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
+    p.add_argument("--model", required=True, help="VideoBlip / BLIP: hub id or local directory")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's, 8)")
+    p.add_argument("--beams", type=int, default=3, help="beam size for caption search")
+    p.add_argument("--max-new-tokens", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes for decoding")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _captions(args) -> tuple[list, dict[int, list[str]], "SkipReport"]:  # noqa: F821
+    from genact.data import SkipReport
+    from genact.models import VideoBlip, caption_videos
+
+    overrides = {"num_frames": args.frames} if args.frames else {}
+    model = VideoBlip.from_pretrained(args.model, **overrides).to(resolve_device(args.device)).eval()
+    items = video_items(args.videos)
+    report = SkipReport()
+    caps = caption_videos(
+        model, items, args.batch_size, args.num_workers, report, progress=not args.quiet,
+        num_beams=args.beams, max_new_tokens=args.max_new_tokens,
+    )
+    return items, caps, report
+
+
+def _finish(report, ok: int) -> int:
+    if report.skipped:
+        print(f"genact: {report.summary()}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def cmd_caption(args) -> int:
+    items, caps, report = _captions(args)
+    rows = [{"video": it.path, "caption": caps[i][0]} for i, it in enumerate(items) if i in caps]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['video']}\t{r['caption']}")
+    return _finish(report, len(rows))
+
+
+def cmd_classify(args) -> int:
+    from genact.data import read_class_file
+    from genact.evaluation import ClipTam
+    from genact.models import FrozenClip
+
+    class_names = read_class_file(args.classes)
+    items, caps, report = _captions(args)
+    clip = FrozenClip.from_pretrained(args.clip).to(resolve_device(args.device))
+    tam = ClipTam(clip, class_names, args.template)
+    done = [i for i in range(len(items)) if i in caps]
+    top = tam.topk([caps[i][0] for i in done], args.topk)
+    rows = [
+        {"video": items[i].path, "caption": caps[i][0], "top": [{"class": c, "score": round(s, 4)} for c, s in t]}
+        for i, t in zip(done, top)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['video']}\n  caption: {r['caption']}")
+            for rank, t in enumerate(r["top"], 1):
+                print(f"  {rank}. {t['class']:<40s} {t['score']:.4f}")
+    return _finish(report, len(rows))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genact import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="genact", description="Generative zero-shot video action recognition (REST + ReGen)."
+    )
+    parser.add_argument("--version", action="version", version=f"genact {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("caption", help="caption videos with a VideoBlip / BLIP model")
+    _add_video_args(p)
+    p.set_defaults(func=cmd_caption)
+
+    p = sub.add_parser("classify", help="caption videos and map each caption to a class list (CLIP-TAM)")
+    _add_video_args(p)
+    p.add_argument("--classes", required=True, help="class file: one name per line, or id,name CSV")
+    p.add_argument("--clip", required=True, help="CLIP: hub id (e.g. openai/clip-vit-base-patch16) or directory")
+    p.add_argument("--template", action="append", default=None,
+                   help="class prompt template such as 'a video of {}.' (repeat to average several)")
+    p.add_argument("--topk", type=int, default=5)
+    p.set_defaults(func=cmd_classify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "template", "unset") is None:
+        args.template = ["{}"]
+    setup_logging(args.verbose)
+    from genact.config import ConfigError
+    from genact.data import VideoDecodeError
+    from genact.models import ModelNotFoundError
+
+    try:
+        code = args.func(args)
+    except (ModelNotFoundError, ConfigError, VideoDecodeError, FileNotFoundError, ValueError) as e:
+        print(f"genact: error: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

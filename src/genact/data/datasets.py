@@ -1,0 +1,135 @@
+"""A map-style dataset over video files that never lets one bad file stop a run."""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genact.data.video import VideoDecodeError, read_video
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One video of a split: its file, class index (None when unlabelled) and
+    optional [start, end) window in seconds."""
+
+    path: str
+    label: int | None = None
+    start: float | None = None
+    end: float | None = None
+
+
+class VideoDataset(Dataset):
+    """Decodes T frames per item and applies `transform` to the uint8 (T, H, W, 3) clip.
+
+    A sample is a dict: index, path, label (-1 when unlabelled), pixels (whatever the
+    transform returns; the raw uint8 clip without one). An unreadable video gives
+    a sample with `error` set instead of pixels; `collate_videos` drops it and
+    `iterate` counts and reports it.
+    """
+
+    def __init__(
+        self,
+        items: list[VideoItem],
+        num_frames: int = 8,
+        transform: Callable[[np.ndarray], Any] | None = None,
+        train: bool = False,
+    ):
+        self.items = items
+        self.num_frames = num_frames
+        self.transform = transform
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.items[index]
+        sample: dict[str, Any] = {"index": index, "path": item.path, "label": -1 if item.label is None else item.label}
+        # DataLoader seeds `random` per worker; derive numpy's draw from it.
+        rng = np.random.default_rng(random.getrandbits(64)) if self.train else None
+        try:
+            frames = read_video(item.path, self.num_frames, self.train, item.start, item.end, rng)
+        except VideoDecodeError as e:
+            sample["error"] = str(e)
+            return sample
+        sample["pixels"] = self.transform(frames) if self.transform is not None else torch.from_numpy(frames)
+        return sample
+
+
+def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the good samples; keep (path, error) of the bad ones in `failed`.
+
+    pixels: (B, T, 3, H, W), or a tuple of such with a `Fork` transform.
+    """
+    good = [s for s in samples if "error" not in s]
+    batch: dict[str, Any] = {
+        "index": torch.tensor([s["index"] for s in good], dtype=torch.long),
+        "label": torch.tensor([s["label"] for s in good], dtype=torch.long),
+        "path": [s["path"] for s in good],
+        "failed": [(s["path"], s["error"]) for s in samples if "error" in s],
+    }
+    if good:
+        first = good[0]["pixels"]
+        if isinstance(first, tuple):
+            batch["pixels"] = tuple(torch.stack([s["pixels"][k] for s in good]) for k in range(len(first)))
+        else:
+            batch["pixels"] = torch.stack([s["pixels"] for s in good])
+    return batch
+
+
+def make_loader(
+    dataset: VideoDataset,
+    batch_size: int,
+    num_workers: int = 0,
+    shuffle: bool = False,
+    sampler: torch.utils.data.Sampler | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """DataLoader with genact's collate, pinned memory on GPU machines and
+    persistent workers."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_videos,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+        drop_last=drop_last,
+    )
+
+
+@dataclass
+class SkipReport:
+    """Counts the videos skipped as unreadable during a pass, keeping their errors."""
+
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, failed: Iterable[tuple[str, str]]) -> None:
+        for path, error in failed:
+            self.skipped.append((path, error))
+            log.warning("skipping unreadable video %s", error)
+
+    def summary(self) -> str:
+        if not self.skipped:
+            return "all videos decoded"
+        examples = "; ".join(e for _, e in self.skipped[:3])
+        return f"skipped {len(self.skipped)} unreadable video(s), e.g. {examples}"
+
+
+def iterate(loader: DataLoader, report: SkipReport) -> Iterator[dict[str, Any]]:
+    """Yield non-empty batches of `loader`, recording failed videos in `report`."""
+    for batch in loader:
+        report.add(batch["failed"])
+        if len(batch["path"]):
+            yield batch

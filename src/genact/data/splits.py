@@ -1,0 +1,229 @@
+"""Readers that turn each dataset's split files into VideoItems and class names.
+
+Split numbers are 1-based everywhere (HMDB-51 / UCF-101 split 1..3, Kinetics-600
+zero-shot split 1..3). Videos listed but not found on disk are dropped and
+reported once, as a count with examples; they never stop a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from genact.data.datasets import VideoItem
+from genact.data.video import VIDEO_EXTENSIONS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    """Items of one split, the class names their labels index, and what was missing."""
+
+    items: list[VideoItem]
+    class_names: list[str]
+    missing: list[str] = field(default_factory=list)
+
+
+def readable_name(raw: str) -> str:
+    """'ApplyEyeMakeup' -> 'apply eye makeup', 'brush_hair' -> 'brush hair'."""
+    s = raw.replace("_", " ")
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", s)
+    return " ".join(s.lower().split())
+
+
+def index_videos(root: str | os.PathLike) -> dict[str, str]:
+    """Map file stem -> path for every video file below `root` (one walk)."""
+    found: dict[str, str] = {}
+    for dirpath, _, files in os.walk(root, followlinks=True):
+        for f in files:
+            stem, ext = os.path.splitext(f)
+            if ext.lower() in VIDEO_EXTENSIONS:
+                found.setdefault(stem, os.path.join(dirpath, f))
+    return found
+
+
+def _report_missing(missing: list[str], total: int, source: str) -> None:
+    if missing:
+        log.warning(
+            "%s: %d of %d listed videos not found on disk and skipped (e.g. %s)",
+            source, len(missing), total, ", ".join(missing[:3]),
+        )
+
+
+def _by_stem(
+    entries: list[tuple[str, int | None]], root: str | os.PathLike, class_names: list[str], source: str
+) -> Split:
+    """Resolve (file name, label) entries by stem under `root`; report the missing."""
+    index = index_videos(root)
+    items, missing = [], []
+    for name, label in entries:
+        path = index.get(Path(name).stem)
+        if path is None:
+            missing.append(name)
+        else:
+            items.append(VideoItem(path, label))
+    _report_missing(missing, len(entries), source)
+    return Split(items, class_names, missing)
+
+
+def _lines(path: str | os.PathLike) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
+def _read_classes(path: str | os.PathLike) -> tuple[list[str], int]:
+    """(readable names in id order, first id) of a class file."""
+    rows = _lines(path)
+    pairs = []
+    for ln in rows:
+        parts = ln.split(",", 1) if "," in ln else ln.split(None, 1)
+        if len(parts) == 2 and parts[0].strip().isdigit():
+            pairs.append((int(parts[0]), parts[1].strip()))
+    if not pairs or len(pairs) < len(rows) - 1:  # not every line but a header is "id,name"
+        return [readable_name(ln) for ln in rows], 0
+    ids = sorted(i for i, _ in pairs)
+    if ids != list(range(ids[0], ids[0] + len(ids))):
+        raise ValueError(f"{path}: class ids are not consecutive")
+    return [readable_name(n) for _, n in sorted(pairs)], ids[0]
+
+
+def read_class_file(path: str | os.PathLike) -> list[str]:
+    """Class names from an `id,name` CSV (header optional; also `id name`) or one
+    name per line; in id order, made readable."""
+    return _read_classes(path)[0]
+
+
+def read_list(
+    list_file: str | os.PathLike, root: str | os.PathLike = "", class_file: str | os.PathLike | None = None
+) -> Split:
+    """A generic `path label` list (space or comma separated; label = last field,
+    an integer id or a class name) as mmaction2, X-CLIP and ViFi-CLIP use. Paths
+    are relative to `root`. Integer ids count from the class file's first id."""
+    entries = []
+    for ln in _lines(list_file):
+        parts = [p.strip() for p in ln.split(",")] if "," in ln else ln.split()
+        if len(parts) < 2:
+            raise ValueError(f"{list_file}: line {ln!r} is not 'path label'")
+        entries.append((parts[0], parts[-1]))
+    if class_file is not None:
+        class_names, first_id = _read_classes(class_file)
+    else:
+        class_names, first_id = sorted({readable_name(lbl) for _, lbl in entries if not lbl.isdigit()}), 0
+    lookup = {n: i for i, n in enumerate(class_names)}
+    items, missing = [], []
+    for rel, lbl in entries:
+        label = int(lbl) - first_id if lbl.isdigit() else lookup.get(readable_name(lbl), -1)
+        if not 0 <= label < len(class_names):
+            raise ValueError(f"{list_file}: label {lbl!r} of {rel} is not one of the {len(class_names)} classes")
+        path = os.path.join(root, rel)
+        if os.path.exists(path):
+            items.append(VideoItem(path, label))
+        else:
+            missing.append(rel)
+    _report_missing(missing, len(entries), str(list_file))
+    return Split(items, class_names, missing)
+
+
+def read_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike, subset: str | None = None) -> Split:
+    """Kinetics `label,youtube_id,time_start,time_end,split[,is_cc]` CSV.
+
+    Looks for trimmed clips `<id>_<start:06d>_<end:06d>.<ext>` anywhere below `root`
+    (flat or in class folders); a full video `<id>.<ext>` is used with the
+    [time_start, time_end) window instead. `subset` filters the split column.
+    """
+    with open(csv_file, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if subset is None or r.get("split") == subset]
+    class_names = sorted({readable_name(r["label"]) for r in rows})
+    lookup = {n: i for i, n in enumerate(class_names)}
+    index = index_videos(root)
+    items, missing = [], []
+    for r in rows:
+        start, end = int(float(r["time_start"])), int(float(r["time_end"]))
+        label = lookup[readable_name(r["label"])]
+        clip = f"{r['youtube_id']}_{start:06d}_{end:06d}"
+        if clip in index:
+            items.append(VideoItem(index[clip], label))
+        elif r["youtube_id"] in index:
+            items.append(VideoItem(index[r["youtube_id"]], label, float(start), float(end)))
+        else:
+            missing.append(clip)
+    _report_missing(missing, len(rows), str(csv_file))
+    return Split(items, class_names, missing)
+
+
+def read_hmdb51(splits_dir: str | os.PathLike, root: str | os.PathLike, split: int = 1, subset: str = "test") -> Split:
+    """HMDB-51 official splits: `<class>_test_split<k>.txt`, lines `<video>.avi <0|1|2>`
+    (1 = train, 2 = test). Classes sorted by folder name."""
+    wanted = {"train": "1", "test": "2"}[subset]
+    files = sorted(Path(splits_dir).glob(f"*_test_split{split}.txt"))
+    if not files:
+        raise FileNotFoundError(f"{splits_dir}: no HMDB-51 files '*_test_split{split}.txt'")
+    raw = [f.name[: -len(f"_test_split{split}.txt")] for f in files]
+    entries = []
+    for label, f in enumerate(files):
+        for ln in _lines(f):
+            name, tag = ln.split()
+            if tag == wanted:
+                entries.append((name, label))
+    return _by_stem(entries, root, [readable_name(c) for c in raw], f"HMDB-51 split {split} {subset}")
+
+
+def read_ucf101(splits_dir: str | os.PathLike, root: str | os.PathLike, split: int = 1, subset: str = "test") -> Split:
+    """UCF-101: `classInd.txt` (`1 ApplyEyeMakeup`), `trainlist0<k>.txt` / `testlist0<k>.txt`
+    (`Class/v_...avi [id]`); the label comes from the folder part of each line."""
+    raw = [ln.split()[1] for ln in _lines(Path(splits_dir) / "classInd.txt")]
+    lookup = {c.lower(): i for i, c in enumerate(raw)}
+    entries = []
+    for ln in _lines(Path(splits_dir) / f"{subset}list0{split}.txt"):
+        rel = ln.split()[0]
+        folder = rel.split("/")[0].lower()
+        if folder not in lookup:
+            raise ValueError(f"{subset}list0{split}.txt: class folder {folder!r} not in classInd.txt")
+        entries.append((rel, lookup[folder]))
+    return _by_stem(entries, root, [readable_name(c) for c in raw], f"UCF-101 split {split} {subset}")
+
+
+def _k600_names(splits_dir: Path) -> list[str]:
+    defn = json.loads((splits_dir / "classes620_label_defn.json").read_text())
+    if isinstance(defn, dict):
+        defn = [defn[k] for k in sorted(defn, key=int)]
+    return [readable_name(d if isinstance(d, str) else d.get("word") or d["name"]) for d in defn]
+
+
+def read_k600_zs(
+    splits_dir: str | os.PathLike, root: str | os.PathLike, split: int = 1, generalized: bool = False
+) -> Split:
+    """Kinetics-600 zero-shot split in the ER-ZSAR files (Chen & Huang, ICCV 2021).
+
+    `classes620_label_defn.json`: the 620 classes (400 Kinetics-400 + 220 new, as
+    objects with a `word`), `tst_class_idxs.json`: three lists of 160 indices into
+    them, `tst_video_metas.jsonl`: `{videoname, nframes, label}` with label an index
+    into the 620. Test videos are those of split k's 160 classes; they are scored
+    against those 160 names (1-vs-160) or, with `generalized`, all 620 (1-vs-620).
+    """
+    splits_dir = Path(splits_dir)
+    names = _k600_names(splits_dir)
+    test_classes = json.loads((splits_dir / "tst_class_idxs.json").read_text())[split - 1]
+    remap = {c: i for i, c in enumerate(test_classes)}
+    entries = []
+    for ln in _lines(splits_dir / "tst_video_metas.jsonl"):
+        meta = json.loads(ln)
+        if meta["label"] in remap:
+            entries.append((meta["videoname"], meta["label"] if generalized else remap[meta["label"]]))
+    class_names = names if generalized else [names[c] for c in test_classes]
+    kind = "1-vs-620" if generalized else "1-vs-160"
+    return _by_stem(entries, root, class_names, f"Kinetics-600 zero-shot split {split} ({kind})")
+
+
+def read_folder(root: str | os.PathLike) -> Split:
+    """Every video file below `root`, unlabelled, in sorted order."""
+    paths = sorted(index_videos(root).values())
+    if not paths:
+        raise FileNotFoundError(f"{root}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
+    return Split([VideoItem(p) for p in paths], [])

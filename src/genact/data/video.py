@@ -1,0 +1,168 @@
+"""Video decoding with PyAV and uniform temporal sampling of T frames."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import av
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be read: missing, empty, corrupt or without a video stream.
+
+    The message always starts with the path, so one line tells the user which file
+    and what is wrong.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def sample_indices(
+    num_frames: int, num_samples: int, train: bool, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Pick `num_samples` frame indices from a clip of `num_frames` frames.
+
+    The clip is cut into `num_samples` equal segments; eval takes each segment's
+    centre, train a uniformly random frame inside each segment (TSN sampling).
+    Clips shorter than `num_samples` frames repeat frames. Returns int64 (T,).
+    """
+    if num_frames < 1:
+        raise ValueError("num_frames must be >= 1")
+    seg = num_frames / num_samples
+    starts = np.arange(num_samples) * seg
+    if not train:
+        return np.minimum((starts + seg / 2).astype(np.int64), num_frames - 1)
+    rng = rng if rng is not None else np.random.default_rng()
+    lo = np.floor(starts).astype(np.int64)
+    hi = np.maximum(lo + 1, np.floor(starts + seg).astype(np.int64))
+    return np.minimum(rng.integers(lo, hi), num_frames - 1)
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or f"{type(e).__name__}: {e}"
+
+
+def _open(path: str) -> av.container.InputContainer:
+    if not os.path.exists(path):
+        raise VideoDecodeError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise VideoDecodeError(path, "file is empty")
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise VideoDecodeError(path, f"cannot open as video ({_reason(e)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(path, "contains no video stream")
+    return container
+
+
+def _in_window(t: float | None, start: float | None, end: float | None) -> bool:
+    if t is None:
+        return True
+    return (start is None or t >= start) and (end is None or t < end)
+
+
+def _count_frames(container, stream, start: float | None, end: float | None) -> int:
+    """Frames of the stream inside [start, end), counted from packets (no decoding)."""
+    if stream.frames > 0 and start is None and end is None:
+        return int(stream.frames)
+    tb = stream.time_base
+    count = 0
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        t = None if packet.pts is None else float(packet.pts * tb)
+        if _in_window(t, start, end):
+            count += 1
+    return count
+
+
+def _decode_selected(
+    container, stream, indices: np.ndarray, start: float | None, end: float | None
+) -> tuple[dict[int, np.ndarray], int]:
+    """Decode frames in order; keep RGB arrays only at `indices`. Returns (frames, count)."""
+    wanted = set(int(i) for i in indices)
+    last_wanted = max(wanted)
+    kept: dict[int, np.ndarray] = {}
+    if start:
+        container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
+    tb = stream.time_base
+    i = 0
+    for frame in container.decode(stream):
+        t = None if frame.pts is None else float(frame.pts * tb)
+        if not _in_window(t, start, end):
+            if end is not None and t is not None and t >= end:
+                break
+            continue
+        if i in wanted:
+            kept[i] = frame.to_ndarray(format="rgb24")
+        i += 1
+        if i > last_wanted:
+            break
+    return kept, i
+
+
+def read_video(
+    path: str | os.PathLike,
+    num_frames: int,
+    train: bool = False,
+    start: float | None = None,
+    end: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Decode `num_frames` uniformly sampled RGB frames of a video.
+
+    `start` / `end` (seconds) restrict sampling to a window, as Kinetics clips
+    cut from longer videos need. Returns uint8 (T, H, W, 3).
+    Raises VideoDecodeError naming the path for any unreadable file.
+    """
+    path = str(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            total = _count_frames(container, stream, start, end)
+            if total == 0:
+                raise VideoDecodeError(path, "no decodable frames" + (f" in [{start}, {end}) s" if start or end else ""))
+            indices = sample_indices(total, num_frames, train, rng)
+            container.seek(0)
+            kept, decoded = _decode_selected(container, stream, indices, start, end)
+            if len(kept) < len(set(indices.tolist())):
+                # The header's frame count was wrong: sample again over what really decodes.
+                if decoded == 0:
+                    raise VideoDecodeError(path, "no decodable frames")
+                indices = sample_indices(decoded, num_frames, train, rng)
+                container.seek(0)
+                kept, _ = _decode_selected(container, stream, indices, start, end)
+        except av.FFmpegError as e:
+            raise VideoDecodeError(path, f"corrupt video data ({_reason(e)})") from None
+    finally:
+        container.close()
+    if not kept or any(int(i) not in kept for i in indices):
+        raise VideoDecodeError(path, "frames missing after decoding (truncated file?)")
+    return np.stack([kept[int(i)] for i in indices])
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264") -> None:
+    """Write uint8 (T, H, W, 3) frames as a video file (H and W even for H.264)."""
+    frames = np.asarray(frames, dtype=np.uint8)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps))
+        stream.height, stream.width = frames.shape[1], frames.shape[2]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "10", "preset": "ultrafast"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -1,0 +1,117 @@
+"""Frozen CLIP: L2-normalised video and text features (REST §3.4)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, CLIPModel
+
+from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
+from genact.data.transforms import VideoTransform
+from genact.models.cache import EmbeddingCache
+from genact.models.hub import image_stats, load_preprocessor_config, resolve_model_dir
+
+
+class FrozenClip(nn.Module):
+    """HF CLIPModel in eval mode with gradients off; every output is L2-normalised."""
+
+    def __init__(self, model: CLIPModel, tokenizer, preprocessor: dict | None = None):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.preprocessor = preprocessor or {}
+
+    @classmethod
+    def from_pretrained(cls, id_or_dir: str | os.PathLike) -> "FrozenClip":
+        """Load CLIP from a hub id (e.g. openai/clip-vit-base-patch16) or a local dir."""
+        path = resolve_model_dir(id_or_dir)
+        return cls(CLIPModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), load_preprocessor_config(path))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.projection_dim
+
+    def train(self, mode: bool = True) -> "FrozenClip":
+        return super().train(False)  # frozen: never leaves eval mode
+
+    def transform(self) -> VideoTransform:
+        """Eval clip transform at CLIP's input size with its processor's mean / std."""
+        mean, std = image_stats(self.preprocessor)
+        return VideoTransform(size=self.model.config.vision_config.image_size, mean=mean, std=std)
+
+    @torch.no_grad()
+    def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, T, 3, H, W) -> (B, D): mean of frame features, L2-normalised."""
+        b, t = pixels.shape[:2]
+        frames = self.model.get_image_features(pixel_values=pixels.flatten(0, 1).to(self.device)).pooler_output
+        return nn.functional.normalize(frames.view(b, t, -1).float().mean(1), dim=-1)
+
+    @torch.no_grad()
+    def text_features(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        """N strings -> (N, D) L2-normalised text features."""
+        out = []
+        max_len = self.model.config.text_config.max_position_embeddings
+        for i in range(0, len(texts), batch_size):
+            enc = self.tokenizer(
+                texts[i : i + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+            ).to(self.device)
+            feats = self.model.get_text_features(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+            out.append(nn.functional.normalize(feats.pooler_output.float(), dim=-1))
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+    def encode_texts(self, texts: list[str], cache: EmbeddingCache | None = None, batch_size: int = 256) -> torch.Tensor:
+        """Like text_features, but each distinct text is encoded once; with a cache,
+        only texts never seen before are encoded. (N, D) on the CPU."""
+        if cache is None:
+            unique = list(dict.fromkeys(texts))
+            feats = self.text_features(unique, batch_size).cpu()
+            row = {t: i for i, t in enumerate(unique)}
+            return feats[[row[t] for t in texts]]
+        todo = cache.missing(texts)
+        for i in range(0, len(todo), batch_size * 16):
+            chunk = todo[i : i + batch_size * 16]
+            cache.put(chunk, self.text_features(chunk, batch_size))
+        return cache.get(texts)
+
+
+def video_key(item: VideoItem, num_frames: int) -> str:
+    """Cache key of a clip's video feature: path, window and frame count."""
+    return f"{item.path}|{item.start}|{item.end}|T={num_frames}"
+
+
+def encode_videos(
+    clip: FrozenClip,
+    items: list[VideoItem],
+    num_frames: int = 8,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    report: SkipReport | None = None,
+    progress: bool = True,
+) -> dict[int, torch.Tensor]:
+    """CLIP video features of `items` (eval sampling). Returns {item index: (D,)};
+    unreadable videos are absent and recorded in `report`."""
+    report = report if report is not None else SkipReport()
+    keys = [video_key(it, num_frames) for it in items]
+    todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
+    feats: dict[int, torch.Tensor] = {}
+    if todo:
+        dataset = VideoDataset([items[i] for i in todo], num_frames, clip.transform())
+        loader = make_loader(dataset, batch_size, num_workers)
+        for batch in tqdm(iterate(loader, report), total=len(loader), desc="CLIP video features", disable=not progress):
+            f = clip.video_features(batch["pixels"]).cpu()
+            idx = [todo[j] for j in batch["index"].tolist()]
+            if cache is not None:
+                cache.put([keys[i] for i in idx], f)
+            feats.update(zip(idx, f))
+    if cache is not None:
+        done = [i for i, k in enumerate(keys) if k in cache]
+        feats.update(zip(done, cache.get([keys[i] for i in done])))
+    return feats

@@ -1,0 +1,64 @@
+"""One way to find a pretrained model: a local directory, or a Hugging Face hub id."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Weights are only ever read from safetensors; pickled formats are not fetched.
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model id or directory that cannot be resolved; the message says what to do."""
+
+
+def resolve_model_dir(id_or_dir: str | os.PathLike) -> Path:
+    """Local directory of a model given as a path or a hub id (downloaded or cached).
+
+    With HF_HUB_OFFLINE=1 (or no network) a hub id that is not in the local cache
+    raises ModelNotFoundError with one line saying how to pass a directory instead.
+    """
+    path = Path(id_or_dir).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"{path}: not a model directory (no config.json)")
+        return path
+    name = str(id_or_dir)
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ModelNotFoundError(f"{name}: no such model directory, and not a hub id of the form 'org/name'")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(name, allow_patterns=HUB_FILES))
+    except LocalEntryNotFoundError:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        why = "HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached"
+        raise ModelNotFoundError(
+            f"{name}: not in the local Hugging Face cache and {why}; download it where there is "
+            f"internet (`hf download {name} --local-dir DIR`) and pass that directory instead"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelNotFoundError(f"{name}: no such model on the Hugging Face hub (or it is private)") from None
+    except HfHubHTTPError as e:
+        raise ModelNotFoundError(f"{name}: hub request failed ({e}); pass a local directory instead") from None
+
+
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+
+
+def load_preprocessor_config(path: Path) -> dict:
+    """The model's image preprocessing config (mean / std), read as plain JSON so no
+    image-processor backend (PIL, torchvision) is needed; {} when absent."""
+    import json
+
+    file = path / PREPROCESSOR_CONFIG
+    return json.loads(file.read_text()) if file.exists() else {}
+
+
+def image_stats(preprocessor: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of a preprocessor config; OpenAI CLIP's (also BLIP's) by default."""
+    from genact.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    return tuple(preprocessor.get("image_mean", OPENAI_CLIP_MEAN)), tuple(preprocessor.get("image_std", OPENAI_CLIP_STD))

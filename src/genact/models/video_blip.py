@@ -1,0 +1,253 @@
+"""VideoBlip: BLIP's image captioner turned into a video captioner (REST §3.2).
+
+Each of T frames goes through BLIP's ViT; after chosen layers a temporal adapter
+(depth-wise 3x3x3 Conv3d over the patch-token grid, residual, zero-initialised, CLS
+token untouched) mixes information across frames. The final tokens are averaged
+over T and BLIP's text decoder cross-attends to them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, BlipForConditionalGeneration, PreTrainedTokenizerBase
+
+from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
+from genact.data.transforms import VideoTransform
+from genact.models.hub import PREPROCESSOR_CONFIG, image_stats, load_preprocessor_config, resolve_model_dir
+
+VIDEO_CONFIG = "genact_video.json"
+ADAPTER_WEIGHTS = "adapters.safetensors"
+
+
+@dataclass
+class VideoBlipConfig:
+    """What makes a BLIP a VideoBlip; saved as genact_video.json beside BLIP's files."""
+
+    num_frames: int = 8
+    use_adapters: bool = True
+    adapter_layers: list[int] | None = None  # ViT layers followed by an adapter; None = all
+    prompt: str = "a video of"
+
+
+@dataclass
+class CaptionLMOutput:
+    loss: torch.Tensor  # () label-smoothed cross-entropy, mean over caption tokens
+    logprob: torch.Tensor  # (B,) summed log-likelihood of each caption's tokens
+    num_tokens: torch.Tensor  # (B,) caption tokens per sample (EOS included)
+
+
+class TemporalAdapter(nn.Module):
+    """Z + DWConv3d(Z) on patch tokens laid out as (B, d, T, H', W'); CLS untouched."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.conv = nn.Conv3d(dim, dim, kernel_size=3, padding=1, groups=dim)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, hidden: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """hidden: (B*T, 1 + H'W', d) -> same shape."""
+        cls, patches = hidden[:, :1], hidden[:, 1:]
+        bt, p, d = patches.shape
+        side = math.isqrt(p)
+        grid = patches.reshape(bt // num_frames, num_frames, side, side, d).permute(0, 4, 1, 2, 3)
+        mixed = self.conv(grid).permute(0, 2, 3, 4, 1).reshape(bt, p, d)
+        return torch.cat([cls, patches + mixed], dim=1)
+
+
+class VideoBlip(nn.Module):
+    """BLIP captioner over (B, T, 3, H, W) clips; see the module docstring."""
+
+    def __init__(
+        self,
+        blip: BlipForConditionalGeneration,
+        tokenizer: PreTrainedTokenizerBase,
+        config: VideoBlipConfig,
+        preprocessor: dict | None = None,
+    ):
+        super().__init__()
+        self.blip = blip
+        self.tokenizer = tokenizer
+        self.config = config
+        self.preprocessor = preprocessor or {}
+        num_layers = blip.config.vision_config.num_hidden_layers
+        layers = list(range(num_layers)) if config.adapter_layers is None else list(config.adapter_layers)
+        if any(not 0 <= i < num_layers for i in layers):
+            raise ValueError(f"adapter_layers {layers} outside the ViT's {num_layers} layers")
+        self.adapter_layers = layers if config.use_adapters else []
+        dim = blip.config.vision_config.hidden_size
+        self.adapters = nn.ModuleDict({str(i): TemporalAdapter(dim) for i in self.adapter_layers})
+        text = blip.config.text_config
+        self.bos_id, self.eos_id, self.pad_id = text.bos_token_id, text.sep_token_id, text.pad_token_id
+
+    # ---- loading and saving -------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, id_or_dir: str | os.PathLike, **overrides) -> "VideoBlip":
+        """Load an image BLIP (hub id or dir; adapters start at zero) or a saved VideoBlip.
+
+        `overrides` set VideoBlipConfig fields; a saved model's adapter layout is kept.
+        """
+        path = resolve_model_dir(id_or_dir)
+        blip = BlipForConditionalGeneration.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        saved = path / VIDEO_CONFIG
+        fields = json.loads(saved.read_text()) if saved.exists() else {}
+        if saved.exists():
+            for key in ("use_adapters", "adapter_layers"):
+                if key in overrides and overrides[key] != fields.get(key):
+                    raise ValueError(f"{path}: {key} is fixed by the saved model ({fields.get(key)})")
+        model = cls(blip, tokenizer, VideoBlipConfig(**{**fields, **overrides}), load_preprocessor_config(path))
+        if (path / ADAPTER_WEIGHTS).exists():
+            model.adapters.load_state_dict(load_file(path / ADAPTER_WEIGHTS))
+        return model
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write BLIP (safetensors + config), tokenizer, preprocessing config, adapters
+        and video config: the directory is all `from_pretrained` needs."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.blip.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        if self.preprocessor:
+            (directory / PREPROCESSOR_CONFIG).write_text(json.dumps(self.preprocessor, indent=2) + "\n")
+        if self.adapter_layers:
+            state = {k: v.detach().contiguous().cpu() for k, v in self.adapters.state_dict().items()}
+            save_file(state, directory / ADAPTER_WEIGHTS)
+        (directory / VIDEO_CONFIG).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+
+    def transform(self, train: bool = False) -> VideoTransform:
+        """The clip transform with BLIP's input size and its processor's mean / std."""
+        mean, std = image_stats(self.preprocessor)
+        return VideoTransform(size=self.blip.config.vision_config.image_size, mean=mean, std=std, train=train)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ---- video encoder ------------------------------------------------------
+    def encode_video(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (B, T, 3, H, W) -> cross-attention memory (B, 1 + H'W', d)."""
+        b, t = pixels.shape[:2]
+        vision = self.blip.vision_model
+        hidden = vision.embeddings(pixels.flatten(0, 1))
+        for i, layer in enumerate(vision.encoder.layers):
+            hidden = layer(hidden)
+            if str(i) in self.adapters:
+                hidden = self.adapters[str(i)](hidden, t)
+        hidden = vision.post_layernorm(hidden)
+        return hidden.view(b, t, *hidden.shape[1:]).mean(dim=1)
+
+    # ---- text ---------------------------------------------------------------
+    def prompt_ids(self, prompt: str | None = None) -> torch.Tensor:
+        """[BOS] + prompt tokens, (1, P)."""
+        ids = self.tokenizer(prompt if prompt is not None else self.config.prompt).input_ids[:-1]  # drop [SEP]
+        ids[0] = self.bos_id
+        return torch.tensor([ids], device=self.device)
+
+    def tokenize(self, captions: list[str], max_length: int = 40) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Prompt + caption + [SEP] -> (input_ids (B, L), attention_mask (B, L), prompt length)."""
+        texts = [f"{self.config.prompt} {c.strip()}" for c in captions]
+        enc = self.tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
+        ids = enc.input_ids.to(self.device)
+        ids[:, 0] = self.bos_id
+        return ids, enc.attention_mask.to(self.device), self.prompt_ids().shape[1]
+
+    def forward(self, pixels: torch.Tensor, captions: list[str], label_smoothing: float = 0.0) -> CaptionLMOutput:
+        """LM loss of `captions` (B strings) given clips (B, T, 3, H, W); prompt masked."""
+        ids, mask, prompt_len = self.tokenize(captions)
+        memory = self.encode_video(pixels)
+        return self.caption_loss(memory, ids, mask, prompt_len, label_smoothing)
+
+    def caption_loss(
+        self, memory: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int, label_smoothing: float = 0.0
+    ) -> CaptionLMOutput:
+        """memory (B, N, d), ids / mask (B, L) -> loss over the tokens after the prompt."""
+        if memory.shape[0] != ids.shape[0]:  # several captions per clip
+            memory = memory.repeat_interleave(ids.shape[0] // memory.shape[0], dim=0)
+        out = self.blip.text_decoder(
+            input_ids=ids,
+            attention_mask=mask,
+            encoder_hidden_states=memory,
+            return_dict=True,
+        )
+        logp = out.logits[:, :-1].float().log_softmax(-1)
+        targets = ids[:, 1:]
+        keep = mask[:, 1:].bool()
+        keep[:, : prompt_len - 1] = False
+        nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        per_token = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
+        keepf = keep.float()
+        loss = (per_token * keepf).sum() / keepf.sum().clamp(min=1)
+        return CaptionLMOutput(loss=loss, logprob=-(nll * keepf).sum(1), num_tokens=keep.sum(1))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        pixels: torch.Tensor,
+        num_beams: int = 3,
+        max_new_tokens: int = 30,
+        min_new_tokens: int = 3,
+        do_sample: bool = False,
+        num_return_sequences: int = 1,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        prompt: str | None = None,
+    ) -> list[str]:
+        """Captions for clips (B, T, 3, H, W): B * num_return_sequences strings,
+        grouped by clip, prompt stripped. Beam search by default, sampling with do_sample."""
+        memory = self.encode_video(pixels)
+        prompt = self.prompt_ids(prompt).expand(memory.shape[0], -1)
+        kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p) if do_sample else {}
+        out = self.blip.text_decoder.generate(
+            input_ids=prompt,
+            encoder_hidden_states=memory,
+            encoder_attention_mask=torch.ones(memory.shape[:2], dtype=torch.long, device=memory.device),
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+            num_beams=1 if do_sample else num_beams,
+            do_sample=do_sample,
+            num_return_sequences=num_return_sequences,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            repetition_penalty=repetition_penalty,
+            **kwargs,
+        )
+        texts = self.tokenizer.batch_decode(out[:, prompt.shape[1] :], skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+
+def caption_videos(
+    model: VideoBlip,
+    items: list[VideoItem],
+    batch_size: int = 8,
+    num_workers: int = 0,
+    report: SkipReport | None = None,
+    progress: bool = True,
+    **generate_kwargs,
+) -> dict[int, list[str]]:
+    """Caption every item (eval frame sampling). Returns {item index: captions}
+    (num_return_sequences per video); unreadable videos are absent and in `report`."""
+    report = report if report is not None else SkipReport()
+    dataset = VideoDataset(items, model.config.num_frames, model.transform(train=False))
+    loader = make_loader(dataset, batch_size, num_workers)
+    n = generate_kwargs.get("num_return_sequences", 1)
+    out: dict[int, list[str]] = {}
+    was_training = model.training
+    model.eval()
+    for batch in tqdm(iterate(loader, report), total=len(loader), desc="captioning", disable=not progress):
+        texts = model.generate(batch["pixels"].to(model.device), **generate_kwargs)
+        for j, idx in enumerate(batch["index"].tolist()):
+            out[idx] = texts[j * n : (j + 1) * n]
+    model.train(was_training)
+    return out

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+from genact.data import (
+    Fork, SkipReport, VideoDataset, VideoDecodeError, VideoItem, VideoTransform, iterate, make_loader, read_video,
+    sample_indices, write_video,
+)
+
+from conftest import frame_level, numbered_frames
+
+
+def test_eval_sampling_takes_segment_centres():
+    assert sample_indices(80, 8, train=False).tolist() == [5, 15, 25, 35, 45, 55, 65, 75]
+    assert sample_indices(8, 8, train=False).tolist() == list(range(8))
+
+
+def test_train_sampling_draws_one_frame_inside_each_segment():
+    rng = np.random.default_rng(0)
+    draws = np.stack([sample_indices(80, 8, True, rng) for _ in range(500)])
+    for seg in range(8):
+        assert draws[:, seg].min() == seg * 10 and draws[:, seg].max() == seg * 10 + 9
+    assert (np.diff(draws, axis=1) > 0).all()
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_short_clips_repeat_frames(train):
+    idx = sample_indices(3, 8, train, np.random.default_rng(1))
+    assert len(idx) == 8 and set(idx.tolist()) <= {0, 1, 2} and (np.diff(idx) >= 0).all()
+    assert sample_indices(1, 4, train).tolist() == [0, 0, 0, 0]
+
+
+def test_decode_returns_the_sampled_frames(make_video):
+    path = make_video("clip.mp4", numbered_frames(24))  # 3 s at 8 fps
+    clip = read_video(path, 8)
+    assert clip.shape == (8, 48, 64, 3) and clip.dtype == np.uint8
+    assert [frame_level(f) for f in clip] == sample_indices(24, 8, False).tolist()
+
+
+def test_decode_window_in_seconds(make_video):
+    path = make_video("long.mp4", numbered_frames(24))
+    clip = read_video(path, 4, start=1.0, end=2.0)  # frames 8..15
+    assert [frame_level(f) for f in clip] == [9, 11, 13, 15]
+
+
+def test_short_video_repeats_frames_when_decoded(make_video):
+    clip = read_video(make_video("short.mp4", numbered_frames(3)), 8)
+    assert [frame_level(f) for f in clip] == sample_indices(3, 8, False).tolist()
+
+
+@pytest.mark.parametrize("ext,codec", [(".avi", "mpeg4"), (".mkv", "libx264"), (".webm", "libvpx-vp9")])
+def test_other_containers(tmp_path, ext, codec):
+    path = tmp_path / f"clip{ext}"
+    try:
+        write_video(path, numbered_frames(16), codec=codec)
+    except Exception as e:  # the encoder, not our decoder, is missing from this FFmpeg build
+        pytest.skip(f"cannot write {ext} here: {e}")
+    assert [frame_level(f) for f in read_video(path, 4)] == [2, 6, 10, 14]
+
+
+def test_unreadable_files_raise_one_error_naming_the_path(tmp_path, make_video):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(b"\x00not a video" * 500)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(make_video("whole.mp4").read_bytes()[:700])
+    for path, why in [(tmp_path / "missing.mp4", "not found"), (empty, "empty"), (garbage, "cannot open"),
+                      (truncated, "cannot open")]:
+        with pytest.raises(VideoDecodeError, match=why) as err:
+            read_video(path, 8)
+        assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_dataset_skips_and_reports_bad_videos(tmp_path, make_video):
+    good = make_video("good.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"junk")
+    items = [VideoItem(str(good), 1), VideoItem(str(bad), 0), VideoItem(str(tmp_path / "gone.mp4")), VideoItem(str(good))]
+    ds = VideoDataset(items, 4, VideoTransform(size=32))
+    report = SkipReport()
+    batches = list(iterate(make_loader(ds, batch_size=2, num_workers=2), report))
+    assert [b["index"].tolist() for b in batches] == [[0], [3]]
+    assert batches[0]["pixels"].shape == (1, 4, 3, 32, 32) and batches[1]["label"].tolist() == [-1]
+    assert sorted(p for p, _ in report.skipped) == sorted([str(bad), str(tmp_path / "gone.mp4")])
+    assert "skipped 2 unreadable" in report.summary()
+
+
+def test_eval_transform_resizes_crops_and_normalises():
+    frames = np.full((2, 40, 60, 3), 255, np.uint8)
+    t = VideoTransform(size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    out = t(frames)
+    assert out.shape == (2, 3, 32, 32) and torch.allclose(out, torch.full_like(out, 2.0))
+
+
+def test_train_augmentation_is_identical_across_frames():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (1, 50, 70, 3), dtype=np.uint8)
+    clip = np.repeat(image, 4, axis=0)
+    t = VideoTransform(size=32, train=True, seed=0)
+    outs = [t(clip) for _ in range(20)]
+    for out in outs:
+        assert out.shape == (4, 3, 32, 32)
+        assert torch.allclose(out[0], out[1:], atol=1e-6)  # one draw for the clip
+    assert not all(torch.allclose(outs[0], o) for o in outs[1:])  # but draws differ between calls
+    gray = [o for o in outs if torch.allclose(o[:, 0] * 0.26862954 + 0.48145466, o[:, 1] * 0.26130258 + 0.4578275, atol=1e-5)]
+    assert 0 < len(gray) < len(outs)
+
+
+def test_fork_applies_two_model_transforms_to_one_clip(make_video):
+    ds = VideoDataset([VideoItem(str(make_video()))], 4, Fork(VideoTransform(size=32), VideoTransform(size=16)))
+    batch = next(iterate(make_loader(ds, 1), SkipReport()))
+    assert [p.shape for p in batch["pixels"]] == [(1, 4, 3, 32, 32), (1, 4, 3, 16, 16)]

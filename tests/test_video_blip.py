@@ -1,0 +1,113 @@
+import json
+
+import pytest
+import torch
+from transformers import BlipForConditionalGeneration
+
+from genact.models import VideoBlip
+
+
+@pytest.fixture(scope="module")
+def blip_dir(tiny_blip_dir):
+    return tiny_blip_dir
+
+
+def random_adapters(model: VideoBlip, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.adapters.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def test_static_video_with_zero_adapters_equals_the_image_model(blip_dir):
+    image_model = BlipForConditionalGeneration.from_pretrained(blip_dir).eval()
+    video_model = VideoBlip.from_pretrained(blip_dir, num_frames=4).eval()
+    assert len(video_model.adapters) == 2  # one after each ViT layer
+    image = torch.randn(2, 3, 32, 32)
+    video = image.unsqueeze(1).expand(-1, 4, -1, -1, -1)
+    ids, mask, _ = video_model.tokenize(["a man is playing a guitar", "dog"])
+    with torch.no_grad():
+        expected = image_model(pixel_values=image, input_ids=ids, attention_mask=mask).logits
+        got = video_model.blip.text_decoder(
+            input_ids=ids, attention_mask=mask, encoder_hidden_states=video_model.encode_video(video)).logits
+        assert torch.allclose(got, expected, atol=1e-5)
+        random_adapters(video_model)  # trained adapters do mix frames: the test is not vacuous
+        moved = video_model.blip.text_decoder(
+            input_ids=ids, attention_mask=mask, encoder_hidden_states=video_model.encode_video(video)).logits
+        assert not torch.allclose(moved, expected, atol=1e-3)
+
+
+def test_adapters_leave_cls_token_alone_and_can_be_switched_off(blip_dir):
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=4)
+    random_adapters(model)
+    hidden = torch.randn(2 * 4, 1 + 16, 32)
+    out = model.adapters["0"](hidden, 4)
+    assert torch.equal(out[:, 0], hidden[:, 0]) and not torch.allclose(out[:, 1:], hidden[:, 1:])
+    plain = VideoBlip.from_pretrained(blip_dir, use_adapters=False)
+    assert len(plain.adapters) == 0
+    subset = VideoBlip.from_pretrained(blip_dir, adapter_layers=[1])
+    assert list(subset.adapters) == ["1"]
+    with pytest.raises(ValueError, match="outside"):
+        VideoBlip.from_pretrained(blip_dir, adapter_layers=[5])
+
+
+def test_gradients_reach_adapters_vit_and_decoder(blip_dir):
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=4)
+    out = model(torch.randn(2, 4, 3, 32, 32), ["a person is dancing", "someone is cooking food"], label_smoothing=0.2)
+    out.loss.backward()
+    for name in ["adapters.0.conv.weight", "adapters.1.conv.weight", "blip.vision_model.encoder.layers.0.mlp.fc1.weight",
+                 "blip.vision_model.embeddings.patch_embedding.weight",
+                 "blip.text_decoder.bert.encoder.layer.0.crossattention.self.key.weight"]:
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_loss_covers_caption_tokens_only(blip_dir):
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=2).eval()
+    captions = ["a man is playing a guitar", "dog"]
+    pixels = torch.randn(2, 2, 3, 32, 32)
+    out = model(pixels, captions)
+    caption_lengths = [len(model.tokenizer(c).input_ids) - 1 for c in captions]  # tokens + [SEP], no [CLS]
+    assert out.num_tokens.tolist() == caption_lengths
+    # by hand: log-probabilities of the caption tokens that follow the prompt
+    ids, mask, prompt_len = model.tokenize(captions)
+    with torch.no_grad():
+        logits = model.blip.text_decoder(input_ids=ids, attention_mask=mask,
+                                         encoder_hidden_states=model.encode_video(pixels)).logits
+    logp = logits.log_softmax(-1)
+    for b, n in enumerate(caption_lengths):
+        expected = sum(logp[b, t - 1, ids[b, t]] for t in range(prompt_len, prompt_len + n))
+        assert torch.allclose(out.logprob[b], expected, atol=1e-4)
+    assert torch.allclose(out.loss, -out.logprob.sum() / sum(caption_lengths), atol=1e-5)
+    smoothed = model(pixels, captions, label_smoothing=0.2)
+    uniform_ce = sum(-logp[b, t - 1].mean() for b, n in enumerate(caption_lengths)
+                     for t in range(prompt_len, prompt_len + n)) / sum(caption_lengths)
+    assert torch.allclose(smoothed.logprob, out.logprob)
+    assert torch.allclose(smoothed.loss, 0.8 * out.loss + 0.2 * uniform_ce, atol=1e-5)
+
+
+def test_fitting_a_caption_then_generating_it_back(blip_dir, tmp_path):
+    torch.manual_seed(0)
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=2)
+    pixels = torch.randn(2, 2, 3, 32, 32)
+    captions = ["a man is playing a guitar on a stage", "a dog runs in the park"]
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(80):
+        opt.zero_grad()
+        model(pixels, captions).loss.backward()
+        opt.step()
+    model.eval()
+    assert model.generate(pixels, num_beams=3) == captions  # prompt stripped, one per clip
+    sampled = model.generate(pixels, do_sample=True, num_return_sequences=3, top_k=5)
+    assert len(sampled) == 6 and all(isinstance(s, str) for s in sampled)
+    # save / load round trip gives identical captions and logits
+    random_adapters(model, seed=3)
+    before = model.generate(pixels, num_beams=3)
+    model.save_pretrained(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "genact_video.json").read_text())
+    assert saved["num_frames"] == 2 and (tmp_path / "saved" / "adapters.safetensors").exists()
+    loaded = VideoBlip.from_pretrained(tmp_path / "saved").eval()
+    assert loaded.generate(pixels, num_beams=3) == before
+    assert torch.allclose(loaded(pixels, captions).logprob, model(pixels, captions).logprob, atol=1e-5)
+    with pytest.raises(ValueError, match="fixed by the saved model"):
+        VideoBlip.from_pretrained(tmp_path / "saved", use_adapters=False)
