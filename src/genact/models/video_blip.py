@@ -195,7 +195,7 @@ class VideoBlip(nn.Module):
         pixels: torch.Tensor,
         num_beams: int = 3,
         max_new_tokens: int = 30,
-        min_new_tokens: int = 3,
+        min_new_tokens: int = 1,
         do_sample: bool = False,
         num_return_sequences: int = 1,
         temperature: float = 1.0,

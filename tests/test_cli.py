@@ -1,0 +1,91 @@
+"""The two commands end to end, run as a user runs them (`python -m genact ...`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from genact.data import read_video, write_video
+from genact.models import VideoBlip
+
+CAPTIONS = ["swimming", "playing guitar"]
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "genact", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_blip_dir, tmp_path_factory):
+    """Two generated videos and a tiny VideoBlip fitted to caption them, saved to disk."""
+    root = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    videos = []
+    for i, name in enumerate(["blue.mp4", "red.mp4"]):
+        frames = rng.integers(0, 60, (16, 48, 64, 3), dtype=np.uint8)
+        frames[..., 2 - 2 * i] += 180  # one is blue, the other red
+        write_video(root / name, frames)
+        videos.append(root / name)
+    torch.manual_seed(0)
+    model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=4)
+    t = model.transform()
+    pixels = torch.stack([t(read_video(v, 4)) for v in videos])
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(80):
+        opt.zero_grad()
+        model(pixels, CAPTIONS).loss.backward()
+        opt.step()
+    model.save_pretrained(root / "model")
+    return root, videos
+
+
+def test_caption_prints_one_caption_per_video(fitted, tmp_path):
+    root, videos = fitted
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    out = run("caption", *videos, broken, "--model", root / "model", "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [(r["video"], r["caption"]) for r in rows] == list(zip(map(str, videos), CAPTIONS))
+    assert f"skipped 1 unreadable video(s), e.g. {broken}: cannot open" in out.stderr
+    text = run("caption", videos[1], "--model", root / "model", "--frames", "4", "--beams", "2", "--quiet")
+    assert text.stdout.strip() == f"{videos[1]}\tplaying guitar"
+
+
+def test_classify_maps_captions_to_the_class_list(fitted, tiny_clip_dir, tmp_path):
+    root, videos = fitted
+    classes = tmp_path / "classes.txt"
+    classes.write_text("riding a bike\nplaying guitar\nswimming\n")
+    out = run("classify", root, "--model", root / "model", "--clip", tiny_clip_dir, "--classes", classes,
+              "--json", "--topk", "3", "--quiet")
+    assert out.returncode == 0, out.stderr
+    rows = {os.path.basename(r["video"]): r for r in json.loads(out.stdout)}
+    assert set(rows) == {"blue.mp4", "red.mp4"}  # the folder stands for its videos; model files are skipped
+    for name, caption in zip(["blue.mp4", "red.mp4"], CAPTIONS):
+        assert rows[name]["caption"] == caption
+        top = rows[name]["top"]
+        assert len(top) == 3 and top[0]["class"] == caption and top[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    text = run("classify", videos[0], "--model", root / "model", "--clip", tiny_clip_dir, "--classes", classes,
+               "--template", "a video of {}.", "--quiet")
+    assert text.returncode == 0 and "caption: swimming" in text.stdout and "  1. " in text.stdout
+
+
+def test_offline_hub_id_gives_one_clear_line(fitted, tmp_path):
+    root, videos = fitted
+    out = run("caption", videos[0], "--model", "Salesforce/blip-image-captioning-base",
+              env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "HF_HUB_OFFLINE" in lines[0] and "pass that directory" in lines[0]
+    missing = run("caption", videos[0], "--model", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "no such model directory" in missing.stderr
+
+
+def test_help_lists_the_commands():
+    out = run("--help")
+    assert out.returncode == 0 and "caption" in out.stdout and "classify" in out.stdout
