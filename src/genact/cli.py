@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = args.func(args)
     except (ModelNotFoundError, ConfigError, VideoDecodeError, FileNotFoundError, ValueError) as e:
+        if args.verbose:
+            raise
         print(f"genact: error: {e}", file=sys.stderr)
         code = 2
     sys.exit(code)
