@@ -31,7 +31,9 @@ class VideoDataset(Dataset):
     """Decodes T frames per item and applies `transform` to the uint8 (T, H, W, 3) clip.
 
     A sample is a dict: index, path, label (-1 when unlabelled), pixels (whatever the
-    transform returns; the raw uint8 clip without one). An unreadable video gives
+    transform returns; the raw uint8 clip without one). In training, frame sampling
+    and augmentation draw from an RNG seeded by (seed, epoch, index): a sample is
+    the same whatever the worker count, and a resumed run sees the same data. An unreadable video gives
     a sample with `error` set instead of pixels; `collate_videos` drops it and
     `iterate` counts and reports it.
     """
@@ -40,13 +42,20 @@ class VideoDataset(Dataset):
         self,
         items: list[VideoItem],
         num_frames: int = 8,
-        transform: Callable[[np.ndarray], Any] | None = None,
+        transform: Callable[..., Any] | None = None,
         train: bool = False,
+        seed: int = 0,
     ):
         self.items = items
         self.num_frames = num_frames
         self.transform = transform
         self.train = train
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fresh random draws each epoch (call before iterating)."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.items)
@@ -54,14 +63,17 @@ class VideoDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.items[index]
         sample: dict[str, Any] = {"index": index, "path": item.path, "label": -1 if item.label is None else item.label}
-        # DataLoader seeds `random` per worker; derive numpy's draw from it.
-        rng = np.random.default_rng(random.getrandbits(64)) if self.train else None
+        np_rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         try:
-            frames = read_video(item.path, self.num_frames, self.train, item.start, item.end, rng)
+            frames = read_video(item.path, self.num_frames, self.train, item.start, item.end, np_rng)
         except VideoDecodeError as e:
             sample["error"] = str(e)
             return sample
-        sample["pixels"] = self.transform(frames) if self.transform is not None else torch.from_numpy(frames)
+        if self.transform is None:
+            sample["pixels"] = torch.from_numpy(frames)
+        else:
+            rng = random.Random(int(np_rng.integers(2**63))) if self.train else None
+            sample["pixels"] = self.transform(frames, rng)
         return sample
 
 

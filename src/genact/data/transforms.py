@@ -109,16 +109,18 @@ class VideoTransform:
         # Without a seed, use the `random` module: DataLoader re-seeds it in every worker.
         self.rng = random.Random(self.seed) if self.seed is not None else random
 
-    def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def __call__(self, frames: np.ndarray | torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
+        """`rng` makes the draw reproducible per sample (VideoDataset passes one)."""
+        rng = rng if rng is not None else self.rng
         x = to_float_tchw(frames)
         if self.train:
             x = resize_short_side(x, self.short_side or round(self.size * 256 / 224))
-            x = multi_scale_crop(x, self.size, rng=self.rng)
-            if self.rng.random() < self.flip_p:
+            x = multi_scale_crop(x, self.size, rng=rng)
+            if rng.random() < self.flip_p:
                 x = x.flip(-1)
-            if self.rng.random() < self.jitter_p:
-                x = color_jitter(x, rng=self.rng)
-            if self.rng.random() < self.gray_p:
+            if rng.random() < self.jitter_p:
+                x = color_jitter(x, rng=rng)
+            if rng.random() < self.gray_p:
                 x = _gray(x).expand(-1, 3, -1, -1)
         else:
             x = center_crop(resize_short_side(x, self.size), self.size)
@@ -133,5 +135,5 @@ class Fork:
     def __init__(self, *transforms):
         self.transforms = transforms
 
-    def __call__(self, frames: np.ndarray) -> tuple[torch.Tensor, ...]:
-        return tuple(t(frames) for t in self.transforms)
+    def __call__(self, frames: np.ndarray, rng: random.Random | None = None) -> tuple[torch.Tensor, ...]:
+        return tuple(t(frames, rng) for t in self.transforms)

@@ -190,9 +190,16 @@ class VideoBlip(nn.Module):
         return CaptionLMOutput(loss=loss, logprob=-(nll * keepf).sum(1), num_tokens=keep.sum(1))
 
     @torch.no_grad()
-    def generate(
+    def generate(self, pixels: torch.Tensor, **kwargs) -> list[str]:
+        """Captions for clips (B, T, 3, H, W): B * num_return_sequences strings, grouped
+        by clip, prompt stripped. Beam search by default, sampling with do_sample=True;
+        see `generate_from_memory` for the options."""
+        return self.generate_from_memory(self.encode_video(pixels), **kwargs)
+
+    @torch.no_grad()
+    def generate_from_memory(
         self,
-        pixels: torch.Tensor,
+        memory: torch.Tensor,
         num_beams: int = 3,
         max_new_tokens: int = 30,
         min_new_tokens: int = 1,
@@ -204,13 +211,12 @@ class VideoBlip(nn.Module):
         repetition_penalty: float = 1.0,
         prompt: str | None = None,
     ) -> list[str]:
-        """Captions for clips (B, T, 3, H, W): B * num_return_sequences strings,
-        grouped by clip, prompt stripped. Beam search by default, sampling with do_sample."""
-        memory = self.encode_video(pixels)
-        prompt = self.prompt_ids(prompt).expand(memory.shape[0], -1)
+        """Decode captions from encoded clips, memory (B, N, d) from `encode_video`,
+        so one encoding can serve several prompts."""
+        prompt_ids = self.prompt_ids(prompt).expand(memory.shape[0], -1)
         kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p) if do_sample else {}
         out = self.blip.text_decoder.generate(
-            input_ids=prompt,
+            input_ids=prompt_ids,
             encoder_hidden_states=memory,
             encoder_attention_mask=torch.ones(memory.shape[:2], dtype=torch.long, device=memory.device),
             eos_token_id=self.eos_id,
@@ -223,9 +229,8 @@ class VideoBlip(nn.Module):
             repetition_penalty=repetition_penalty,
             **kwargs,
         )
-        texts = self.tokenizer.batch_decode(out[:, prompt.shape[1] :], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(out[:, prompt_ids.shape[1] :], skip_special_tokens=True)
         return [t.strip() for t in texts]
-
 
 def caption_videos(
     model: VideoBlip,
