@@ -33,9 +33,9 @@ class VideoDataset(Dataset):
     A sample is a dict: index, path, label (-1 when unlabelled), pixels (whatever the
     transform returns; the raw uint8 clip without one). In training, frame sampling
     and augmentation draw from an RNG seeded by (seed, epoch, index): a sample is
-    the same whatever the worker count, and a resumed run sees the same data. An unreadable video gives
-    a sample with `error` set instead of pixels; `collate_videos` drops it and
-    `iterate` counts and reports it.
+    the same whatever the worker count, and a resumed run sees the same data.
+    An unreadable video gives a sample with `error` set instead of pixels;
+    `collate_videos` drops it and `iterate` counts and reports it.
     """
 
     def __init__(

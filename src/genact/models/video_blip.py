@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -232,6 +233,31 @@ class VideoBlip(nn.Module):
         texts = self.tokenizer.batch_decode(out[:, prompt_ids.shape[1] :], skip_special_tokens=True)
         return [t.strip() for t in texts]
 
+
+def eval_batches(
+    model: VideoBlip,
+    items: list[VideoItem],
+    num_frames: int,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    report: SkipReport | None = None,
+    progress: bool = True,
+    desc: str = "captioning",
+) -> Iterator[dict]:
+    """Batches of eval-sampled clips in `model`'s input format, with a progress bar;
+    the model is in eval mode (and no_grad) while they are consumed. Unreadable videos
+    are left out and recorded in `report`."""
+    report = report if report is not None else SkipReport()
+    loader = make_loader(VideoDataset(items, num_frames, model.transform(train=False)), batch_size, num_workers)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield from tqdm(iterate(loader, report), total=len(loader), desc=desc, disable=not progress)
+    finally:
+        model.train(was_training)
+
+
 def caption_videos(
     model: VideoBlip,
     items: list[VideoItem],
@@ -243,16 +269,11 @@ def caption_videos(
 ) -> dict[int, list[str]]:
     """Caption every item (eval frame sampling). Returns {item index: captions}
     (num_return_sequences per video); unreadable videos are absent and in `report`."""
-    report = report if report is not None else SkipReport()
-    dataset = VideoDataset(items, model.config.num_frames, model.transform(train=False))
-    loader = make_loader(dataset, batch_size, num_workers)
     n = generate_kwargs.get("num_return_sequences", 1)
     out: dict[int, list[str]] = {}
-    was_training = model.training
-    model.eval()
-    for batch in tqdm(iterate(loader, report), total=len(loader), desc="captioning", disable=not progress):
+    batches = eval_batches(model, items, model.config.num_frames, batch_size, num_workers, report, progress)
+    for batch in batches:
         texts = model.generate(batch["pixels"].to(model.device), **generate_kwargs)
         for j, idx in enumerate(batch["index"].tolist()):
             out[idx] = texts[j * n : (j + 1) * n]
-    model.train(was_training)
     return out

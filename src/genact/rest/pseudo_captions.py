@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-from tqdm.auto import tqdm
-
-from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
-from genact.models.video_blip import VideoBlip
+from genact.data.datasets import SkipReport, VideoItem
+from genact.models.video_blip import VideoBlip, eval_batches
 
 DEFAULT_PROMPTS = ("a video of", "a person is", "someone is")
 
@@ -31,24 +28,18 @@ def frame_captions(
     the caption. Duplicates are merged. Returns {item index: distinct captions};
     unreadable videos are absent and counted in `report`.
     """
-    report = report if report is not None else SkipReport()
-    dataset = VideoDataset(items, num_frames, model.transform(train=False))
-    loader = make_loader(dataset, batch_size, num_workers)
     out: dict[int, list[str]] = {}
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for batch in tqdm(iterate(loader, report), total=len(loader), desc="initial captions", disable=not progress):
-            pixels = batch["pixels"].to(model.device)
-            b, t = pixels.shape[:2]
-            memory = model.encode_video(pixels.flatten(0, 1).unsqueeze(1))  # (B*T, N, d)
-            per_video: list[list[str]] = [[] for _ in range(b)]
-            for prompt in prompts:
-                texts = model.generate_from_memory(memory, prompt=prompt, **generate_kwargs)
-                keep_prompt = prompt.strip() != model.config.prompt.strip()
-                for j, text in enumerate(texts):
-                    per_video[j // t].append(f"{prompt} {text}".strip() if keep_prompt else text)
-            for idx, caps in zip(batch["index"].tolist(), per_video):
-                out[idx] = list(dict.fromkeys(c for c in caps if c))
-    model.train(was_training)
+    batches = eval_batches(model, items, num_frames, batch_size, num_workers, report, progress, "initial captions")
+    for batch in batches:
+        pixels = batch["pixels"].to(model.device)
+        b, t = pixels.shape[:2]
+        memory = model.encode_video(pixels.flatten(0, 1).unsqueeze(1))  # (B*T, N, d)
+        per_video: list[list[str]] = [[] for _ in range(b)]
+        for prompt in prompts:
+            texts = model.generate_from_memory(memory, prompt=prompt, **generate_kwargs)
+            keep_prompt = prompt.strip() != model.config.prompt.strip()
+            for j, text in enumerate(texts):
+                per_video[j // t].append(f"{prompt} {text}".strip() if keep_prompt else text)
+        for idx, caps in zip(batch["index"].tolist(), per_video):
+            out[idx] = list(dict.fromkeys(c for c in caps if c))
     return out
