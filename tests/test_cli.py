@@ -89,3 +89,22 @@ def test_offline_hub_id_gives_one_clear_line(fitted, tmp_path):
 def test_help_lists_the_commands():
     out = run("--help")
     assert out.returncode == 0 and "caption" in out.stdout and "classify" in out.stdout
+
+
+def test_supervised_trains_on_class_names_and_refuses_to_overwrite(fitted, tiny_blip_dir, tmp_path):
+    root, videos = fitted
+    listing = tmp_path / "train.txt"
+    listing.write_text("".join(f"{v.name} {name}\n" for v, name in zip(videos * 2, ["swimming", "surfing"] * 2)))
+    args = ["supervised", f"data.root={root}", "data.format=list", f"data.list={listing}", f"model.blip={tiny_blip_dir}",
+            "data.frames=2", "data.num_workers=0", "optim.epochs=3", "optim.global_batch=2", "optim.batch_size=1",
+            "optim.lr=1e-2", f"run.dir={tmp_path / 'run'}", "run.progress=false"]
+    out = run(*args)
+    assert out.returncode == 0, out.stderr
+    assert f"trained model in {tmp_path / 'run' / 'final'}" in out.stderr
+    train = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(train) == 3 and train[-1]["loss"] < train[0]["loss"]
+    model = VideoBlip.from_pretrained(tmp_path / "run" / "final")
+    assert model.config.num_frames == 2
+    again = run(*args)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "holds a run already; pass --resume" in again.stderr

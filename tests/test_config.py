@@ -37,3 +37,17 @@ def test_yaml_then_overrides_with_types_checked(tmp_path):
 def test_bad_overrides_fail_before_the_run(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(Run, None, [override])
+
+
+def test_shipped_configs_load_into_their_dataclasses():
+    from pathlib import Path
+
+    from genact.config import RestConfig, SupervisedConfig
+
+    configs = Path(__file__).parents[1] / "configs"
+    rest = load_config(RestConfig, configs / "rest_k400.yaml", ["rest.neighbours=1"])
+    assert (rest.rest.neighbours, rest.rest.keep, rest.rest.epochs_per_round, rest.optim.epochs) == (1, 3, 10, 60)
+    assert rest.optim.betas == [0.9, 0.98] and rest.optim.lr == 2e-5 and rest.optim.label_smoothing == 0.2
+    assert rest.rest.prompts == ["a video of", "a person is", "someone is"]
+    sup = load_config(SupervisedConfig, configs / "supervised_k400.yaml")
+    assert sup.data.format == "kinetics" and sup.run.dir == "runs/supervised_k400"

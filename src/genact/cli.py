@@ -113,6 +113,45 @@ def cmd_classify(args) -> int:
     return _finish(report, len(rows))
 
 
+def _settings(args, cls):
+    """A run config from `CONFIG.yaml key=value ...` (the file is optional)."""
+    from genact.config import ConfigError, load_config
+
+    files = [s for s in args.settings if "=" not in s]
+    overrides = [s for s in args.settings if "=" in s]
+    if len(files) > 1:
+        raise ConfigError(f"one config file at most, got {files}")
+    if args.resume:
+        overrides.append("run.resume=auto")
+    return load_config(cls, files[0] if files else None, overrides)
+
+
+def cmd_rest(args) -> int:
+    from genact.config import RestConfig
+    from genact.rest.run import run_rest
+
+    final = run_rest(_settings(args, RestConfig))
+    if final is not None and int(os.environ.get("RANK", "0")) == 0:
+        print(f"genact: trained model in {final}", file=sys.stderr)
+    return 0
+
+
+def cmd_supervised(args) -> int:
+    from genact.config import SupervisedConfig
+    from genact.rest.run import run_supervised
+
+    final = run_supervised(_settings(args, SupervisedConfig))
+    if final is not None and int(os.environ.get("RANK", "0")) == 0:
+        print(f"genact: trained model in {final}", file=sys.stderr)
+    return 0
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("settings", nargs="*", metavar="CONFIG.yaml | key=value",
+                   help="a config file from configs/, then overrides such as optim.lr=1e-5 run.dir=runs/x")
+    p.add_argument("--resume", action="store_true", help="continue the run in run.dir (same as run.resume=auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from genact import __version__
 
@@ -135,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class prompt template such as 'a video of {}.' (repeat to average several)")
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("rest", help="REST: self-train a video captioner on unlabelled videos (torchrun for many GPUs)")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_rest)
+
+    p = sub.add_parser("supervised", help="baseline 'GAR + class labels': train on class names as captions")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_supervised)
     return parser
 
 

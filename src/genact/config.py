@@ -13,6 +13,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import yaml
@@ -120,3 +121,105 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write a config as YAML (what a run used, for the record and for resume)."""
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+# ---- the run configs -----------------------------------------------------------------
+DEFAULT_PROMPTS = ("a video of", "a person is", "someone is")  # REST's initial captioning prompts
+
+# One dataclass per section; `configs/*.yaml` set them and `key=value` overrides them
+# (`optim.lr=1e-5`, `rest.neighbours=1`).
+
+
+@dataclass
+class DataConfig:
+    """Which videos to train on. `format`: folder (every video below `root`,
+    unlabelled), list (`list` file of `path label` lines, optional `classes` file),
+    kinetics (`list` = the Kinetics CSV, `subset` its split column), hmdb51 / ucf101
+    (`list` = the official split folder, `split`, `subset`)."""
+
+    format: str = "folder"
+    root: str = ""
+    list: str | None = None
+    classes: str | None = None
+    subset: str | None = "train"
+    split: int = 1
+    frames: int = 8
+    num_workers: int = 4
+    limit: int | None = None  # first N videos only (quick trials)
+
+
+@dataclass
+class ModelConfig:
+    blip: str = "Salesforce/blip-image-captioning-base"  # image BLIP or a genact model: hub id or dir
+    clip: str = "openai/clip-vit-base-patch16"
+    use_adapters: bool = True
+    adapter_layers: list[int] | None = None  # None = after every ViT layer
+    prompt: str = "a video of"
+
+
+@dataclass
+class OptimConfig:
+    """REST Table 10: AdamW (0.9, 0.98), wd 0.001, cosine 2e-5 -> 2e-8, batch 64, LS 0.2."""
+
+    epochs: int = 60
+    lr: float = 2e-5
+    min_lr: float = 2e-8
+    warmup_steps: int = 0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.001
+    label_smoothing: float = 0.2
+    global_batch: int = 64  # videos per optimizer step, over all processes
+    batch_size: int = 8  # videos per process per forward pass (gradient accumulation fills the rest)
+    grad_clip: float | None = None
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs/rest"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda (under torchrun: the local GPU)
+    resume: str = "no"  # no | auto (continue the run in `dir` if it has started)
+    log_every: int = 10  # optimizer steps between metric lines
+    checkpoint_every: int = 500  # optimizer steps between checkpoints (and at every epoch end)
+    keep_checkpoints: int = 2
+    stop_at_step: int | None = None  # leave cleanly after this optimizer step (time-limited jobs)
+    tensorboard: bool = True
+    progress: bool = True
+    dist_timeout_min: int = 120  # collective timeout: rank 0 alone runs the retrieval
+
+
+@dataclass
+class RestStepsConfig:
+    """Algorithm 1's knobs and the ablation switches of REST §4."""
+
+    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    neighbours: int = 2000  # H; 1 = self-training only
+    keep: int = 3  # K captions per video
+    epochs_per_round: int = 10  # R
+    retrieval_rounds: int | None = None  # N_I: rounds that retrieve from neighbours; later ones use H = 1
+    num_beams: int = 3
+    max_new_tokens: int = 30
+    caption_batch: int = 16  # videos per captioning batch
+    clip_batch: int = 32
+    feature_dtype: str = "float16"  # of the stored CLIP features
+    chunk: int = 1024  # videos captioned between progress records (resume granularity)
+
+
+@dataclass
+class RestConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    rest: RestStepsConfig = field(default_factory=RestStepsConfig)
+
+
+@dataclass
+class SupervisedConfig:
+    """"GAR + class labels": the same model and optimiser, captions = class names."""
+
+    run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/supervised"))
+    data: DataConfig = field(default_factory=lambda: DataConfig(format="kinetics"))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10))

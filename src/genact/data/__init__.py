@@ -3,6 +3,7 @@
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, collate_videos, iterate, make_loader
 from genact.data.splits import (
     Split,
+    load_split,
     read_class_file,
     read_folder,
     read_hmdb51,
@@ -17,7 +18,7 @@ from genact.data.video import VideoDecodeError, read_video, sample_indices, writ
 
 __all__ = [
     "Fork", "SkipReport", "Split", "VideoDataset", "VideoDecodeError", "VideoItem", "VideoTransform",
-    "collate_videos", "iterate", "make_loader", "read_class_file", "read_folder", "read_hmdb51",
+    "collate_videos", "iterate", "load_split", "make_loader", "read_class_file", "read_folder", "read_hmdb51",
     "read_k600_zs", "read_kinetics_csv", "read_list", "read_ucf101", "read_video", "readable_name",
     "sample_indices", "write_video",
 ]

@@ -105,9 +105,13 @@ def make_loader(
     shuffle: bool = False,
     sampler: torch.utils.data.Sampler | None = None,
     drop_last: bool = False,
+    batch_sampler: list[list[int]] | None = None,
 ) -> DataLoader:
     """DataLoader with genact's collate, pinned memory on GPU machines and
-    persistent workers."""
+    persistent workers; `batch_sampler` (lists of indices) fixes every batch."""
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_videos,
+                          pin_memory=torch.cuda.is_available())
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -227,3 +227,30 @@ def read_folder(root: str | os.PathLike) -> Split:
     if not paths:
         raise FileNotFoundError(f"{root}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
     return Split([VideoItem(p) for p in paths], [])
+
+
+def load_split(
+    format: str, root: str, list_file: str | None = None, classes: str | None = None,
+    subset: str | None = None, split: int = 1, limit: int | None = None,
+) -> Split:
+    """The split a run config names (see `genact.config.DataConfig`); `limit` keeps
+    the first N videos."""
+    if format == "folder":
+        out = read_folder(root)
+    elif list_file is None:
+        raise ValueError(f"data.format={format} needs data.list (the split file or folder)")
+    elif format == "list":
+        out = read_list(list_file, root, classes)
+    elif format == "kinetics":
+        out = read_kinetics_csv(list_file, root, subset)
+    elif format == "hmdb51":
+        out = read_hmdb51(list_file, root, split, subset or "train")
+    elif format == "ucf101":
+        out = read_ucf101(list_file, root, split, subset or "train")
+    else:
+        raise ValueError(f"data.format={format!r}: expected folder, list, kinetics, hmdb51 or ucf101")
+    if limit is not None:
+        out = Split(out.items[:limit], out.class_names, out.missing)
+    if not out.items:
+        raise ValueError(f"{list_file or root}: the split has no videos")
+    return out

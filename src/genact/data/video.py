@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -155,6 +156,7 @@ def read_video(
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264") -> None:
     """Write uint8 (T, H, W, 3) frames as a video file (H and W even for H.264)."""
     frames = np.asarray(frames, dtype=np.uint8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps))
         stream.height, stream.width = frames.shape[1], frames.shape[2]

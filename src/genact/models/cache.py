@@ -38,7 +38,9 @@ class EmbeddingCache:
         complete = min(len(keys), stored)
         for i, line in enumerate(keys[:complete]):
             self.rows.setdefault(json.loads(line), i)
-        self._truncate(complete)
+        size = self._vectors_file.stat().st_size if self._vectors_file.exists() else 0
+        if len(keys) != complete or size != complete * dim * self.dtype.itemsize:  # only then write on open
+            self._truncate(complete)
         self._matrix: np.ndarray | None = None
 
     def _truncate(self, rows: int) -> None:

@@ -66,7 +66,9 @@ class FrozenClip(nn.Module):
             out.append(nn.functional.normalize(feats.pooler_output.float(), dim=-1))
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
-    def encode_texts(self, texts: list[str], cache: EmbeddingCache | None = None, batch_size: int = 256) -> torch.Tensor:
+    def encode_texts(
+        self, texts: list[str], cache: EmbeddingCache | None = None, batch_size: int = 256, progress: bool = False
+    ) -> torch.Tensor:
         """Like text_features, but each distinct text is encoded once; with a cache,
         only texts never seen before are encoded. (N, D) on the CPU."""
         if cache is None:
@@ -75,7 +77,8 @@ class FrozenClip(nn.Module):
             row = {t: i for i, t in enumerate(unique)}
             return feats[[row[t] for t in texts]]
         todo = cache.missing(texts)
-        for i in range(0, len(todo), batch_size * 16):
+        steps = range(0, len(todo), batch_size * 16)
+        for i in tqdm(steps, desc="CLIP text features", disable=not (progress and todo)):
             chunk = todo[i : i + batch_size * 16]
             cache.put(chunk, self.text_features(chunk, batch_size))
         return cache.get(texts)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from genact.config import DEFAULT_PROMPTS
 from genact.data.datasets import SkipReport, VideoItem
 from genact.models.video_blip import VideoBlip, eval_batches
-
-DEFAULT_PROMPTS = ("a video of", "a person is", "someone is")
 
 
 def frame_captions(

@@ -1,0 +1,85 @@
+"""torchrun support: one process per GPU (or several on CPU), gloo on CPU, nccl on GPU.
+
+Without torchrun's environment (RANK / WORLD_SIZE / LOCAL_RANK) everything here is a
+no-op for a single process, so the same code runs both ways.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: str = "auto", timeout_min: int = 120) -> Dist:
+    """Join the torchrun process group if there is one and pick this process's device.
+
+    device: auto (the local GPU when there is one, else cpu), cpu, cuda or cuda:N.
+    """
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("run.device asks for cuda, but no CUDA GPU is visible")
+        dev = torch.device(device if ":" in device or world == 1 else f"cuda:{local_rank}")
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device(device)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))
+    return Dist(rank, world, local_rank, dev)
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
+
+
+def shard(indices: list[int], d: Dist) -> list[int]:
+    """This process's share of `indices` (every world-th, from its rank)."""
+    return indices[d.rank :: d.world]
+
+
+def broadcast(obj, d: Dist):
+    """Rank 0's `obj` on every process (picklable objects)."""
+    if not d.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce_sum(values: list[float], d: Dist) -> list[float]:
+    """Element-wise sum of a short list of floats over processes."""
+    if not d.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def cleanup(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()

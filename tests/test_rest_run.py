@@ -1,0 +1,248 @@
+"""REST end to end on tiny random models and generated videos: where the bank's
+captions come from, that training lowers the loss, exact resume (after a clean stop
+and after a kill while a checkpoint was being written), torchrun with 2 processes,
+and a corrupt video in the training set."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genact.config import ConfigError, RestConfig, load_config
+from genact.data import read_folder, read_video, write_video
+from genact.models import FrozenClip, VideoBlip
+from genact.rest.bank import CaptionBank
+from genact.rest.run import run_rest
+from genact.training import Checkpoints
+
+K, H = 3, 3
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
+    """8 small coloured videos and one corrupt file, plus the run settings."""
+    root = tmp_path_factory.mktemp("rest")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        frames = rng.integers(0, 70, (12, 32, 40, 3), dtype=np.uint8)
+        frames[..., i % 3] += 150 + 10 * (i // 3)
+        write_video(root / "videos" / f"v{i}.mp4", frames)
+    (root / "videos" / "broken.mp4").write_bytes(b"this is not a video")
+    settings = [
+        f"data.root={root / 'videos'}", f"model.blip={tiny_blip_dir}", f"model.clip={tiny_clip_dir}",
+        "data.frames=2", "data.num_workers=0", "optim.epochs=4", "optim.global_batch=4", "optim.batch_size=2",
+        "optim.lr=1e-2", "rest.epochs_per_round=2", f"rest.neighbours={H}", f"rest.keep={K}",
+        "rest.max_new_tokens=6", "rest.chunk=3", "run.progress=false", "run.log_every=1", "run.checkpoint_every=1000",
+    ]
+    return root, settings
+
+
+def rest(world, name, *extra):
+    root, settings = world
+    return run_rest(load_config(RestConfig, None, [*settings, f"run.dir={root / name}", *extra]))
+
+
+@pytest.fixture(scope="module")
+def full(world):
+    """An uninterrupted 2-round run."""
+    final = rest(world, "full")
+    return world[0] / "full", final
+
+
+def shard_records(run_dir, name):
+    rows = []
+    for f in sorted((run_dir / "captions").glob(f"{name}.rank*.jsonl")):
+        rows += [json.loads(ln) for ln in f.read_text().splitlines()]
+    return {r["index"]: r["captions"] for r in rows if "captions" in r}
+
+
+def bank_rows(path):
+    """(video, [(text, source, round)]) per line, and the scores."""
+    bank = CaptionBank.load(path)
+    rows = [(k, [(bank.texts[c.text_id], c.source, c.round) for c in e]) for k, e in zip(bank.keys, bank.entries)]
+    return rows, [c.score for e in bank.entries for c in e]
+
+
+def brute_force_top_k(own, neighbour_lists, video_feat, text_feat_of):
+    """Eqs. 5-6 written out: candidates = own + neighbours' captions, once each, top K."""
+    cands = list(dict.fromkeys(own + [t for lst in neighbour_lists for t in lst]))
+    return sorted(cands, key=lambda t: -float(video_feat @ text_feat_of[t]))[:K]
+
+
+def test_full_run_bank_sources_follow_algorithm_1(full, tiny_clip_dir):
+    run_dir, final = full
+    assert final == run_dir / "final" and (final / "model.safetensors").exists()
+    paths = [it.path for it in read_folder(run_dir.parent / "videos").items]
+    init = shard_records(run_dir, "init")
+    gen = shard_records(run_dir, "round-002")
+    bank0 = CaptionBank.load(run_dir / "bank" / "round-000.jsonl")
+    bank1 = CaptionBank.load(run_dir / "bank" / "round-001.jsonl")
+    assert not (run_dir / "bank" / "round-002.jsonl").exists() and gen == {}  # no refresh after the last round
+    gen = shard_records(run_dir, "round-001")
+    # the corrupt video is left out; everyone else has T x prompts frame captions at most
+    assert bank0.keys == [p for p in paths if not p.endswith("broken.mp4")]
+    own_init = {paths[i]: caps for i, caps in init.items()}
+    assert set(own_init) == set(bank0.keys) and sorted(gen) == list(range(8))
+
+    nb = np.load(run_dir / "neighbours.npy")
+    assert nb.shape == (8, H) and nb.dtype == np.int32 and (nb[:, 0] == np.arange(8)).all()
+    video_feats = torch.load(run_dir / "features" / "train_videos.pt", weights_only=True).float()
+    clip = FrozenClip.from_pretrained(tiny_clip_dir)
+    texts = sorted(set(bank1.texts) | {t for caps in init.values() for t in caps} | {g[0] for g in gen.values()})
+    feat = dict(zip(texts, clip.text_features(texts)))
+
+    for i, key in enumerate(bank0.keys):  # round 0: init captions, retrieval from neighbours
+        expected = brute_force_top_k(own_init[key], [own_init[bank0.keys[j]] for j in nb[i]], video_feats[i], feat)
+        got = [(bank0.texts[c.text_id], c.source, c.round) for c in bank0.entries[i]]
+        assert [t for t, _, _ in got] == expected
+        for text, source, rnd in got:
+            assert rnd == 0 and source == ("init" if text in own_init[key] else "retrieved")
+
+    w0 = [bank0.captions(i) for i in range(8)]
+    w0_plus = [list(dict.fromkeys(w0[i] + gen[i])) for i in range(8)]
+    prov0 = {(i, bank0.texts[c.text_id]): (c.source, c.round) for i, e in enumerate(bank0.entries) for c in e}
+    for i in range(8):  # round 1: each video's list plus its new caption, retrieval again
+        expected = brute_force_top_k(w0_plus[i], [w0_plus[j] for j in nb[i]], video_feats[i], feat)
+        got = [(bank1.texts[c.text_id], c.source, c.round) for c in bank1.entries[i]]
+        assert [t for t, _, _ in got] == expected
+        for text, source, rnd in got:
+            if (i, text) in prov0:
+                assert (source, rnd) == prov0[(i, text)]
+            else:
+                assert (source, rnd) == (("generated", 1) if text in gen[i] else ("retrieved", 1))
+        scores = [c.score for c in bank1.entries[i]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_full_run_lowers_the_caption_loss_and_writes_its_records(full, tiny_blip_dir):
+    run_dir, final = full
+    bank = CaptionBank.load(run_dir / "bank" / "round-001.jsonl")
+
+    def bank_loss(model_dir):
+        model = VideoBlip.from_pretrained(model_dir, num_frames=2).eval()
+        losses = []
+        with torch.no_grad():
+            for i, key in enumerate(bank.keys):
+                pixels = model.transform()(read_video(key, 2))[None]
+                caps = bank.captions(i)
+                losses.append(float(model(pixels.expand(len(caps), -1, -1, -1, -1), caps).loss))
+        return float(np.mean(losses))
+
+    before, after = bank_loss(tiny_blip_dir), bank_loss(final)
+    assert after < before - 1.0, (before, after)
+
+    records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, 9))  # 2 steps x 4 epochs, logged every step
+    assert train[0]["lr"] == pytest.approx(1e-2) and train[-1]["lr"] == pytest.approx(2e-8)
+    assert all(r["videos_per_s"] > 0 and np.isfinite(r["loss"]) for r in train)
+    rounds = [r for r in records if r["kind"] == "round"]
+    assert [r["step"] for r in rounds] == [0, 1]
+    assert all(-1 <= r["mean_cosine"] <= 1 and r["videos_changed"] >= 0 for r in rounds)
+    for r in (0, 1):  # "new captions" are exactly the bank entries that round produced
+        bank_r = CaptionBank.load(run_dir / "bank" / f"round-{r:03d}.jsonl")
+        produced = sum(c.round == r and c.source != "init" for e in bank_r.entries for c in e)
+        assert rounds[r]["captions_new"] == produced
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+
+    # the corrupt video is skipped, never fatal, and listed in the run's report and summary
+    report = json.loads((run_dir / "report.json").read_text())["skipped_videos"]
+    assert [r["path"].endswith("broken.mp4") for r in report] == [True]
+    assert "not a video" in report[0]["error"] or "cannot open" in report[0]["error"]
+    summary = (run_dir / "summary.md").read_text()
+    assert "trained on: 8; unreadable: 1" in summary and "broken.mp4" in summary and "| 1 |" in summary
+
+
+def test_generated_captions_join_each_videos_list(world):
+    """With the model left as it is (lr ~ 0) and room for every candidate (K large),
+    each video's new caption must be in its round-1 list as `generated`."""
+    run_dir = world[0] / "frozen"
+    rest(world, "frozen", "optim.lr=1e-12", "optim.min_lr=0", "rest.keep=50", "rest.prompts=[someone is]")
+    gen = shard_records(run_dir, "round-001")
+    bank1 = CaptionBank.load(run_dir / "bank" / "round-001.jsonl")
+    for i in range(8):
+        (new,) = gen[i]
+        assert not new.startswith("someone is")  # made under the model's prompt, so new to the video
+        entry = [c for c in bank1.entries[i] if bank1.texts[c.text_id] == new]
+        assert [(c.source, c.round) for c in entry] == [("generated", 1)]
+
+
+def same_weights(a, b, atol=0.0):
+    for name in ("model.safetensors", "adapters.safetensors"):
+        x, y = load_file(a / name), load_file(b / name)
+        assert x.keys() == y.keys()
+        for k in x:
+            assert torch.allclose(x[k], y[k], rtol=0, atol=atol), (name, k)
+
+
+def test_resume_after_stops_mid_epoch_equals_uninterrupted_run(world, full):
+    run_dir = world[0] / "stopped"
+    assert rest(world, "stopped", "run.stop_at_step=3") is None  # mid epoch 2 of round 0
+    assert Checkpoints(run_dir).latest().name == "step-00000003" and not (run_dir / "final").exists()
+    with pytest.raises(ConfigError, match="--resume"):
+        rest(world, "stopped")
+    with pytest.raises(ConfigError, match="optim.lr"):
+        rest(world, "stopped", "run.resume=auto", "optim.lr=1e-3")
+    assert rest(world, "stopped", "run.resume=auto", "run.stop_at_step=7") is None  # mid epoch 4 of round 1
+    final = rest(world, "stopped", "run.resume=auto")
+    same_weights(final, full[0] / "final")
+    for r in ("round-000.jsonl", "round-001.jsonl"):
+        assert (run_dir / "bank" / r).read_text() == (full[0] / "bank" / r).read_text()
+
+
+KILL_DURING_SECOND_CHECKPOINT = textwrap.dedent("""
+    import os, sys, torch
+    import genact.training as training
+    from genact.config import RestConfig, load_config
+    from genact.rest.run import run_rest
+
+    real_save, calls = torch.save, []
+    def dying_save(obj, path, *a, **k):
+        calls.extend([path] if str(path).endswith("trainer.pt") else [])
+        if len(calls) == 2:  # the second checkpoint: its model is written, trainer.pt is not
+            open(path, "wb").write(b"half")
+            os._exit(9)
+        return real_save(obj, path, *a, **k)
+    training.torch.save = dying_save
+    run_rest(load_config(RestConfig, None, sys.argv[1:]))
+""")
+
+
+def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(world, full, tmp_path):
+    root, settings = world
+    run_dir = root / "killed"
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_DURING_SECOND_CHECKPOINT)
+    out = subprocess.run([sys.executable, str(script), *settings, f"run.dir={run_dir}"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 9, out.stderr[-2000:]
+    latest = Checkpoints(run_dir).latest()
+    assert latest.name == "step-00000002"  # end of epoch 1; the step-4 write died half way
+    assert any(p.name.startswith(".step-00000004") for p in (run_dir / "checkpoints").iterdir())
+    VideoBlip.from_pretrained(latest / "model")  # loadable
+    final = rest(world, "killed", "run.resume=auto")
+    same_weights(final, full[0] / "final")
+    assert (run_dir / "bank" / "round-001.jsonl").read_text() == (full[0] / "bank" / "round-001.jsonl").read_text()
+
+
+def test_torchrun_two_processes_gives_the_same_bank(world, full):
+    root, settings = world
+    run_dir = root / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "genact", "rest", *settings, f"run.dir={run_dir}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(p.name for p in (run_dir / "captions").iterdir()) == [
+        "init.rank0.jsonl", "init.rank1.jsonl", "round-001.rank0.jsonl", "round-001.rank1.jsonl"]
+    for r in ("round-000.jsonl", "round-001.jsonl"):
+        rows, scores = bank_rows(run_dir / "bank" / r)
+        ref_rows, ref_scores = bank_rows(full[0] / "bank" / r)
+        assert rows == ref_rows
+        np.testing.assert_allclose(np.array(scores, dtype=float), np.array(ref_scores, dtype=float), atol=1e-5)
+    same_weights(run_dir / "final", full[0] / "final", atol=1e-4)
