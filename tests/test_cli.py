@@ -5,43 +5,16 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-import torch
 
-from genact.data import read_video, write_video
 from genact.models import VideoBlip
 
-CAPTIONS = ["swimming", "playing guitar"]
+from conftest import CAPTIONS
 
 
 def run(*args, env=None):
     return subprocess.run([sys.executable, "-m", "genact", *map(str, args)], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def fitted(tiny_blip_dir, tmp_path_factory):
-    """Two generated videos and a tiny VideoBlip fitted to caption them, saved to disk."""
-    root = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    videos = []
-    for i, name in enumerate(["blue.mp4", "red.mp4"]):
-        frames = rng.integers(0, 60, (16, 48, 64, 3), dtype=np.uint8)
-        frames[..., 2 - 2 * i] += 180  # one is blue, the other red
-        write_video(root / name, frames)
-        videos.append(root / name)
-    torch.manual_seed(0)
-    model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=4)
-    t = model.transform()
-    pixels = torch.stack([t(read_video(v, 4)) for v in videos])
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    for _ in range(80):
-        opt.zero_grad()
-        model(pixels, CAPTIONS).loss.backward()
-        opt.step()
-    model.save_pretrained(root / "model")
-    return root, videos
 
 
 def test_caption_prints_one_caption_per_video(fitted, tmp_path):

@@ -113,6 +113,62 @@ def cmd_classify(args) -> int:
     return _finish(report, len(rows))
 
 
+def cmd_eval(args) -> int:
+    from genact.evaluation.evaluate import Captioner, default_cache_dir, evaluate
+    from genact.evaluation.protocols import protocol_splits
+    from genact.models import FrozenClip
+
+    if args.method != "clip" and not args.model:
+        raise ValueError(f"--method {args.method} needs --model")
+    device = resolve_device(args.device)
+    splits = protocol_splits(args.protocol, args.data_root, args.splits, args.classes, args.split)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    captioner = None
+    if args.method != "clip":
+        captioner = Captioner.load(args.model, args.method, args.frames, cache_dir, device,
+                                   batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
+                                   max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+    clip = FrozenClip.from_pretrained(args.clip).to(device)
+    out_dir = Path(args.out or f"results/{args.protocol}-{args.method}")
+    meta = {"protocol": args.protocol, "model": args.model, "clip": args.clip}
+    frames = args.frames or (captioner.model.config.num_frames if captioner else 8)
+    res = evaluate(splits, args.method, clip, captioner, args.template, out_dir, meta, cache_dir, frames,
+                   not args.quiet)
+    print(res["table"])
+    print(f"genact: results in {out_dir / 'results.json'}"
+          + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_fewshot(args) -> int:
+    from genact.evaluation.clip_tam import mean_std
+    from genact.evaluation.fewshot import SHOTS, run_fewshot
+    from genact.io import atomic_write_text
+
+    shots = list(SHOTS) if args.all else [args.shots]
+    splits = [1, 2, 3] if args.all else [args.split]
+    if args.train_list and (args.all or len(shots) > 1):
+        raise ValueError("--train-list fixes one shot count and split; it cannot go with --all")
+    out = Path(args.out or f"results/fewshot-{args.protocol}")
+    table: dict[int, dict[int, float]] = {}
+    for m in shots:
+        for k in splits:
+            res = run_fewshot(args.protocol, args.data_root, args.splits, args.model, args.clip, m, k, out, args.seed,
+                              args.train_list, args.settings, args.template, None, not args.quiet)
+            table.setdefault(m, {})[k] = res["splits"][f"split{k}"]["top1"]
+    lines = [f"{'shots':<6}" + "".join(f"{'split' + str(k):>9}" for k in splits) + f"{'mean':>9}{'std':>7}"]
+    summary = {}
+    for m, row in table.items():
+        mean, std = mean_std(list(row.values()))
+        summary[m] = {"top1": row, "mean": mean, "std": std}
+        lines.append(f"{m:<6}" + "".join(f"{row[k]:>9.2f}" for k in splits) + f"{mean:>9.2f}{std:>7.2f}")
+    atomic_write_text(out / "fewshot.json", json.dumps({"protocol": args.protocol, "model": args.model,
+                                                        "seed": args.seed, "shots": summary}, indent=1) + "\n")
+    print("\n".join(lines))
+    print(f"genact: few-shot results in {out / 'fewshot.json'}", file=sys.stderr)
+    return 0
+
+
 def _settings(args, cls):
     """A run config from `CONFIG.yaml key=value ...` (the file is optional)."""
     from genact.config import ConfigError, load_config
@@ -174,6 +230,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class prompt template such as 'a video of {}.' (repeat to average several)")
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("eval", help="zero-shot evaluation on a protocol (HMDB-51, UCF-101, K600, K400, list)")
+    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101", "k600-zs", "k600-gzs", "k400-val", "list"])
+    p.add_argument("--data-root", required=True, help="folder with the dataset's videos")
+    p.add_argument("--splits", required=True, help="split files: a folder, or the CSV / list file")
+    p.add_argument("--classes", help="class file (protocol list)")
+    p.add_argument("--split", type=int, action="append", help="split number(s) to run (default: all)")
+    p.add_argument("--method", default="genact", choices=["genact", "blip-frame", "clip"])
+    p.add_argument("--model", help="VideoBlip / BLIP: hub id or directory (not needed for --method clip)")
+    p.add_argument("--clip", required=True, help="CLIP: hub id or directory")
+    p.add_argument("--template", action="append", default=None, help="class prompt template (default '{}')")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's)")
+    p.add_argument("--beams", type=int, default=3)
+    p.add_argument("--max-new-tokens", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
+    p.add_argument("--out", help="results folder (default results/<protocol>-<method>)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("fewshot", help="few-shot: fine-tune on M videos per class (class names as captions), then eval")
+    p.add_argument("settings", nargs="*", metavar="key=value", help="training overrides, e.g. optim.batch_size=4")
+    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101"])
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--splits", required=True, help="the protocol's split folder")
+    p.add_argument("--model", required=True, help="the model to fine-tune (REST / ReGen run's final/, or a hub id)")
+    p.add_argument("--clip", required=True)
+    p.add_argument("--shots", type=int, default=2, help="videos per class (2, 4, 8, 16)")
+    p.add_argument("--split", type=int, default=1)
+    p.add_argument("--all", action="store_true", help="shots 2, 4, 8, 16 x splits 1-3 in one table")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-list", help="use this ViFi-CLIP style `path label` list instead of sampling")
+    p.add_argument("--template", action="append", default=None)
+    p.add_argument("--out", help="folder for runs and results (default results/fewshot-<protocol>)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fewshot)
 
     p = sub.add_parser("rest", help="REST: self-train a video captioner on unlabelled videos (torchrun for many GPUs)")
     _add_run_args(p)

@@ -1,8 +1,9 @@
-"""Atomic file and directory writes: a killed process leaves the old version or the
-new one, never half of either."""
+"""Crash-safe writes: atomic files and directories (a killed process leaves the old
+version or the new one, never half of either) and append-only JSON-lines records."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -46,3 +47,29 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class ShardLog:
+    """Append-only JSON-lines records, one file per process: `<dir>/<name>.rank<r>.jsonl`."""
+
+    def __init__(self, directory: str | Path, name: str, rank: int):
+        self.dir, self.name = Path(directory), name
+        self.file = self.dir / f"{name}.rank{rank}.jsonl"
+
+    def append(self, records: list[dict]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.file, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_all(self) -> list[dict]:
+        """Every process's records; a line cut short by a kill is ignored."""
+        rows = []
+        for path in sorted(self.dir.glob(f"{self.name}.rank*.jsonl")):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return rows

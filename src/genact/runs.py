@@ -21,7 +21,7 @@ import yaml
 
 from genact.config import ConfigError, save_config, to_dict
 from genact.distributed import Dist, barrier, init_distributed
-from genact.io import atomic_dir, atomic_write_text
+from genact.io import ShardLog, atomic_dir, atomic_write_text
 from genact.models.hub import resolve_model_dir
 from genact.models.video_blip import VIDEO_CONFIG, VideoBlip
 
@@ -94,13 +94,7 @@ def save_final(model: VideoBlip, run_dir: Path, d: Dist) -> Path:
 
 def write_report(run_dir: Path) -> list[dict]:
     """Merge every process's unreadable-video records into report.json."""
-    rows = []
-    for f in sorted((run_dir / "logs").glob("skipped.rank*.jsonl")):
-        for line in f.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    rows = ShardLog(run_dir / "logs", "skipped", 0).read_all()
     merged: dict[str, dict] = {}
     for r in rows:
         entry = merged.setdefault(r["path"], {"path": r["path"], "error": r["error"], "stages": []})

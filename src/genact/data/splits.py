@@ -100,11 +100,15 @@ def read_class_file(path: str | os.PathLike) -> list[str]:
 
 
 def read_list(
-    list_file: str | os.PathLike, root: str | os.PathLike = "", class_file: str | os.PathLike | None = None
+    list_file: str | os.PathLike,
+    root: str | os.PathLike = "",
+    class_file: str | os.PathLike | None = None,
+    class_names: list[str] | None = None,
 ) -> Split:
     """A generic `path label` list (space or comma separated; label = last field,
     an integer id or a class name) as mmaction2, X-CLIP and ViFi-CLIP use. Paths
-    are relative to `root`. Integer ids count from the class file's first id."""
+    are relative to `root`. Integer ids count from the class file's first id, or
+    index `class_names` (a protocol's classes) when there is no class file."""
     entries = []
     for ln in _lines(list_file):
         parts = [p.strip() for p in ln.split(",")] if "," in ln else ln.split()
@@ -113,6 +117,8 @@ def read_list(
         entries.append((parts[0], parts[-1]))
     if class_file is not None:
         class_names, first_id = _read_classes(class_file)
+    elif class_names is not None:
+        first_id = 0
     else:
         class_names, first_id = sorted({readable_name(lbl) for _, lbl in entries if not lbl.isdigit()}), 0
     lookup = {n: i for i, n in enumerate(class_names)}

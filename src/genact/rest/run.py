@@ -24,11 +24,11 @@ import torch
 from genact.config import RestConfig, SupervisedConfig
 from genact.data.datasets import SkipReport, VideoItem
 from genact.data.splits import Split, load_split
-from genact.distributed import Dist, barrier, cleanup
+from genact.distributed import barrier, cleanup
 from genact.io import atomic_write_text
 from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip
-from genact.models.video_blip import VideoBlip, caption_videos
+from genact.models.video_blip import caption_videos
 from genact.rest.bank import GENERATED, INIT, CaptionBank
 from genact.rest.pseudo_captions import frame_captions
 from genact.rest.stages import caption_stage, log_skipped, neighbour_stage, retrieval_stage, video_feature_stage
@@ -176,21 +176,27 @@ def run_rest(cfg: RestConfig) -> Path | None:
 
 def run_supervised(cfg: SupervisedConfig) -> Path | None:
     """"GAR + class labels": train on each video's class name as its only caption."""
-    start = time.time()
-    d, run_dir = start_run(cfg)
     split = _split(cfg)
     items = [it for it in split.items if it.label is not None]
     if not items or not split.class_names:
         raise ValueError(f"{cfg.data.list or cfg.data.root}: the supervised baseline needs labelled videos")
+    return train_on_class_names(cfg, items, split.class_names)
+
+
+def train_on_class_names(cfg: SupervisedConfig, items: list[VideoItem], class_names: list[str]) -> Path | None:
+    """Fine-tune on labelled `items`, each captioned by its class name (the supervised
+    baseline and few-shot fine-tuning). Returns final/ (None if stopped early)."""
+    start = time.time()
+    d, run_dir = start_run(cfg)
     metrics = Metrics(run_dir, d.main, cfg.run.tensorboard)
-    checkpoint = Checkpoints(run_dir).latest()
-    model = load_model(cfg.model, checkpoint, cfg.data.frames).to(d.device)
-    report = SkipReport()
-    trainer = CaptionTrainer(model, items, cfg.optim, cfg.run, d, metrics, report, cfg.data.num_workers)
-    if checkpoint is not None:
-        trainer.restore(checkpoint)
-    trainer.captions = [[split.class_names[it.label]] for it in items]
     try:
+        checkpoint = Checkpoints(run_dir).latest()
+        model = load_model(cfg.model, checkpoint, cfg.data.frames).to(d.device)
+        report = SkipReport()
+        trainer = CaptionTrainer(model, items, cfg.optim, cfg.run, d, metrics, report, cfg.data.num_workers)
+        if checkpoint is not None:
+            trainer.restore(checkpoint)
+        trainer.captions = [[class_names[it.label]] for it in items]
         done = trainer.train_until(cfg.optim.epochs)
         log_skipped(run_dir, d, "training", report)
         if not done:

@@ -10,7 +10,6 @@ neighbours and the retrieval update run on the main process.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -21,38 +20,13 @@ from tqdm.auto import tqdm
 
 from genact.data.datasets import SkipReport, VideoItem
 from genact.distributed import Dist, barrier, shard
+from genact.io import ShardLog
 from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip, encode_videos, video_key
 from genact.rest.bank import GENERATED, CaptionBank
 from genact.rest.retrieval import retrieval_update, video_neighbours
 
 CaptionFn = Callable[[list[VideoItem], SkipReport], dict[int, list[str]]]
-
-
-class ShardLog:
-    """Append-only JSON-lines records, one file per process: `<dir>/<name>.rank<r>.jsonl`."""
-
-    def __init__(self, directory: str | Path, name: str, rank: int):
-        self.dir, self.name = Path(directory), name
-        self.file = self.dir / f"{name}.rank{rank}.jsonl"
-
-    def append(self, records: list[dict]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.file, "a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
-
-    def read_all(self) -> list[dict]:
-        """Every process's records; a line cut short by a kill is ignored."""
-        rows = []
-        for path in sorted(self.dir.glob(f"{self.name}.rank*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return rows
 
 
 def log_skipped(run_dir: Path, d: Dist, stage: str, report: SkipReport, start: int = 0) -> None:

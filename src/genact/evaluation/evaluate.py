@@ -1,0 +1,200 @@
+"""Zero-shot evaluation: caption every test video once, classify the captions with
+CLIP-TAM, and report top-1 / top-5 per split and mean ± std over splits.
+
+Methods: `genact` (the video captioner), `blip-frame` (an image BLIP captioning the
+middle frame), `clip` (CLIP zero-shot: video feature against class text features).
+Captions are cached on disk per model, decoding settings and video, so scoring the
+same videos with other class names or templates generates nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genact.data.datasets import SkipReport, VideoItem
+from genact.data.splits import Split
+from genact.evaluation.clip_tam import caption_scores, class_embeddings, mean_std, per_class_accuracy, topk_accuracy
+from genact.io import ShardLog, atomic_write_text
+from genact.models.cache import EmbeddingCache
+from genact.models.clip import FrozenClip, encode_videos, video_key
+from genact.models.hub import resolve_model_dir
+from genact.models.video_blip import VideoBlip, caption_videos
+
+log = logging.getLogger(__name__)
+METHODS = ("genact", "blip-frame", "clip")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GENACT_CACHE", Path.home() / ".cache" / "genact"))
+
+
+def model_fingerprint(model_dir: Path, settings: dict) -> str:
+    """Short hash of a model directory's weights (names, sizes, first MiB) and the
+    decoding settings: the key of its caption cache."""
+    h = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
+    for f in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.json")):
+        h.update(f.name.encode() + str(f.stat().st_size).encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+class CaptionCache:
+    """Captions of one model + settings, keyed by video (append-only JSON lines)."""
+
+    def __init__(self, cache_dir: Path, fingerprint: str):
+        self.log = ShardLog(cache_dir / "captions", fingerprint, 0)
+        self.captions = {r["key"]: r["caption"] for r in self.log.read_all()}
+
+    def add(self, new: dict[str, str]) -> None:
+        self.log.append([{"key": k, "caption": c} for k, c in new.items()])
+        self.captions.update(new)
+
+
+@dataclass
+class Captioner:
+    """A captioning model with its cache; `generated` counts captions made (not cached)."""
+
+    model: VideoBlip
+    cache: CaptionCache
+    batch_size: int = 8
+    num_workers: int = 0
+    num_beams: int = 3
+    max_new_tokens: int = 30
+    progress: bool = True
+    generated: int = 0
+
+    @classmethod
+    def load(cls, model: str, method: str, frames: int | None, cache_dir: Path, device: torch.device,
+             **kwargs) -> "Captioner":
+        overrides = {"num_frames": 1} if method == "blip-frame" else ({"num_frames": frames} if frames else {})
+        net = VideoBlip.from_pretrained(model, **overrides).to(device).eval()
+        settings = {"frames": net.config.num_frames, "prompt": net.config.prompt, "method": method,
+                    **{k: kwargs[k] for k in ("num_beams", "max_new_tokens") if k in kwargs}}
+        fp = model_fingerprint(resolve_model_dir(model), settings)
+        return cls(net, CaptionCache(cache_dir, fp), **kwargs)
+
+    def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
+        """{item index: caption} for the readable items."""
+        keys = [video_key(it, self.model.config.num_frames) for it in items]
+        todo = [i for i, k in enumerate(keys) if k not in self.cache.captions]
+        if todo:
+            caps = caption_videos(self.model, [items[i] for i in todo], self.batch_size, self.num_workers, report,
+                                  self.progress, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+            self.cache.add({keys[todo[j]]: c[0] for j, c in caps.items()})
+            self.generated += len(caps)
+        return {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
+
+
+@dataclass
+class SplitResult:
+    top1: float
+    top5: float
+    num_videos: int
+    class_names: list[str]
+    per_class: dict[str, float | None]
+    videos: list[dict] = field(default_factory=list)  # video, label, caption, top5
+    skipped: list[list[str]] = field(default_factory=list)
+
+
+def score_split(
+    split: Split,
+    method: str,
+    clip: FrozenClip,
+    captioner: Captioner | None,
+    templates: list[str],
+    clip_cache: EmbeddingCache | None = None,
+    frames: int = 8,
+    progress: bool = True,
+) -> tuple[SplitResult, torch.Tensor]:
+    """Classify a split's videos; returns the result and the (N, D) embeddings that
+    were classified (caption text features, or CLIP video features for `clip`)."""
+    report = SkipReport()
+    class_emb = class_embeddings(clip, split.class_names, templates, clip_cache)
+    if method == "clip":
+        feats = encode_videos(clip, split.items, frames, clip_cache, report=report, progress=progress)
+        done = sorted(feats)
+        emb = torch.stack([feats[i] for i in done]) if done else torch.zeros(0, clip.dim)
+        captions = {}
+    else:
+        captions = captioner(split.items, report)
+        done = sorted(captions)
+        emb = clip.encode_texts([captions[i] for i in done], clip_cache)
+    scores = caption_scores(emb, class_emb) if len(done) else torch.zeros(0, len(split.class_names))
+    labels = torch.tensor([split.items[i].label for i in done], dtype=torch.long)
+    top = scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist() if len(done) else []
+    videos = [
+        {"video": split.items[i].path, "label": split.class_names[split.items[i].label],
+         "caption": captions.get(i), "top5": [split.class_names[c] for c in t]}
+        for i, t in zip(done, top)
+    ]
+    per_class = dict(zip(split.class_names, per_class_accuracy(scores, labels, len(split.class_names))))
+    result = SplitResult(topk_accuracy(scores, labels, 1), topk_accuracy(scores, labels, 5), len(done),
+                         list(split.class_names), per_class, videos, [list(s) for s in report.skipped])
+    return result, emb
+
+
+def summarise(results: dict[str, SplitResult]) -> dict[str, list[float]]:
+    """{"top1": [mean, std], "top5": [mean, std]} over splits (std with ddof=0)."""
+    return {k: list(mean_std([getattr(r, k) for r in results.values()])) for k in ("top1", "top5")}
+
+
+def results_table(results: dict[str, SplitResult], summary: dict[str, list[float]]) -> str:
+    """A plain-text table of the splits and the mean ± std."""
+    lines = [f"{'split':<12} {'videos':>7} {'top-1':>7} {'top-5':>7}"]
+    lines += [f"{name:<12} {r.num_videos:>7} {r.top1:>7.2f} {r.top5:>7.2f}" for name, r in results.items()]
+    if len(results) > 1:
+        (m1, s1), (m5, s5) = summary["top1"], summary["top5"]
+        lines.append(f"{'mean ± std':<12} {'':>7} {m1:>7.2f} {m5:>7.2f}   (± {s1:.2f} / ± {s5:.2f})")
+    return "\n".join(lines)
+
+
+def save_embeddings(path: Path, embeddings: dict[str, torch.Tensor]) -> None:
+    """Classified embeddings per split (float16), for the report's t-SNE."""
+    np.savez_compressed(path, **{k: v.half().numpy() for k, v in embeddings.items()})
+
+
+def evaluate(
+    splits: dict[str, Split],
+    method: str,
+    clip: FrozenClip,
+    captioner: Captioner | None,
+    templates: list[str],
+    out_dir: Path,
+    meta: dict,
+    cache_dir: Path | None = None,
+    frames: int = 8,
+    progress: bool = True,
+) -> dict:
+    """Score every split, write `results.json` and `embeddings.npz` to `out_dir`,
+    and return the results (see docs/evaluation.md for the fields)."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+    clip_cache = EmbeddingCache(cache_dir / "clip" / model_fingerprint(_clip_dir(meta), {}), clip.dim) \
+        if cache_dir is not None else None
+    results, embeddings = {}, {}
+    for name, split in splits.items():
+        results[name], embeddings[name] = score_split(split, method, clip, captioner, templates, clip_cache, frames,
+                                                      progress)
+        log.info("%s: top-1 %.2f, top-5 %.2f (%d videos)", name, results[name].top1, results[name].top5,
+                 results[name].num_videos)
+    summary = summarise(results)
+    out = {**meta, "method": method, "templates": templates, "mean_std": summary,
+           "splits": {k: vars(v) for k, v in results.items()}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "results.json", json.dumps(out, indent=1) + "\n")
+    save_embeddings(out_dir / "embeddings.npz", embeddings)
+    out["table"] = results_table(results, summary)
+    return out
+
+
+def _clip_dir(meta: dict) -> Path:
+    return resolve_model_dir(meta["clip"])

@@ -1,0 +1,173 @@
+"""Evaluation: protocol splits, metrics against hand-computed values, `genact eval`
+with its caption cache and baselines, and few-shot sampling and training."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genact.data import Split, VideoItem, read_hmdb51, write_video
+from genact.evaluation.evaluate import SplitResult, results_table, score_split, summarise
+from genact.evaluation.fewshot import fewshot_epochs, sample_shots
+from genact.evaluation.protocols import protocol_splits
+
+from conftest import FIXTURES
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "genact", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def touch(root: Path, *names: str) -> None:
+    for n in names:
+        (root / n).parent.mkdir(parents=True, exist_ok=True)
+        (root / n).write_bytes(b"")
+
+
+def test_protocols_pick_the_test_videos_and_class_sets(tmp_path):
+    touch(tmp_path, *[f"k600/{v}.mp4" for v in ["k6_aaaaaaaaaaa_000010_000020", "k6_bbbbbbbbbbb_000000_000010",
+                                                   "k6_ccccccccccc_000005_000015", "k6_ddddddddddd_000001_000011",
+                                                   "k6_eeeeeeeeeee_000030_000040"]])
+    zs = protocol_splits("k600-zs", tmp_path, FIXTURES / "k600zs")
+    gzs = protocol_splits("k600-gzs", tmp_path, FIXTURES / "k600zs")
+    defn = json.loads((FIXTURES / "k600zs" / "classes620_label_defn.json").read_text())
+    assert list(zs) == list(gzs) == ["split1", "split2", "split3"]
+    for k, classes in zip(["split1", "split2", "split3"], [[4, 5], [5, 3], [4, 2]]):
+        assert len(zs[k].class_names) == 2 and len(gzs[k].class_names) == len(defn)  # 1-vs-160 vs 1-vs-620
+        assert [it.path for it in zs[k].items] == [it.path for it in gzs[k].items]  # the same test videos
+        # labels index the split's own classes in 1-vs-160, all classes in 1-vs-620; both name the same class
+        assert [zs[k].class_names[it.label] for it in zs[k].items] == [gzs[k].class_names[it.label] for it in gzs[k].items]
+        assert {gzs[k].items[i].label for i in range(len(gzs[k].items))} == set(classes)
+
+    touch(tmp_path, "k400/abseiling/-0B5dHNvxjA_000002_000012.mp4", "k400/--3ouPhoy2A_000020_000030.mp4")
+    val = protocol_splits("k400-val", tmp_path / "k400", FIXTURES / "kinetics" / "train.csv")
+    assert list(val) == ["val"] and [Path(it.path).name for it in val["val"].items] == ["-0B5dHNvxjA_000002_000012.mp4"]
+    assert val["val"].class_names == ["abseiling"]  # the classes of the val rows (all 400 in the real file)
+
+    touch(tmp_path, "hmdb/brush_hair/Atempting_to_brush_hair_u_nm_np1_fr_goo_0.avi",
+          "hmdb/cartwheel/Cartwheel_Lesson_cartwheel_f_cm_np1_ri_med_0.avi")
+    hmdb = protocol_splits("hmdb51", tmp_path / "hmdb", FIXTURES / "hmdb51", which=[1])
+    assert hmdb["split1"].class_names == ["brush hair", "cartwheel"] and len(hmdb["split1"].items) == 2
+    with pytest.raises(ValueError, match="expected one of"):
+        protocol_splits("kinetics700", tmp_path, tmp_path)
+
+
+class TableClip:
+    """A stand-in for FrozenClip with fixed text embeddings (hand-computable scores)."""
+
+    dim = 2
+
+    def __init__(self, table):
+        self.table = table
+
+    def encode_texts(self, texts, cache=None):
+        return F.normalize(torch.tensor([self.table[t] for t in texts], dtype=torch.float32), dim=-1)
+
+
+def test_scores_equal_hand_computed_values():
+    classes = ["run", "swim", "jump"]
+    clip = TableClip({"run": [1, 0], "swim": [0, 1], "jump": [-1, 0.2],
+                      "a man runs": [0.9, 0.1], "a boy swims": [0.2, 0.9], "someone leaps": [0.8, 0.3]})
+    items = [VideoItem("a.mp4", 0), VideoItem("b.mp4", 1), VideoItem("c.mp4", 2), VideoItem("d.mp4", 1)]
+    captions = {0: "a man runs", 1: "a boy swims", 2: "someone leaps"}  # d.mp4 was unreadable
+
+    def captioner(its, report):
+        report.add([("d.mp4", "d.mp4: cannot open")])
+        return captions
+
+    res, emb = score_split(Split(items, classes), "genact", clip, captioner, ["{}"])
+    # cosines: a -> run; b -> swim; c: run .936, swim .351, jump -.778 -> run (wrong)
+    assert res.top1 == pytest.approx(200 / 3) and res.num_videos == 3 and emb.shape == (3, 2)
+    assert res.top5 == 100.0  # 3 classes: top-5 holds all
+    assert res.per_class == {"run": 100.0, "swim": 100.0, "jump": 0.0}
+    assert [v["top5"][:2] for v in res.videos] == [["run", "swim"], ["swim", "run"], ["run", "swim"]]
+    assert res.skipped == [["d.mp4", "d.mp4: cannot open"]]
+
+    results = {"split1": SplitResult(50.0, 80.0, 10, classes, {}), "split2": SplitResult(70.0, 90.0, 10, classes, {}),
+               "split3": SplitResult(60.0, 100.0, 10, classes, {})}
+    summary = summarise(results)
+    assert summary["top1"] == pytest.approx([60.0, np.sqrt(200 / 3)]) and summary["top5"] == pytest.approx(
+        [90.0, np.sqrt(200 / 3)])
+    assert "mean ± std" in results_table(results, summary)
+
+
+def test_eval_writes_results_and_reuses_cached_captions(fitted, tiny_clip_dir, tmp_path):
+    root, videos = fitted
+    (tmp_path / "test.txt").write_text("blue.mp4,swimming\nred.mp4,playing guitar\n")
+    (tmp_path / "classes.txt").write_text("riding a bike\nplaying guitar\nswimming\n")
+    common = ["eval", "--protocol", "list", "--data-root", root, "--splits", tmp_path / "test.txt",
+              "--model", root / "model", "--clip", tiny_clip_dir, "--cache-dir", tmp_path / "cache", "--quiet"]
+    out = run(*common, "--classes", tmp_path / "classes.txt", "--out", tmp_path / "r1")
+    assert out.returncode == 0, out.stderr
+    assert "2 captions generated" in out.stderr and "100.00" in out.stdout
+    res = json.loads((tmp_path / "r1" / "results.json").read_text())
+    split = res["splits"]["test"]
+    assert split["top1"] == 100.0 and split["class_names"] == ["riding a bike", "playing guitar", "swimming"]
+    assert {Path(v["video"]).name: v["caption"] for v in split["videos"]} == {"blue.mp4": "swimming",
+                                                                             "red.mp4": "playing guitar"}
+    assert np.load(tmp_path / "r1" / "embeddings.npz")["test"].shape[0] == 2
+
+    (tmp_path / "more.txt").write_text("swimming\nplaying guitar\nsurfing\nplaying drums\n")
+    again = run(*common, "--classes", tmp_path / "more.txt", "--template", "a video of {}.", "--out", tmp_path / "r2")
+    assert again.returncode == 0 and "0 captions generated" in again.stderr  # re-scored from the cache
+
+    for method in ("clip", "blip-frame"):
+        base = run(*common, "--classes", tmp_path / "classes.txt", "--method", method, "--out", tmp_path / method)
+        assert base.returncode == 0, base.stderr
+        got = json.loads((tmp_path / method / "results.json").read_text())
+        assert got["method"] == method and got["splits"]["test"]["num_videos"] == 2
+
+
+def test_few_shot_sampling_is_seeded_and_takes_m_per_class_from_train(tmp_path):
+    touch(tmp_path, "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi",
+          "brush_hair/Atempting_to_brush_hair_u_nm_np1_fr_goo_0.avi",
+          "brush_hair/Brushing_Hair_with_Beth_brush_hair_h_nm_np1_le_goo_0.avi",
+          "cartwheel/Cartwheel_Lesson_cartwheel_f_cm_np1_ri_med_0.avi",
+          "cartwheel/Gymnastics_cartwheel_f_cm_np1_le_bad_1.avi")
+    train = read_hmdb51(FIXTURES / "hmdb51", tmp_path, split=2, subset="train")
+    test = read_hmdb51(FIXTURES / "hmdb51", tmp_path, split=2, subset="test")
+    picks = sample_shots(train, 1, seed=0)
+    assert sorted(it.label for it in picks) == [0, 1] and picks == sample_shots(train, 1, seed=0)
+    assert not {it.path for it in picks} & {it.path for it in test.items}
+    many = Split([VideoItem(f"v{i}.mp4", i % 2) for i in range(40)], ["a", "b"])
+    draws = {tuple(it.path for it in sample_shots(many, 4, seed)) for seed in range(5)}
+    assert len(draws) > 1 and all(len(d) == 8 for d in draws)
+    assert sorted(it.label for it in sample_shots(many, 4, 3)) == [0] * 4 + [1] * 4
+    with pytest.raises(ValueError, match="has 20 training videos, fewer than 32 shots"):
+        sample_shots(many, 32)
+    assert [fewshot_epochs(m) for m in (2, 4, 8, 16)] == [200, 100, 50, 30]
+
+
+def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
+    """UCF-101 layout, 3 classes of coloured videos, 2 shots each."""
+    rng = np.random.default_rng(0)
+    classes = ["Surfing", "Rowing", "Diving"]
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    train, test = [], []
+    for c, name in enumerate(classes):
+        for g in range(4):
+            rel = f"{name}/v_{name}_g{g:02d}_c01.mp4"
+            frames = rng.integers(0, 60, (8, 32, 32, 3), dtype=np.uint8)
+            frames[..., c] += 180
+            write_video(tmp_path / "videos" / rel, frames)
+            (train if g < 3 else test).append(rel)
+    (tmp_path / "splits" / "trainlist01.txt").write_text("".join(f"{r} 1\n" for r in train))
+    (tmp_path / "splits" / "testlist01.txt").write_text("".join(f"{r}\n" for r in test))
+    out = run("fewshot", "--protocol", "ucf101", "--data-root", tmp_path / "videos", "--splits", tmp_path / "splits",
+              "--model", tiny_blip_dir, "--clip", tiny_clip_dir, "--shots", "2", "--split", "1", "--quiet",
+              "--out", tmp_path / "fs", "data.frames=2", "data.num_workers=0", "optim.epochs=40",
+              "optim.batch_size=3", "optim.lr=1e-2", "model.use_adapters=false")
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads((tmp_path / "fs" / "2shot-split1" / "results.json").read_text())
+    assert len(res["train_videos"]) == 6 and res["splits"]["split1"]["num_videos"] == 3
+    assert res["splits"]["split1"]["top1"] > 100 / 3, res["splits"]["split1"]["videos"]
+    table = json.loads((tmp_path / "fs" / "fewshot.json").read_text())
+    assert table["shots"]["2"]["top1"]["1"] == res["splits"]["split1"]["top1"]
