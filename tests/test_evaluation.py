@@ -171,3 +171,35 @@ def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
     assert res["splits"]["split1"]["top1"] > 100 / 3, res["splits"]["split1"]["videos"]
     table = json.loads((tmp_path / "fs" / "fewshot.json").read_text())
     assert table["shots"]["2"]["top1"]["1"] == res["splits"]["split1"]["top1"]
+
+
+REFS = [["a man is playing a guitar on a stage", "someone plays the guitar"],
+        ["a woman swims in a pool", "a person is swimming laps in the water"]]
+
+
+@pytest.mark.parametrize("java", [True, False])
+def test_caption_metrics_rank_good_captions_above_bad_ones(java):
+    from genact.evaluation.caption_metrics import caption_metrics
+
+    good, note = caption_metrics(REFS, ["a man is playing a guitar", "a woman swims in a pool"], java=java)
+    bad, _ = caption_metrics(REFS, ["a dog runs on grass", "a car on the road"], java=java)
+    names = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"] + (["METEOR"] if java else [])
+    assert sorted(good) == sorted(names) and (note == "") == java
+    for name in names:
+        assert good[name] > bad[name], name
+    assert good["BLEU-1"] == pytest.approx(1.0, abs=0.05)  # every candidate word is in a reference
+
+
+def test_caption_metrics_command_on_vatex_json(fitted, tmp_path):
+    root, videos = fitted
+    ann = [{"videoID": "blue", "enCap": ["swimming", "a person swimming"]},
+           {"videoID": "red", "enCap": ["playing guitar", "someone playing guitar"]},
+           {"videoID": "absent", "enCap": ["nothing"]}]
+    (tmp_path / "vatex.json").write_text(json.dumps(ann))
+    out = run("caption-metrics", "--model", root / "model", "--annotations", tmp_path / "vatex.json", "--data-root", root,
+              "--cache-dir", tmp_path / "cache", "--out", tmp_path / "out", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "1 of 3 annotated videos not found" in out.stderr
+    res = json.loads((tmp_path / "out" / "caption_metrics.json").read_text())
+    assert res["videos"] == 2 and res["scores"]["BLEU-1"] == pytest.approx(1.0)  # captions equal a reference
+    assert "CIDEr" in out.stdout

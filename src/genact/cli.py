@@ -169,6 +169,40 @@ def cmd_fewshot(args) -> int:
     return 0
 
 
+def cmd_caption_metrics(args) -> int:
+    from genact.data import SkipReport
+    from genact.evaluation.caption_metrics import caption_metrics, read_vatex
+    from genact.evaluation.evaluate import Captioner, default_cache_dir
+    from genact.io import atomic_write_text
+
+    items, refs, missing = read_vatex(args.annotations, args.data_root)
+    if missing:
+        print(f"genact: {len(missing)} of {len(missing) + len(items)} annotated videos not found below "
+              f"{args.data_root}, e.g. {missing[0]}", file=sys.stderr)
+    if args.limit:
+        items, refs = items[: args.limit], refs[: args.limit]
+    if not items:
+        raise FileNotFoundError(f"{args.data_root}: none of the videos of {args.annotations}")
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir, resolve_device(args.device),
+                               batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
+                               max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+    report = SkipReport()
+    caps = captioner(items, report)
+    done = sorted(caps)
+    scores, note = caption_metrics([refs[i] for i in done], [caps[i] for i in done])
+    for name, value in scores.items():
+        print(f"{name:<8} {100 * value:6.2f}")
+    if note:
+        print(f"genact: {note}", file=sys.stderr)
+    out = Path(args.out or "results/caption-metrics")
+    result = {"model": args.model, "annotations": args.annotations, "videos": len(done), "scores": scores,
+              "note": note, "missing": missing, "skipped": report.skipped,
+              "captions": [{"video": items[i].path, "caption": caps[i], "references": refs[i]} for i in done]}
+    atomic_write_text(out / "caption_metrics.json", json.dumps(result, indent=1) + "\n")
+    return _finish(report, len(done))
+
+
 def _settings(args, cls):
     """A run config from `CONFIG.yaml key=value ...` (the file is optional)."""
     from genact.config import ConfigError, load_config
@@ -268,6 +302,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for runs and results (default results/fewshot-<protocol>)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fewshot)
+
+    p = sub.add_parser("caption-metrics", help="BLEU / METEOR / ROUGE-L / CIDEr against VaTeX-style references")
+    p.add_argument("--model", required=True)
+    p.add_argument("--annotations", required=True, help="VaTeX JSON: a list of {videoID, enCap: [...]}")
+    p.add_argument("--data-root", required=True, help="videos named <videoID>.<ext> anywhere below")
+    p.add_argument("--limit", type=int, help="the first N videos only")
+    p.add_argument("--frames", type=int, default=None)
+    p.add_argument("--beams", type=int, default=3)
+    p.add_argument("--max-new-tokens", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir")
+    p.add_argument("--out", help="folder for caption_metrics.json (default results/caption-metrics)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_caption_metrics)
 
     p = sub.add_parser("rest", help="REST: self-train a video captioner on unlabelled videos (torchrun for many GPUs)")
     _add_run_args(p)
