@@ -2,7 +2,6 @@
 with its caption cache and baselines, and few-shot sampling and training."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,7 +81,7 @@ def test_scores_equal_hand_computed_values():
         report.add([("d.mp4", "d.mp4: cannot open")])
         return captions
 
-    res, emb = score_split(Split(items, classes), "genact", clip, captioner, ["{}"])
+    res, emb = score_split(Split(items, classes), "genact", clip, captioner, ["{}"], video_cosine=False)
     # cosines: a -> run; b -> swim; c: run .936, swim .351, jump -.778 -> run (wrong)
     assert res.top1 == pytest.approx(200 / 3) and res.num_videos == 3 and emb.shape == (3, 2)
     assert res.top5 == 100.0  # 3 classes: top-5 holds all
@@ -113,6 +112,7 @@ def test_eval_writes_results_and_reuses_cached_captions(fitted, tiny_clip_dir, t
     assert {Path(v["video"]).name: v["caption"] for v in split["videos"]} == {"blue.mp4": "swimming",
                                                                              "red.mp4": "playing guitar"}
     assert np.load(tmp_path / "r1" / "embeddings.npz")["test"].shape[0] == 2
+    assert all(-1 <= v["video_caption_cosine"] <= 1 for v in split["videos"])
 
     (tmp_path / "more.txt").write_text("swimming\nplaying guitar\nsurfing\nplaying drums\n")
     again = run(*common, "--classes", tmp_path / "more.txt", "--template", "a video of {}.", "--out", tmp_path / "r2")
@@ -203,3 +203,51 @@ def test_caption_metrics_command_on_vatex_json(fitted, tmp_path):
     res = json.loads((tmp_path / "out" / "caption_metrics.json").read_text())
     assert res["videos"] == 2 and res["scores"]["BLEU-1"] == pytest.approx(1.0)  # captions equal a reference
     assert "CIDEr" in out.stdout
+
+
+def fake_results(folder: Path, method: str, spread: float, seed: int) -> None:
+    """A results folder in the format `genact eval` writes: 3 classes x 5 videos."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 16))
+    videos, emb = [], []
+    for i in range(15):
+        c = i % 3
+        emb.append(centres[c] + spread * rng.normal(size=16))
+        videos.append({"video": f"v{i}.mp4", "label": ["run", "swim", "jump"][c], "caption": f"caption {i}",
+                       "video_caption_cosine": float(rng.uniform(0.2, 0.35)), "top5": ["run", "swim", "jump"]})
+    splits = {f"split{k}": {"top1": 40.0 + k, "top5": 80.0, "num_videos": 15, "class_names": ["run", "swim", "jump"],
+                            "per_class": {}, "videos": videos, "skipped": []} for k in (1, 2, 3)}
+    res = {"protocol": "hmdb51", "model": "m", "clip": "c", "method": method, "templates": ["{}"],
+           "mean_std": {"top1": [42.0, 0.8165], "top5": [80.0, 0.0]}, "splits": splits}
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(res))
+    np.savez(folder / "embeddings.npz", **{k: np.array(emb, dtype=np.float16) for k in splits})
+
+
+def test_report_renders_tables_plots_and_caption_evolution(tmp_path):
+    from genact.rest.bank import CaptionBank
+
+    fake_results(tmp_path / "rest", "genact", 1.0, 0)
+    fake_results(tmp_path / "regen", "genact", 0.2, 1)
+    run_dir = tmp_path / "run"
+    bank = CaptionBank(["a.mp4", "b.mp4"])
+    bank.add(0, "a man walks", 0, "init")
+    bank.add(1, "a dog", 0, "init")
+    bank.save(run_dir / "bank" / "round-000.jsonl")
+    bank.add(0, "a man runs on a track", 1, "generated")
+    bank.save(run_dir / "bank" / "round-001.jsonl")
+    out = run("report", tmp_path / "rest", tmp_path / "regen", run_dir, "--out", tmp_path / "report")
+    assert out.returncode == 0, out.stderr
+    page = (tmp_path / "report" / "report.html").read_text()
+    for section in ("Results and the papers", "49.7 ± 1.14", "42.00 ± 0.82", "t-SNE", "Video-caption cosine",
+                    "Caption evolution across REST rounds", "a man runs on a track [generated r1]"):
+        assert section in page, section
+    assert page.count("data:image/png;base64,") == 2
+    import matplotlib.image
+
+    for name in ("tsne.png", "cosine.png"):
+        png = (tmp_path / "report" / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.image.imread(tmp_path / "report" / name).shape[0] > 100
+    bad = run("report", tmp_path / "nothing", "--out", tmp_path / "r2")
+    assert bad.returncode == 2 and "neither results" in bad.stderr

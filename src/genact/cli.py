@@ -203,6 +203,14 @@ def cmd_caption_metrics(args) -> int:
     return _finish(report, len(done))
 
 
+def cmd_report(args) -> int:
+    from genact.evaluation.report import build_report
+
+    path = build_report(args.sources, args.out)
+    print(f"genact: report in {path}", file=sys.stderr)
+    return 0
+
+
 def _settings(args, cls):
     """A run config from `CONFIG.yaml key=value ...` (the file is optional)."""
     from genact.config import ConfigError, load_config
@@ -318,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for caption_metrics.json (default results/caption-metrics)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_caption_metrics)
+
+    p = sub.add_parser("report", help="an HTML report (tables vs the papers, t-SNE, cosines, caption evolution)")
+    p.add_argument("sources", nargs="+", metavar="RUN_OR_RESULTS",
+                   help="results folders of genact eval / fewshot, and REST run directories")
+    p.add_argument("--out", required=True, help="folder for report.html and its PNGs")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("rest", help="REST: self-train a video captioner on unlabelled videos (torchrun for many GPUs)")
     _add_run_args(p)

@@ -40,12 +40,9 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def start_run(cfg: Any) -> tuple[Dist, Path]:
-    """Join torchrun's process group (if any) and open `cfg.run.dir`.
-
-    A directory that holds a started run is only continued with run.resume=auto
-    (`--resume`), and only with the same config apart from RESUMABLE_CHANGES.
-    """
+def check_run_dir(cfg: Any) -> None:
+    """Refuse to start over a run that is there (unless run.resume=auto), or to
+    resume it with a different config apart from RESUMABLE_CHANGES."""
     run_dir = Path(cfg.run.dir)
     if cfg.run.resume not in ("no", "auto"):
         raise ConfigError(f"run.resume={cfg.run.resume!r}: expected no or auto")
@@ -59,6 +56,12 @@ def start_run(cfg: Any) -> tuple[Dist, Path]:
         if diff:
             raise ConfigError(f"{saved}: resuming with a different config ({', '.join(diff)}); "
                               "use the saved config or another run.dir")
+
+
+def start_run(cfg: Any) -> tuple[Dist, Path]:
+    """Join torchrun's process group (if any) and open `cfg.run.dir` (see check_run_dir)."""
+    check_run_dir(cfg)
+    run_dir, saved = Path(cfg.run.dir), Path(cfg.run.dir) / "config.yaml"
     d = init_distributed(cfg.run.device, cfg.run.dist_timeout_min)
     barrier(d)  # every process has looked at the directory before it changes
     if d.main:

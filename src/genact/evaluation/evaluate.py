@@ -114,9 +114,11 @@ def score_split(
     clip_cache: EmbeddingCache | None = None,
     frames: int = 8,
     progress: bool = True,
+    video_cosine: bool = True,
 ) -> tuple[SplitResult, torch.Tensor]:
     """Classify a split's videos; returns the result and the (N, D) embeddings that
-    were classified (caption text features, or CLIP video features for `clip`)."""
+    were classified (caption text features, or CLIP video features for `clip`).
+    With `video_cosine`, each caption's CLIP cosine with its video is recorded too."""
     report = SkipReport()
     class_emb = class_embeddings(clip, split.class_names, templates, clip_cache)
     if method == "clip":
@@ -124,16 +126,21 @@ def score_split(
         done = sorted(feats)
         emb = torch.stack([feats[i] for i in done]) if done else torch.zeros(0, clip.dim)
         captions = {}
+        cosine = {}
     else:
         captions = captioner(split.items, report)
         done = sorted(captions)
         emb = clip.encode_texts([captions[i] for i in done], clip_cache)
+        cosine = {}
+        if video_cosine:  # how well each caption describes its video (the report plots it)
+            vfeats = encode_videos(clip, [split.items[i] for i in done], frames, clip_cache, progress=progress)
+            cosine = {done[j]: float(emb[j] @ f) for j, f in vfeats.items()}
     scores = caption_scores(emb, class_emb) if len(done) else torch.zeros(0, len(split.class_names))
     labels = torch.tensor([split.items[i].label for i in done], dtype=torch.long)
     top = scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist() if len(done) else []
     videos = [
         {"video": split.items[i].path, "label": split.class_names[split.items[i].label],
-         "caption": captions.get(i), "top5": [split.class_names[c] for c in t]}
+         "caption": captions.get(i), "video_caption_cosine": cosine.get(i), "top5": [split.class_names[c] for c in t]}
         for i, t in zip(done, top)
     ]
     per_class = dict(zip(split.class_names, per_class_accuracy(scores, labels, len(split.class_names))))

@@ -32,7 +32,7 @@ from genact.models.video_blip import caption_videos
 from genact.rest.bank import GENERATED, INIT, CaptionBank
 from genact.rest.pseudo_captions import frame_captions
 from genact.rest.stages import caption_stage, log_skipped, neighbour_stage, retrieval_stage, video_feature_stage
-from genact.runs import epoch_losses, load_model, markdown_table, save_final, start_run, write_report
+from genact.runs import check_run_dir, epoch_losses, load_model, markdown_table, save_final, start_run, write_report
 from genact.training import CaptionTrainer, Checkpoints, Metrics
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,7 @@ def run_rest(cfg: RestConfig) -> Path | None:
 
 def run_supervised(cfg: SupervisedConfig) -> Path | None:
     """"GAR + class labels": train on each video's class name as its only caption."""
+    check_run_dir(cfg)
     split = _split(cfg)
     items = [it for it in split.items if it.label is not None]
     if not items or not split.class_names:
