@@ -203,6 +203,16 @@ def cmd_caption_metrics(args) -> int:
     return _finish(report, len(done))
 
 
+def cmd_regen(args) -> int:
+    from genact.config import RegenConfig
+    from genact.regen.run import run_regen
+
+    final = run_regen(_settings(args, RegenConfig))
+    if final is not None and int(os.environ.get("RANK", "0")) == 0:
+        print(f"genact: trained model in {final}", file=sys.stderr)
+    return 0
+
+
 def cmd_report(args) -> int:
     from genact.evaluation.report import build_report
 
@@ -272,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class prompt template such as 'a video of {}.' (repeat to average several)")
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("regen", help="ReGen: RL fine-tuning with class, CLIP and grammar rewards (torchrun too)")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_regen)
 
     p = sub.add_parser("eval", help="zero-shot evaluation on a protocol (HMDB-51, UCF-101, K600, K400, list)")
     p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101", "k600-zs", "k600-gzs", "k400-val", "list"])

@@ -223,3 +223,38 @@ class SupervisedConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(format="kinetics"))
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10))
+
+
+@dataclass
+class RegenStepsConfig:
+    """ReGen's RL settings (SPEC §6); any reward weight may be 0 (the ablations)."""
+
+    samples: int = 5  # captions sampled per video and step
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0
+    max_new_tokens: int = 30
+    baseline: str = "others"  # others (mean reward of the other samples) | greedy (the greedy caption's reward)
+    w_cls: float = 1.0
+    w_clip: float = 1.0
+    w_grammar: float = 1.0
+    cls_form: str = "ce"  # ce | cos | l2
+    tau: float | None = None  # CLS-R softmax temperature; None = CLIP's learned one (1 / logit_scale)
+    grammar: str = "mlm"  # mlm (BERT pseudo-log-likelihood) | causal (GPT-2 mean log-likelihood)
+    grammar_model: str = "bert-base-uncased"
+    standardise: bool = False  # each reward to zero mean, unit std over the micro-batch before weighting
+    lm_weight: float = 0.0  # weight of an LM loss on REST pseudo-captions
+    lm_captions: str | None = None  # the REST bank they come from (bank/round-XXX.jsonl)
+    templates: list[str] = field(default_factory=lambda: ["{}"])  # class-name templates for CLS-R
+    clip_batch: int = 32
+    feature_dtype: str = "float16"
+
+
+@dataclass
+class RegenConfig:
+    run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/regen"))
+    data: DataConfig = field(default_factory=lambda: DataConfig(format="kinetics"))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(blip="runs/rest_k400/final"))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        epochs=10, lr=2.5e-6, min_lr=2.5e-8, weight_decay=0.01, label_smoothing=0.0))
+    regen: RegenStepsConfig = field(default_factory=RegenStepsConfig)

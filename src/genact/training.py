@@ -248,7 +248,7 @@ class CaptionTrainer:
         loader = iter(self._loader_batches(p.epoch, p.step_in_epoch))
         bar = tqdm(total=self.steps_per_epoch, initial=p.step_in_epoch, desc=f"epoch {p.epoch + 1}/{cfg.epochs}",
                    disable=not (self.run.progress and d.main))
-        window = {"loss": 0.0, "n": 0.0, "videos": 0.0, "t0": time.perf_counter()}
+        window = {"loss": 0.0, "n": 0.0, "videos": 0.0, "t0": time.perf_counter(), "stats": {}}
         self.model.train()
         while p.step_in_epoch < self.steps_per_epoch:
             torch.manual_seed(int(np.random.SeedSequence([self.run.seed, p.global_step, d.rank]).generate_state(1)[0]))
@@ -260,11 +260,13 @@ class CaptionTrainer:
                 batch = next(loader)
                 sync = m == per_rank - 1
                 with (nullcontext() if sync or not d.enabled else self.ddp.no_sync()):
-                    loss, videos = self._micro_step(batch, p.epoch)
+                    loss, videos, stats = self._micro_step(batch, p.epoch)
                     (loss / per_rank).backward()  # DDP averages over processes
                 window["loss"] += float(loss.detach()) if videos else 0.0
                 window["n"] += 1 if videos else 0
                 window["videos"] += videos
+                for key, value in stats.items():
+                    window["stats"][key] = window["stats"].get(key, 0.0) + value
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -288,23 +290,28 @@ class CaptionTrainer:
             self.report.add(batch["failed"])
             yield batch
 
-    def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, int]:
-        """Loss of one micro-batch (a zero with a graph when all its videos failed,
-        so every process still takes part in the gradient all-reduce)."""
+    def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, int, dict[str, float]]:
+        """Loss of one micro-batch, its video count, and statistics to log (summed
+        over micro-batches, logged as means). An empty batch (all videos failed)
+        gives a zero with a graph, so every process joins the gradient all-reduce."""
         if not len(batch["path"]):
-            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0, {}
         idx = batch["index"].tolist()
         caps = [pick_caption(self.captions[i], self.run.seed, epoch, i) for i in idx]
         pixels = batch["pixels"].to(self.d.device, non_blocking=True)
         with autocast(self.d.device, self.cfg.precision):
             out = self.ddp(pixels, caps, self.cfg.label_smoothing)
-        return out.loss, len(idx)
+        return out.loss, len(idx), {}
 
     def _log(self, window: dict, lr: float, bar) -> None:
-        loss_sum, n, videos = all_reduce_sum([window["loss"], window["n"], window["videos"]], self.d)
+        keys = sorted(window["stats"])
+        sums = all_reduce_sum([window["loss"], window["n"], window["videos"]] + [window["stats"][k] for k in keys],
+                              self.d)
+        loss_sum, n, videos = sums[:3]
         elapsed = time.perf_counter() - window["t0"]
         loss = loss_sum / max(n, 1)
+        extra = {k: round(v / max(n, 1), 5) for k, v in zip(keys, sums[3:])}
         self.metrics.log("train", self.progress.global_step, loss=round(loss, 5), lr=lr,
-                         videos_per_s=round(videos / max(elapsed, 1e-9), 3), epoch=self.progress.epoch)
+                         videos_per_s=round(videos / max(elapsed, 1e-9), 3), epoch=self.progress.epoch, **extra)
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-        window.update(loss=0.0, n=0.0, videos=0.0, t0=time.perf_counter())
+        window.update(loss=0.0, n=0.0, videos=0.0, t0=time.perf_counter(), stats={})

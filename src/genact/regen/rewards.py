@@ -1,0 +1,144 @@
+"""ReGen's rewards (SPEC §6): class discrimination (CLS-R), video faithfulness
+(CLIP-R) and grammar (GRAMMAR-R). Every reward maps captions to one float each,
+higher is better, and never needs gradients.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+from genact.models.hub import resolve_model_dir
+
+
+def cls_reward(caption_emb: torch.Tensor, class_emb: torch.Tensor, labels: torch.Tensor, form: str = "ce",
+               tau: float = 0.01) -> torch.Tensor:
+    """CLS-R. caption_emb (N, D), class_emb (C, D) L2-normalised, labels (N,) -> (N,).
+
+    ce: log softmax(t·w_c / tau) at the true class; cos: cos(t_y, t); l2: -||t_y - t||.
+    """
+    if form == "ce":
+        return (caption_emb @ class_emb.T / tau).log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
+    target = class_emb[labels]
+    if form == "cos":
+        return (caption_emb * target).sum(-1)
+    if form == "l2":
+        return -(caption_emb - target).norm(dim=-1)
+    raise ValueError(f"regen.cls_form={form!r}: expected ce, cos or l2")
+
+
+def clip_reward(caption_emb: torch.Tensor, video_emb: torch.Tensor) -> torch.Tensor:
+    """CLIP-R: cosine of each caption (N, D) with its video's CLIP feature (N, D) -> (N,)."""
+    return (caption_emb * video_emb).sum(-1)
+
+
+class GrammarScorer:
+    """GRAMMAR-R: how plausible a text is under a language model.
+
+    mlm: pseudo-log-likelihood (each token masked in turn, scored by a masked LM such
+    as BERT), averaged over tokens; all masked copies of all captions go through the
+    model in one batch. causal: mean token log-likelihood under a causal LM (GPT-2),
+    the first token conditioned on the model's BOS token (GPT-2: <|endoftext|>).
+    """
+
+    def __init__(self, model, tokenizer, kind: str):
+        if kind not in ("mlm", "causal"):
+            raise ValueError(f"regen.grammar={kind!r}: expected mlm or causal")
+        self.model, self.tokenizer, self.kind = model.eval().requires_grad_(False), tokenizer, kind
+
+    @classmethod
+    def from_pretrained(cls, id_or_dir: str | os.PathLike, kind: str = "mlm") -> "GrammarScorer":
+        path = resolve_model_dir(id_or_dir)
+        auto = AutoModelForMaskedLM if kind == "mlm" else AutoModelForCausalLM
+        return cls(auto.from_pretrained(path), AutoTokenizer.from_pretrained(path), kind)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> "GrammarScorer":
+        self.model.to(device)
+        return self
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str], max_tokens: int = 40, batch_size: int = 512) -> torch.Tensor:
+        """N texts -> (N,) mean log-likelihood per token (0 for an empty text)."""
+        return self._mlm(texts, max_tokens, batch_size) if self.kind == "mlm" else self._causal(texts, max_tokens)
+
+    def _mlm(self, texts: list[str], max_tokens: int, batch_size: int) -> torch.Tensor:
+        tok = self.tokenizer
+        enc = [tok(t, truncation=True, max_length=max_tokens + 2).input_ids for t in texts]  # [CLS] ... [SEP]
+        rows, owner, position = [], [], []
+        for n, ids in enumerate(enc):
+            for p in range(1, len(ids) - 1):  # every real token, masked in its own copy
+                rows.append(ids)
+                owner.append(n)
+                position.append(p)
+        out = torch.zeros(len(texts))
+        if not rows:
+            return out
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+        mask = (ids != tok.pad_token_id).long()
+        pos, own = torch.tensor(position), torch.tensor(owner)
+        truth = ids[torch.arange(len(rows)), pos]
+        ids[torch.arange(len(rows)), pos] = tok.mask_token_id
+        scores = []
+        for s in range(0, len(rows), batch_size):
+            logits = self.model(input_ids=ids[s : s + batch_size].to(self.device),
+                                attention_mask=mask[s : s + batch_size].to(self.device)).logits
+            rng = torch.arange(logits.shape[0])
+            logp = logits[rng, pos[s : s + batch_size].to(logits.device)].float().log_softmax(-1)
+            scores.append(logp[rng, truth[s : s + batch_size].to(logits.device)].cpu())
+        token_scores = torch.cat(scores)
+        counts = torch.zeros(len(texts)).index_add_(0, own, torch.ones(len(rows)))
+        return out.index_add_(0, own, token_scores) / counts.clamp(min=1)
+
+    def _causal(self, texts: list[str], max_tokens: int) -> torch.Tensor:
+        tok = self.tokenizer
+        candidates = (self.model.config.bos_token_id, tok.bos_token_id, tok.eos_token_id, tok.cls_token_id)
+        start = next(c for c in candidates if c is not None)
+        enc = [[start] + tok(t, add_special_tokens=False, truncation=True, max_length=max_tokens).input_ids
+               for t in texts]
+        width = max(len(e) for e in enc)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else start
+        ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)
+        for i, e in enumerate(enc):
+            ids[i, : len(e)], mask[i, : len(e)] = torch.tensor(e), 1
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
+        logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(logits.device)).squeeze(-1).cpu()
+        keep = mask[:, 1:].float()
+        return (logp * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+
+def standardise(r: torch.Tensor) -> torch.Tensor:
+    """(r - mean) / std over a batch (std 0 gives zeros)."""
+    std = r.std(unbiased=False)
+    return (r - r.mean()) / std if std > 0 else torch.zeros_like(r)
+
+
+def advantages(rewards: torch.Tensor, n: int, baseline: torch.Tensor | None = None) -> torch.Tensor:
+    """Self-critical advantages. rewards (B * n,) grouped by clip. Baseline: the mean
+    reward of the clip's other n - 1 samples, or `baseline` (B,) (e.g. the greedy
+    caption's reward)."""
+    r = rewards.view(-1, n)
+    if baseline is not None:
+        return (r - baseline[:, None]).flatten()
+    if n < 2:
+        raise ValueError("the leave-one-out baseline needs regen.samples >= 2")
+    others = (r.sum(1, keepdim=True) - r) / (n - 1)
+    return (r - others).flatten()
+
+
+def text_stats(texts: list[str]) -> dict[str, float]:
+    """Mean caption length in words and the share of distinct captions."""
+    return {"caption_words": sum(len(t.split()) for t in texts) / max(len(texts), 1),
+            "distinct_ratio": len(set(texts)) / max(len(texts), 1)}
+
+
+__all__ = ["GrammarScorer", "advantages", "clip_reward", "cls_reward", "standardise", "text_stats"]

@@ -1,0 +1,99 @@
+"""ReGen training: self-critical policy gradient on the captioner (SPEC §6).
+
+Per video, n captions are sampled from the current model; each gets the weighted
+sum of CLS-R, CLIP-R and GRAMMAR-R; advantage = reward - baseline (the mean of
+the other samples' rewards, or the greedy caption's reward); loss =
+-mean(advantage * summed token log-prob), plus an optional LM loss on REST
+pseudo-captions. The log-probs come from one forward pass through the (DDP) model
+with every clip's captions, so gradients are synchronised as in LM training.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from genact.config import RegenStepsConfig
+from genact.models.clip import FrozenClip
+from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
+from genact.training import CaptionTrainer, autocast, pick_caption
+
+
+class Rewards:
+    """The weighted ReGen reward of captions of training videos."""
+
+    def __init__(
+        self,
+        cfg: RegenStepsConfig,
+        clip: FrozenClip,
+        class_emb: torch.Tensor,
+        labels: torch.Tensor,
+        video_feats: torch.Tensor,
+        grammar: GrammarScorer | None = None,
+    ):
+        self.cfg, self.clip, self.grammar = cfg, clip, grammar
+        self.class_emb, self.labels, self.video_feats = class_emb.float(), labels, video_feats.float()
+        self.tau = cfg.tau if cfg.tau is not None else 1.0 / float(clip.model.logit_scale.exp())
+        if cfg.w_grammar and grammar is None:
+            raise ValueError("regen.w_grammar > 0 needs a grammar model (regen.grammar_model)")
+
+    def __call__(self, captions: list[str], videos: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """captions (M strings) of training videos `videos` (M,) -> total (M,) and each part (M,)."""
+        c = self.cfg
+        emb = self.clip.encode_texts(captions).float()
+        parts: dict[str, torch.Tensor] = {}
+        if c.w_cls:
+            parts["cls"] = cls_reward(emb, self.class_emb, self.labels[videos], c.cls_form, self.tau)
+        if c.w_clip:
+            parts["clip"] = clip_reward(emb, self.video_feats[videos])
+        if c.w_grammar:
+            parts["grammar"] = self.grammar(captions)
+        weights = {"cls": c.w_cls, "clip": c.w_clip, "grammar": c.w_grammar}
+        total = torch.zeros(len(captions))
+        for name, r in parts.items():
+            total = total + weights[name] * (standardise(r) if c.standardise else r)
+        return total, parts
+
+
+class RegenTrainer(CaptionTrainer):
+    """CaptionTrainer whose micro-step is the policy-gradient step above."""
+
+    def __init__(self, *args, rewards: Rewards, regen: RegenStepsConfig, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rewards, self.rc = rewards, regen
+        if regen.baseline not in ("others", "greedy"):
+            raise ValueError(f"regen.baseline={regen.baseline!r}: expected others or greedy")
+
+    def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, int, dict[str, float]]:
+        if not len(batch["path"]):
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0, {}
+        rc, n = self.rc, self.rc.samples
+        idx = batch["index"]
+        pixels = batch["pixels"].to(self.d.device, non_blocking=True)
+        with torch.no_grad(), autocast(self.d.device, self.cfg.precision):
+            memory = self.model.encode_video(pixels)
+            sampled = self.model.generate_from_memory(
+                memory, do_sample=True, num_return_sequences=n, temperature=rc.temperature, top_k=rc.top_k,
+                top_p=rc.top_p, max_new_tokens=rc.max_new_tokens)
+            greedy = self.model.generate_from_memory(memory, num_beams=1, max_new_tokens=rc.max_new_tokens) \
+                if rc.baseline == "greedy" else None
+        videos = idx.repeat_interleave(n)
+        reward, parts = self.rewards(sampled, videos)
+        base = self.rewards(greedy, idx)[0] if greedy is not None else None
+        adv = advantages(reward, n, base).to(self.d.device)
+        lm = rc.lm_weight > 0
+        texts = []
+        for b, i in enumerate(idx.tolist()):
+            texts += sampled[b * n : (b + 1) * n]
+            if lm:
+                texts.append(pick_caption(self.captions[i], self.run.seed, epoch, i))
+        with autocast(self.d.device, self.cfg.precision):
+            out = self.ddp(pixels, texts, 0.0)
+        per_clip = n + int(lm)
+        logprob = out.logprob.view(len(idx), per_clip)
+        loss = -(adv.view(len(idx), n) * logprob[:, :n]).mean()
+        if lm:
+            tokens = out.num_tokens.view(len(idx), per_clip)[:, n].clamp(min=1)
+            loss = loss + rc.lm_weight * (-logprob[:, n] / tokens).mean()
+        stats = {"reward": float(reward.mean()), "advantage_std": float(adv.std(unbiased=False)),
+                 **{f"reward_{k}": float(v.mean()) for k, v in parts.items()}, **text_stats(sampled)}
+        return loss, len(idx), stats

@@ -1,0 +1,82 @@
+"""`genact regen`: a ReGen run from a REST model (or any BLIP / VideoBlip) on a
+labelled video set, with the run-directory, resume and torchrun conventions of
+`genact rest` (docs/rest.md)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from genact.config import RegenConfig
+from genact.data.datasets import SkipReport
+from genact.data.splits import load_split
+from genact.distributed import barrier, cleanup
+from genact.evaluation.clip_tam import class_embeddings
+from genact.models.clip import FrozenClip
+from genact.regen.rewards import GrammarScorer
+from genact.regen.rl import RegenTrainer, Rewards
+from genact.rest.bank import CaptionBank
+from genact.rest.run import video_id, write_summary
+from genact.rest.stages import log_skipped, video_feature_stage
+from genact.runs import check_run_dir, load_model, save_final, start_run
+from genact.training import Checkpoints, Metrics
+
+log = logging.getLogger(__name__)
+
+
+def run_regen(cfg: RegenConfig) -> Path | None:
+    """RL fine-tuning with cfg; returns final/ (None when run.stop_at_step stopped it)."""
+    check_run_dir(cfg)
+    dc, rc = cfg.data, cfg.regen
+    split = load_split(dc.format, dc.root, dc.list, dc.classes, dc.subset, dc.split, dc.limit)
+    if not split.class_names or any(it.label is None for it in split.items):
+        raise ValueError(f"{dc.list or dc.root}: ReGen needs labelled videos (CLS-R scores the true class)")
+    start = time.time()
+    d, run_dir = start_run(cfg)
+    metrics = Metrics(run_dir, d.main, cfg.run.tensorboard)
+    try:
+        checkpoint = Checkpoints(run_dir).latest()
+        model = load_model(cfg.model, checkpoint, dc.frames).to(d.device)
+        clip = FrozenClip.from_pretrained(cfg.model.clip).to(d.device)
+        feats = video_feature_stage(clip, run_dir, split.items, dc.frames, d, rc.feature_dtype, rc.clip_batch,
+                                    dc.num_workers, cfg.run.progress and d.main)
+        usable = [i for i in range(len(split.items)) if i in feats]
+        items = [split.items[i] for i in usable]
+        labels = torch.tensor([it.label for it in items])
+        class_emb = class_embeddings(clip, split.class_names, rc.templates)
+        grammar = GrammarScorer.from_pretrained(rc.grammar_model, rc.grammar).to(d.device) if rc.w_grammar else None
+        rewards = Rewards(rc, clip, class_emb.cpu(), labels, torch.stack([feats[i] for i in usable]), grammar)
+        report = SkipReport()
+        trainer = RegenTrainer(model, items, cfg.optim, cfg.run, d, metrics, report, dc.num_workers,
+                               rewards=rewards, regen=rc)
+        if checkpoint is not None:
+            trainer.restore(checkpoint)
+        if rc.lm_weight > 0:
+            trainer.captions = _pseudo_captions(rc.lm_captions, items)
+        done = trainer.train_until(cfg.optim.epochs)
+        log_skipped(run_dir, d, "training", report)
+        if not done:
+            return None
+        final = save_final(model, run_dir, d)
+        if d.main:
+            write_summary(run_dir, cfg, time.time() - start, len(split.items), len(items))
+        barrier(d)
+        return final
+    finally:
+        metrics.close()
+        cleanup(d)
+
+
+def _pseudo_captions(bank_file: str | None, items: list) -> list[list[str]]:
+    """Each training video's REST captions, for the LM term."""
+    if bank_file is None:
+        raise ValueError("regen.lm_weight > 0 needs regen.lm_captions (a REST bank/round-XXX.jsonl)")
+    bank = CaptionBank.load(bank_file)
+    where = {k: i for i, k in enumerate(bank.keys)}
+    missing = [video_id(it) for it in items if video_id(it) not in where]
+    if missing:
+        raise ValueError(f"{bank_file}: no captions for {len(missing)} training video(s), e.g. {missing[0]}")
+    return [bank.captions(where[video_id(it)]) for it in items]
