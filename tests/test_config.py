@@ -51,3 +51,13 @@ def test_shipped_configs_load_into_their_dataclasses():
     assert rest.rest.prompts == ["a video of", "a person is", "someone is"]
     sup = load_config(SupervisedConfig, configs / "supervised_k400.yaml")
     assert sup.data.format == "kinetics" and sup.run.dir == "runs/supervised_k400"
+
+
+def test_regen_config_has_the_supplementary_settings():
+    from pathlib import Path
+
+    from genact.config import RegenConfig
+
+    cfg = load_config(RegenConfig, Path(__file__).parents[1] / "configs" / "regen_k400.yaml", ["regen.w_grammar=0"])
+    assert (cfg.optim.lr, cfg.optim.min_lr, cfg.optim.weight_decay, cfg.optim.epochs) == (2.5e-6, 2.5e-8, 0.01, 10)
+    assert (cfg.regen.samples, cfg.regen.w_cls, cfg.regen.w_grammar, cfg.regen.cls_form) == (5, 1.0, 0.0, "ce")
