@@ -251,3 +251,13 @@ def test_report_renders_tables_plots_and_caption_evolution(tmp_path):
         assert matplotlib.image.imread(tmp_path / "report" / name).shape[0] > 100
     bad = run("report", tmp_path / "nothing", "--out", tmp_path / "r2")
     assert bad.returncode == 2 and "neither results" in bad.stderr
+
+
+def test_few_shot_train_list_uses_the_protocol_class_order(tmp_path):
+    from genact.data import read_list
+
+    touch(tmp_path, "a.mp4", "b.mp4")
+    (tmp_path / "shots.txt").write_text("a.mp4 1\nb.mp4 0\n")  # ViFi-CLIP style: integer labels
+    split = read_list(tmp_path / "shots.txt", tmp_path, class_names=["brush hair", "cartwheel"])
+    assert [(Path(it.path).name, it.label) for it in split.items] == [("a.mp4", 1), ("b.mp4", 0)]
+    assert split.class_names == ["brush hair", "cartwheel"]

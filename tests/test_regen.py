@@ -174,3 +174,27 @@ def test_resume_equals_uninterrupted_and_eval_runs_on_the_result(world, tiny_lms
     assert out.returncode == 0, out.stderr
     res = json.loads((world[0] / "eval" / "results.json").read_text())
     assert res["splits"]["train"]["num_videos"] == 8
+
+
+def test_torchrun_with_the_lm_term(world):
+    """2 processes (gloo), LM loss on REST pseudo-captions beside the policy gradient."""
+    from genact.rest.bank import CaptionBank
+
+    root, settings = world
+    bank = CaptionBank([str(root / "videos" / f"v{i}.mp4") for i in range(8)])
+    for i in range(8):
+        bank.add(i, "a person is swimming", 0, "init")
+        bank.add(i, f"a video number {i}", 1, "generated")
+    bank.save(root / "bank.jsonl")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+           "-m", "genact", "regen", *settings, f"run.dir={root / 'ddp'}", "optim.epochs=2", "optim.lr=1e-3",
+           "regen.w_grammar=0", "regen.lm_weight=0.5", f"regen.lm_captions={root / 'bank.jsonl'}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(ln) for ln in (root / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    assert sorted(p.name for p in (root / "ddp" / "features" / "videos").iterdir()) == ["rank0", "rank1"]
+    VideoBlip.from_pretrained(root / "ddp" / "final")
+    missing = subprocess.run([sys.executable, "-m", "genact", "regen", *settings, f"run.dir={root / 'nolm'}",
+                              "regen.lm_weight=0.5"], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "needs regen.lm_captions" in missing.stderr

@@ -25,8 +25,8 @@ def resolve_model_dir(id_or_dir: str | os.PathLike) -> Path:
             raise ModelNotFoundError(f"{path}: not a model directory (no config.json)")
         return path
     name = str(id_or_dir)
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise ModelNotFoundError(f"{name}: no such model directory, and not a hub id of the form 'org/name'")
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelNotFoundError(f"{name}: no such model directory, and not a hub id ('org/name' or 'name')")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -36,7 +36,8 @@ def resolve_model_dir(id_or_dir: str | os.PathLike) -> Path:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         why = "HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached"
         raise ModelNotFoundError(
-            f"{name}: not in the local Hugging Face cache and {why}; download it where there is "
+            f"{name}: not a local directory, and as a hub id not in the local Hugging Face cache and {why}; "
+            f"download it where there is "
             f"internet (`hf download {name} --local-dir DIR`) and pass that directory instead"
         ) from None
     except RepositoryNotFoundError:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from genact.config import RegenConfig
+from genact.config import ConfigError, RegenConfig
 from genact.data.datasets import SkipReport
 from genact.data.splits import load_split
 from genact.distributed import barrier, cleanup
@@ -31,6 +31,7 @@ def run_regen(cfg: RegenConfig) -> Path | None:
     """RL fine-tuning with cfg; returns final/ (None when run.stop_at_step stopped it)."""
     check_run_dir(cfg)
     dc, rc = cfg.data, cfg.regen
+    _check_settings(rc)
     split = load_split(dc.format, dc.root, dc.list, dc.classes, dc.subset, dc.split, dc.limit)
     if not split.class_names or any(it.label is None for it in split.items):
         raise ValueError(f"{dc.list or dc.root}: ReGen needs labelled videos (CLS-R scores the true class)")
@@ -70,10 +71,20 @@ def run_regen(cfg: RegenConfig) -> Path | None:
         cleanup(d)
 
 
-def _pseudo_captions(bank_file: str | None, items: list) -> list[list[str]]:
+def _check_settings(rc) -> None:
+    """Stop on a bad regen.* setting before anything heavy is loaded."""
+    choices = {"baseline": ("others", "greedy"), "cls_form": ("ce", "cos", "l2"), "grammar": ("mlm", "causal")}
+    for key, allowed in choices.items():
+        if getattr(rc, key) not in allowed:
+            raise ConfigError(f"regen.{key}={getattr(rc, key)!r}: expected one of {', '.join(allowed)}")
+    if rc.lm_weight > 0 and rc.lm_captions is None:
+        raise ConfigError("regen.lm_weight > 0 needs regen.lm_captions (a REST bank/round-XXX.jsonl)")
+    if rc.baseline == "others" and rc.samples < 2:
+        raise ConfigError("regen.baseline=others needs regen.samples >= 2")
+
+
+def _pseudo_captions(bank_file: str, items: list) -> list[list[str]]:
     """Each training video's REST captions, for the LM term."""
-    if bank_file is None:
-        raise ValueError("regen.lm_weight > 0 needs regen.lm_captions (a REST bank/round-XXX.jsonl)")
     bank = CaptionBank.load(bank_file)
     where = {k: i for i, k in enumerate(bank.keys)}
     missing = [video_id(it) for it in items if video_id(it) not in where]
