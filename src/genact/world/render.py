@@ -1,0 +1,89 @@
+"""Drawing the miniature world's clips: one object doing one verb in one scene.
+
+A clip is uint8 (T, S, S, 3). Motion verbs leave a faint trail behind the object in
+a share of the frames (`cue_prob`): a single frame then hints at the direction,
+the clip shows it in the order of the frames. Size verbs show it only over time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# name -> RGB
+OBJECTS = {
+    "ball": (230, 50, 40),
+    "box": (40, 90, 230),
+    "ring": (240, 220, 40),
+    "bar": (245, 245, 245),
+    "cross": (220, 60, 220),
+    "kite": (40, 220, 220),
+}
+SHAPES = {"ball": "disc", "box": "square", "ring": "ring", "bar": "bar", "cross": "cross", "kite": "diamond"}
+# name -> (dx, dy, growth) per clip, in units of the canvas / base size
+VERBS = {
+    "rising": (0.0, -1.0, 0.0),
+    "falling": (0.0, 1.0, 0.0),
+    "sliding left": (-1.0, 0.0, 0.0),
+    "sliding right": (1.0, 0.0, 0.0),
+    "growing": (0.0, 0.0, 1.0),
+    "shrinking": (0.0, 0.0, -1.0),
+}
+SCENES = {"grass": (60, 120, 50), "water": (40, 70, 130), "sand": (170, 150, 100), "night": (25, 25, 35)}
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    verb: str
+    obj: str
+    scene: str
+    seed: int
+
+
+def _mask(shape: str, size: int, cx: float, cy: float, radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    dx, dy = xx - cx, yy - cy
+    if shape == "disc":
+        return dx**2 + dy**2 <= radius**2
+    if shape == "ring":
+        d = np.sqrt(dx**2 + dy**2)
+        return (d <= radius) & (d >= 0.55 * radius)
+    if shape == "square":
+        return (np.abs(dx) <= radius * 0.85) & (np.abs(dy) <= radius * 0.85)
+    if shape == "bar":
+        return (np.abs(dx) <= radius * 1.2) & (np.abs(dy) <= radius * 0.4)
+    if shape == "cross":
+        return ((np.abs(dx) <= radius * 0.3) | (np.abs(dy) <= radius * 0.3)) & (np.abs(dx) <= radius) & (np.abs(dy) <= radius)
+    if shape == "diamond":
+        return np.abs(dx) + np.abs(dy) <= radius * 1.1
+    raise ValueError(shape)
+
+
+def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: float = 0.6) -> np.ndarray:
+    """The clip of `spec`, uint8 (frames, size, size, 3); the same spec gives the same clip."""
+    rng = np.random.default_rng(spec.seed)
+    dx, dy, growth = VERBS[spec.verb]
+    base = size * rng.uniform(0.12, 0.16)
+    travel = size * rng.uniform(0.45, 0.6)
+    cx0 = size / 2 - dx * travel / 2 + rng.uniform(-0.08, 0.08) * size * (dx == 0)
+    cy0 = size / 2 - dy * travel / 2 + rng.uniform(-0.08, 0.08) * size * (dy == 0)
+    bg = np.array(SCENES[spec.scene], np.float32) * rng.uniform(0.85, 1.15)
+    texture = rng.normal(0, 10, (size, size, 1)).astype(np.float32)
+    colour = np.array(OBJECTS[spec.obj], np.float32)
+    shape = SHAPES[spec.obj]
+    out = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        p = t / max(frames - 1, 1)
+        cx, cy = cx0 + dx * travel * p, cy0 + dy * travel * p
+        radius = base * (1 + 0.8 * growth * (p - 0.5) * 2) if growth else base
+        img = np.broadcast_to(bg, (size, size, 3)) + texture
+        if (dx or dy) and rng.random() < cue_prob:  # a fading trail where the object just was
+            for k, alpha in ((3, 0.15), (2, 0.25), (1, 0.4)):
+                back = k * travel / frames
+                trail = _mask(shape, size, cx - dx * back, cy - dy * back, radius)
+                img = np.where(trail[..., None], (1 - alpha) * img + alpha * colour, img)
+        img = np.where(_mask(shape, size, cx, cy, max(radius, 1.0))[..., None], colour, img)
+        img = img + rng.normal(0, 4, img.shape)
+        out[t] = np.clip(img, 0, 255).astype(np.uint8)
+    return out

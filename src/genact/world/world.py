@@ -1,0 +1,114 @@
+"""The miniature world: compositional action classes, their splits, and the text
+corpora its tiny foundation models are pretrained on.
+
+Classes are `<object> <verb>` compositions (6 objects x 6 verbs = 36). A third of
+them (where (verb + object) % 3 == 0, so every verb and every object keeps
+seen compositions) never appear in the unlabelled training videos: they are the
+zero-shot test classes; the generalized setting scores their test videos against
+all 36 names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from genact.data.video import write_video
+from genact.io import atomic_write_text
+from genact.world.render import OBJECTS, SCENES, VERBS, ClipSpec, render_clip
+
+COLOURS = {"ball": "red", "box": "blue", "ring": "yellow", "bar": "white", "cross": "purple", "kite": "cyan"}
+SCENE_PHRASES = {"grass": "on the grass", "water": "in the water", "sand": "on the sand", "night": "at night"}
+
+
+@dataclass
+class WorldConfig:
+    seed: int = 0
+    frames: int = 16  # per generated clip (8 fps: 2 s)
+    size: int = 32
+    cue_prob: float = 0.6  # share of frames of a moving object that show its trail
+    train_per_class: int = 20  # unlabelled REST videos per seen composition
+    fewshot_per_class: int = 8  # labelled pool per unseen composition (few-shot training)
+    test_per_class: int = 10  # test videos per unseen composition
+
+
+def class_name(verb: str, obj: str) -> str:
+    return f"{obj} {verb}"
+
+
+def compositions() -> list[tuple[str, str]]:
+    """All (verb, object) pairs, verb-major."""
+    return [(v, o) for v in VERBS for o in OBJECTS]
+
+
+def is_unseen(verb: str, obj: str) -> bool:
+    return (list(VERBS).index(verb) + list(OBJECTS).index(obj)) % 3 == 0
+
+
+def describe(spec: ClipSpec) -> str:
+    """The full description of a clip (what CLIP's pretraining texts look like)."""
+    return f"a {COLOURS[spec.obj]} {spec.obj} {spec.verb} {SCENE_PHRASES[spec.scene]}"
+
+
+def frame_caption(spec: ClipSpec, rng: np.random.Generator) -> str:
+    """A generic, incomplete caption of one frame, as a web image captioner would
+    give: the object, sometimes its colour or scene, rarely what it does."""
+    obj, colour, scene = spec.obj, COLOURS[spec.obj], SCENE_PHRASES[spec.scene]
+    options = [f"a {obj}", f"a {colour} {obj}", f"a {obj} {scene}", f"a {colour} {obj} {scene}", f"something {scene}"]
+    if rng.random() < 0.25:
+        return f"a {obj} {spec.verb}"
+    return options[int(rng.integers(len(options)))]
+
+
+def _specs(pairs: list[tuple[str, str]], per_class: int, seed: int, tag: int) -> list[ClipSpec]:
+    rng = np.random.default_rng([seed, tag])
+    scenes = list(SCENES)
+    return [ClipSpec(v, o, scenes[int(rng.integers(len(scenes)))], int(rng.integers(2**31)))
+            for v, o in pairs for _ in range(per_class)]
+
+
+def _write_split(root: Path, name: str, specs: list[ClipSpec], cfg: WorldConfig) -> None:
+    lines = []
+    for k, spec in enumerate(specs):
+        rel = f"{name}/{spec.obj}_{spec.verb.replace(' ', '_')}_{k:04d}.mp4"
+        path = root / "videos" / rel
+        if not path.exists():
+            write_video(path, render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob))
+        lines.append(f"{rel},{class_name(spec.verb, spec.obj)}")
+    atomic_write_text(root / "splits" / f"{name}.txt", "\n".join(lines) + "\n")
+
+
+def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
+    """Write the world's videos and split files below `root` (kept when the config
+    is unchanged). Layout: videos/<split>/*.mp4; splits/<split>.txt (`path,class
+    name` lines, readable with `read_list` and any of splits/classes_{seen,unseen,all}.txt:
+    the test split against classes_unseen is zero-shot, against classes_all generalized)."""
+    cfg = cfg or WorldConfig()
+    root = Path(root)
+    stamp = root / "world.json"
+    key = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
+        return root
+    seen = [p for p in compositions() if not is_unseen(*p)]
+    unseen = [p for p in compositions() if is_unseen(*p)]
+    (root / "splits").mkdir(parents=True, exist_ok=True)
+    for name, pairs in (("classes_all", compositions()), ("classes_unseen", unseen), ("classes_seen", seen)):
+        atomic_write_text(root / "splits" / f"{name}.txt", "\n".join(class_name(v, o) for v, o in pairs) + "\n")
+    _write_split(root, "train", _specs(seen, cfg.train_per_class, cfg.seed, 1), cfg)
+    _write_split(root, "fewshot", _specs(unseen, cfg.fewshot_per_class, cfg.seed, 2), cfg)
+    _write_split(root, "test", _specs(unseen, cfg.test_per_class, cfg.seed, 3), cfg)
+    atomic_write_text(stamp, json.dumps({"key": key, "config": asdict(cfg)}, indent=1))
+    return root
+
+
+def pretraining_corpus(cfg: WorldConfig, clips: int, seed: int) -> list[tuple[ClipSpec, int, str, str]]:
+    """Frames for pretraining the tiny foundation models, drawn from fresh clips of
+    every composition (never a split's video): (clip spec, frame index, generic
+    frame caption for the captioner, full description for CLIP)."""
+    rng = np.random.default_rng([seed, 4])
+    specs = _specs(compositions(), max(clips // len(compositions()), 1), seed, 5)
+    return [(s, int(rng.integers(cfg.frames)), frame_caption(s, rng), describe(s)) for s in specs]
