@@ -52,3 +52,43 @@ def test_pretraining_captions_are_generic_and_descriptions_complete():
     assert all(spec.verb in text and spec.obj in text for spec, _, _, text in corpus)
     rng = np.random.default_rng(0)
     assert frame_caption(ClipSpec("rising", "box", "water", 1), rng)
+
+
+def test_world_tokenizers_round_trip_every_word():
+    from genact.world.pretrain import blip_tokenizer, clip_tokenizer, world_words
+
+    texts = [t for _, _, c, t in pretraining_corpus(WorldConfig(), 72, 0)]
+    words = world_words(texts)
+    ctok = clip_tokenizer(words)
+    for w in words:  # one BPE token per world word
+        assert len(ctok(w, add_special_tokens=False).input_ids) == 1, w
+    text = "a cyan kite sliding left on the grass"
+    assert ctok.decode(ctok(text).input_ids, skip_special_tokens=True).strip() == text
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        btok = blip_tokenizer(words, Path(d))
+        assert btok.decode(btok(text).input_ids, skip_special_tokens=True) == text
+        assert btok.unk_token_id not in btok(text).input_ids
+
+
+def test_pretrained_world_models_load_through_the_user_path(tmp_path):
+    """A short pretraining run: the saved models load with VideoBlip / FrozenClip
+    and CLIP already tells objects apart in single frames."""
+    import torch
+
+    from genact.models import FrozenClip, VideoBlip
+    from genact.world.pretrain import _frames, pretrain
+
+    blip_dir, clip_dir = pretrain(tmp_path, clips=360, steps=120)
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=1, prompt="a picture of")
+    clip = FrozenClip.from_pretrained(clip_dir)
+    corpus = pretraining_corpus(WorldConfig(), 72, seed=5)
+    frames = _frames(WorldConfig(), corpus)
+    assert len(model.generate(frames[:4, None], max_new_tokens=6)) == 4
+    img = torch.nn.functional.normalize(clip.model.get_image_features(pixel_values=frames).pooler_output, dim=-1)
+    objects = list(OBJECTS)
+    names = clip.text_features([f"a {o}" for o in objects])
+    hit = [objects[j] == spec.obj for (spec, *_), j in zip(corpus, (img @ names.T).argmax(1).tolist())]
+    assert sum(hit) / len(hit) > 0.5  # chance: 1/6

@@ -213,6 +213,19 @@ def cmd_regen(args) -> int:
     return 0
 
 
+def cmd_world(args) -> int:
+    from genact.world.pretrain import pretrain
+    from genact.world.world import WorldConfig, build_world
+
+    cfg = WorldConfig(seed=args.seed)
+    if args.action == "build":
+        print(f"genact: world in {build_world(args.out, cfg)}", file=sys.stderr)
+    else:
+        blip, clip = pretrain(args.out, cfg, clips=args.clips, steps=args.steps, seed=args.seed)
+        print(f"genact: captioner in {blip}, CLIP in {clip}", file=sys.stderr)
+    return 0
+
+
 def cmd_report(args) -> int:
     from genact.evaluation.report import build_report
 
@@ -340,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for caption_metrics.json (default results/caption-metrics)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_caption_metrics)
+
+    p = sub.add_parser("world", help="the miniature world: build its videos, or pretrain its tiny BLIP and CLIP")
+    p.add_argument("action", choices=["build", "pretrain"])
+    p.add_argument("--out", required=True, help="folder for the world (build) or the two models (pretrain)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=int, default=2160, help="pretraining clips (one frame of each is used)")
+    p.add_argument("--steps", type=int, default=600, help="optimizer steps per model (batch 64)")
+    p.set_defaults(func=cmd_world)
 
     p = sub.add_parser("report", help="an HTML report (tables vs the papers, t-SNE, cosines, caption evolution)")
     p.add_argument("sources", nargs="+", metavar="RUN_OR_RESULTS",

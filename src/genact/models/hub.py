@@ -28,7 +28,7 @@ def resolve_model_dir(id_or_dir: str | os.PathLike) -> Path:
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelNotFoundError(f"{name}: no such model directory, and not a hub id ('org/name' or 'name')")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
         return Path(snapshot_download(name, allow_patterns=HUB_FILES))
@@ -40,6 +40,8 @@ def resolve_model_dir(id_or_dir: str | os.PathLike) -> Path:
             f"download it where there is "
             f"internet (`hf download {name} --local-dir DIR`) and pass that directory instead"
         ) from None
+    except HFValidationError:
+        raise ModelNotFoundError(f"{name}: no such model directory, and not a valid hub id") from None
     except RepositoryNotFoundError:
         raise ModelNotFoundError(f"{name}: no such model on the Hugging Face hub (or it is private)") from None
     except HfHubHTTPError as e:

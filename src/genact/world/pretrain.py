@@ -1,0 +1,151 @@
+"""`genact world pretrain`: the miniature world's "web-pretrained" foundation models.
+
+A tiny BLIP image captioner learns generic, incomplete captions of single frames
+and a tiny CLIP learns frames against full descriptions, both on fresh clips of
+every composition (never a video of the world's splits). They have the real HF
+architectures (`BlipForConditionalGeneration`, `CLIPModel`) and tokenizer classes
+(`BertTokenizer`, `CLIPTokenizer`) with the world's small vocabulary, and are saved
+with `save_pretrained` like hub checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genact.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoTransform
+from genact.io import atomic_dir
+from genact.world.render import render_clip
+from genact.world.world import WorldConfig, pretraining_corpus
+
+log = logging.getLogger(__name__)
+EXTRA_WORDS = "a an the of on in at is something someone person video picture big small".split()
+CAPTION_PROMPT = "a picture of"  # the image captioner's own prompt, as BLIP's
+
+
+def world_words(corpus_texts: list[str]) -> list[str]:
+    return sorted({w for t in corpus_texts for w in t.split()} | set(EXTRA_WORDS))
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP byte-level alphabet: printable bytes map to themselves and come
+    first; the other bytes follow, mapped to code points from 256 on."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    rest = [b for b in range(256) if b not in keep]
+    return {**{b: chr(b) for b in keep}, **{b: chr(256 + i) for i, b in enumerate(rest)}}
+
+
+def blip_tokenizer(words: list[str], directory: Path):
+    """WordPiece over whole world words (+ BLIP's [DEC] BOS)."""
+    from transformers import BertTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + words
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizer(vocab=str(directory / "vocab.txt"))
+    tok.add_special_tokens({"bos_token": "[DEC]"})
+    return tok
+
+
+def _bpe(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one word: merge the best-ranked adjacent pair until none applies."""
+    while len(pieces) > 1:
+        pairs = [(ranks.get(p, 1 << 30), i) for i, p in enumerate(zip(pieces, pieces[1:]))]
+        rank, i = min(pairs)
+        if rank == 1 << 30:
+            break
+        pieces = pieces[:i] + [pieces[i] + pieces[i + 1]] + pieces[i + 2 :]
+    return pieces
+
+
+def clip_tokenizer(words: list[str]):
+    """CLIP's byte-level BPE with merges chosen so that every world word is one token."""
+    from transformers import CLIPTokenizer
+
+    symbols = list(bytes_to_unicode().values())
+    ranks: dict[tuple[str, str], int] = {}
+    for w in words:
+        pieces = _bpe(list(w[:-1]) + [w[-1] + "</w>"], ranks)
+        while len(pieces) > 1:  # add the merge that the word still needs, last in rank
+            ranks[(pieces[0], pieces[1])] = len(ranks)
+            pieces = _bpe(pieces, ranks)
+    merges = sorted(ranks, key=ranks.get)
+    tokens = symbols + [s + "</w>" for s in symbols] + [a + b for a, b in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(dict.fromkeys(tokens))}, merges=merges)
+
+
+def _frames(cfg: WorldConfig, corpus) -> torch.Tensor:
+    """(N, 3, S, S) normalised frames of the corpus."""
+    t = VideoTransform(size=cfg.size, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
+    return torch.stack([t(render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob)[[f]])[0] for spec, f, _, _ in corpus])
+
+
+PREPROCESSOR = {"image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD)}
+
+
+def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 2160, steps: int = 600, seed: int = 0,
+             hidden: int = 64) -> tuple[Path, Path]:
+    """Train and save out/blip and out/clip; returns their directories."""
+    from transformers import BlipConfig, BlipForConditionalGeneration, CLIPConfig, CLIPModel
+
+    from genact.models.video_blip import VideoBlip, VideoBlipConfig
+
+    cfg, out = cfg or WorldConfig(), Path(out)
+    torch.manual_seed(seed)
+    corpus = pretraining_corpus(cfg, clips, seed)
+    captions, texts = [c for _, _, c, _ in corpus], [t for _, _, _, t in corpus]
+    words = world_words(captions + texts + [CAPTION_PROMPT])
+    frames = _frames(cfg, corpus)
+    rng = np.random.default_rng(seed)
+
+    with atomic_dir(out / "blip") as tmp:
+        tok = blip_tokenizer(words, tmp)
+        blip = BlipForConditionalGeneration(BlipConfig(
+            text_config=dict(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=2 * hidden, encoder_hidden_size=hidden, max_position_embeddings=40,
+                             bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id),
+            vision_config=dict(hidden_size=hidden, image_size=cfg.size, patch_size=8, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=2 * hidden, initializer_range=0.02)))
+        model = VideoBlip(blip, tok, VideoBlipConfig(num_frames=1, use_adapters=False, prompt=CAPTION_PROMPT), PREPROCESSOR)
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+        for step in range(steps):
+            idx = rng.choice(len(corpus), 64, replace=False)
+            loss = model(frames[idx][:, None], [captions[i] for i in idx]).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 100 == 0:
+                log.info("captioner step %d: loss %.3f", step, loss.item())
+        model.blip.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))
+
+    with atomic_dir(out / "clip") as tmp:
+        ctok = clip_tokenizer(words)
+        clip = CLIPModel(CLIPConfig(
+            text_config=dict(vocab_size=len(ctok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=2 * hidden, max_position_embeddings=32, bos_token_id=ctok.bos_token_id,
+                             eos_token_id=ctok.eos_token_id, pad_token_id=ctok.pad_token_id),  # text pooled at EOS
+            vision_config=dict(hidden_size=hidden, image_size=cfg.size, patch_size=8, num_hidden_layers=2,
+                               num_attention_heads=4, intermediate_size=2 * hidden),
+            projection_dim=32))
+        opt = torch.optim.AdamW(clip.parameters(), lr=5e-4, weight_decay=0.01)
+        for step in range(steps):
+            idx = rng.choice(len(corpus), 64, replace=False)
+            enc = ctok([texts[i] for i in idx], padding=True, return_tensors="pt")
+            loss = clip(input_ids=enc.input_ids, attention_mask=enc.attention_mask, pixel_values=frames[idx],
+                        return_loss=True).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if step % 100 == 0:
+                log.info("CLIP step %d: loss %.3f", step, loss.item())
+        clip.save_pretrained(tmp)
+        ctok.save_pretrained(tmp)
+        (tmp / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))
+    return out / "blip", out / "clip"
