@@ -48,10 +48,10 @@ def test_pretraining_captions_are_generic_and_descriptions_complete():
     corpus = pretraining_corpus(WorldConfig(), 360, seed=0)
     assert len(corpus) == 360
     with_verb = sum(spec.verb in caption for spec, _, caption, _ in corpus)
-    assert 0.1 < with_verb / len(corpus) < 0.4  # web-like: the verb is rarely said
+    assert 0.2 < with_verb / len(corpus) < 0.5  # web-like: the verb is said now and then
     assert all(spec.verb in text and spec.obj in text for spec, _, _, text in corpus)
     rng = np.random.default_rng(0)
-    assert frame_caption(ClipSpec("rising", "box", "water", 1), rng)
+    assert all("rising" not in frame_caption(ClipSpec("rising", "box", "water", 1), False, rng) for _ in range(50))
 
 
 def test_world_tokenizers_round_trip_every_word():

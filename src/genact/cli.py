@@ -46,14 +46,21 @@ def video_items(paths: list[str]) -> list:
 def _add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
     p.add_argument("--model", required=True, help="VideoBlip / BLIP: hub id or local directory")
+    _add_decoding_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
+    """Options of every command that captions videos."""
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's, 8)")
     p.add_argument("--beams", type=int, default=3, help="beam size for caption search")
     p.add_argument("--max-new-tokens", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes for decoding")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    if cache:
+        p.add_argument("--cache-dir", help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
 
 
 def _captions(args) -> tuple[list, dict[int, list[str]], "SkipReport"]:  # noqa: F821
@@ -207,10 +214,7 @@ def cmd_regen(args) -> int:
     from genact.config import RegenConfig
     from genact.regen.run import run_regen
 
-    final = run_regen(_settings(args, RegenConfig))
-    if final is not None and int(os.environ.get("RANK", "0")) == 0:
-        print(f"genact: trained model in {final}", file=sys.stderr)
-    return 0
+    return _trained(run_regen(_settings(args, RegenConfig)))
 
 
 def cmd_world(args) -> int:
@@ -223,6 +227,15 @@ def cmd_world(args) -> int:
     else:
         blip, clip = pretrain(args.out, cfg, clips=args.clips, steps=args.steps, seed=args.seed)
         print(f"genact: captioner in {blip}, CLIP in {clip}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from genact.world.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(seed=args.seed)
+    print(run_demo(args.out, cfg, progress=not args.quiet))
+    print(f"genact: everything is in {args.out}/ (report: {args.out}/report/report.html)", file=sys.stderr)
     return 0
 
 
@@ -247,24 +260,24 @@ def _settings(args, cls):
     return load_config(cls, files[0] if files else None, overrides)
 
 
+def _trained(final: Path | None) -> int:
+    if final is not None and int(os.environ.get("RANK", "0")) == 0:
+        print(f"genact: trained model in {final}", file=sys.stderr)
+    return 0
+
+
 def cmd_rest(args) -> int:
     from genact.config import RestConfig
     from genact.rest.run import run_rest
 
-    final = run_rest(_settings(args, RestConfig))
-    if final is not None and int(os.environ.get("RANK", "0")) == 0:
-        print(f"genact: trained model in {final}", file=sys.stderr)
-    return 0
+    return _trained(run_rest(_settings(args, RestConfig)))
 
 
 def cmd_supervised(args) -> int:
     from genact.config import SupervisedConfig
     from genact.rest.run import run_supervised
 
-    final = run_supervised(_settings(args, SupervisedConfig))
-    if final is not None and int(os.environ.get("RANK", "0")) == 0:
-        print(f"genact: trained model in {final}", file=sys.stderr)
-    return 0
+    return _trained(run_supervised(_settings(args, SupervisedConfig)))
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -310,15 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="VideoBlip / BLIP: hub id or directory (not needed for --method clip)")
     p.add_argument("--clip", required=True, help="CLIP: hub id or directory")
     p.add_argument("--template", action="append", default=None, help="class prompt template (default '{}')")
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's)")
-    p.add_argument("--beams", type=int, default=3)
-    p.add_argument("--max-new-tokens", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir", help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
+    _add_decoding_args(p, cache=True)
     p.add_argument("--out", help="results folder (default results/<protocol>-<method>)")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("fewshot", help="few-shot: fine-tune on M videos per class (class names as captions), then eval")
@@ -343,16 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotations", required=True, help="VaTeX JSON: a list of {videoID, enCap: [...]}")
     p.add_argument("--data-root", required=True, help="videos named <videoID>.<ext> anywhere below")
     p.add_argument("--limit", type=int, help="the first N videos only")
-    p.add_argument("--frames", type=int, default=None)
-    p.add_argument("--beams", type=int, default=3)
-    p.add_argument("--max-new-tokens", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir")
+    _add_decoding_args(p, cache=True)
     p.add_argument("--out", help="folder for caption_metrics.json (default results/caption-metrics)")
-    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_caption_metrics)
+
+    p = sub.add_parser("demo", help="the whole method on the miniature world, offline, in minutes")
+    p.add_argument("--out", default="demo", help="folder for the world, runs, results and report (default demo/)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("world", help="the miniature world: build its videos, or pretrain its tiny BLIP and CLIP")
     p.add_argument("action", choices=["build", "pretrain"])

@@ -23,7 +23,7 @@ from genact.config import ConfigError, save_config, to_dict
 from genact.distributed import Dist, barrier, init_distributed
 from genact.io import ShardLog, atomic_dir, atomic_write_text
 from genact.models.hub import resolve_model_dir
-from genact.models.video_blip import VIDEO_CONFIG, VideoBlip
+from genact.models.video_blip import ADAPTER_WEIGHTS, VideoBlip
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def load_model(model_cfg, checkpoint: Path | None, num_frames: int) -> VideoBlip
         return VideoBlip.from_pretrained(checkpoint / "model")
     overrides = dict(num_frames=num_frames, prompt=model_cfg.prompt)
     path = model_cfg.blip
-    if not (resolve_model_dir(path) / VIDEO_CONFIG).exists():  # an image BLIP: choose the adapter layout
+    if not (resolve_model_dir(path) / ADAPTER_WEIGHTS).exists():  # no trained adapters: choose the layout
         overrides.update(use_adapters=model_cfg.use_adapters, adapter_layers=model_cfg.adapter_layers)
     return VideoBlip.from_pretrained(path, **overrides)
 

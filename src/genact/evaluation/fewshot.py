@@ -70,7 +70,28 @@ def run_fewshot(
     else:
         train = protocol_splits(protocol, data_root, splits_dir, which=[split], subset="train")[f"split{split}"]
         items = sample_shots(train, shots, seed)
-    run_dir = out_dir / f"{shots}shot-split{split}"
+    meta = {"protocol": protocol, "base_model": model, "clip": clip_id, "shots": shots, "seed": seed}
+    return finetune_and_evaluate(test, items, f"split{split}", model, clip_id, out_dir / f"{shots}shot-split{split}",
+                                 meta, seed, overrides, templates, cache_dir, progress)
+
+
+def finetune_and_evaluate(
+    test: Split,
+    items: list[VideoItem],
+    name: str,
+    model: str,
+    clip_id: str,
+    run_dir: Path,
+    meta: dict,
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    templates: list[str] | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Fine-tune `model` on labelled `items` (class names of `test` as captions), then
+    evaluate on `test`; the training run is run_dir/train, results in run_dir."""
+    shots = meta.get("shots", 1)
     cfg = load_config(SupervisedConfig, None, [
         f"model.blip={model}", f"run.dir={run_dir / 'train'}", f"run.seed={seed}",
         f"optim.epochs={fewshot_epochs(shots)}", f"run.progress={str(progress).lower()}", "run.resume=auto",
@@ -78,15 +99,14 @@ def run_fewshot(
     ])
     if len(items) < cfg.optim.global_batch:  # e.g. 2 shots x 10 classes: one step per epoch
         cfg.optim.global_batch = max(len(items) // cfg.optim.batch_size, 1) * cfg.optim.batch_size
-    log.info("%d-shot split %d: %d training videos, %d epochs", shots, split, len(items), cfg.optim.epochs)
+    log.info("%s: %d training videos, %d epochs", run_dir.name, len(items), cfg.optim.epochs)
     final = train_on_class_names(cfg, items, test.class_names)
     if final is None:
         raise RuntimeError(f"{run_dir}: training stopped early (run.stop_at_step); run again to resume")
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.run.device != "cpu" else "cpu")
-    captioner = Captioner.load(str(final), "genact", cfg.data.frames, cache_dir or run_dir / "cache", device,
-                               progress=progress)
+    cache = cache_dir or run_dir / "cache"
+    captioner = Captioner.load(str(final), "genact", cfg.data.frames, cache, device, progress=progress)
     clip = FrozenClip.from_pretrained(clip_id).to(device)
-    meta = {"protocol": protocol, "model": str(final), "base_model": model, "clip": clip_id, "shots": shots,
-            "seed": seed, "train_videos": [it.path for it in items]}
-    return evaluate({f"split{split}": test}, "genact", clip, captioner, templates or ["{}"], run_dir, meta,
-                    cache_dir or run_dir / "cache", cfg.data.frames, progress)
+    meta = {**meta, "model": str(final), "clip": clip_id, "train_videos": [it.path for it in items]}
+    return evaluate({name: test}, "genact", clip, captioner, templates or ["{}"], run_dir, meta, cache,
+                    cfg.data.frames, progress)

@@ -95,14 +95,15 @@ class VideoBlip(nn.Module):
     def from_pretrained(cls, id_or_dir: str | os.PathLike, **overrides) -> "VideoBlip":
         """Load an image BLIP (hub id or dir; adapters start at zero) or a saved VideoBlip.
 
-        `overrides` set VideoBlipConfig fields; a saved model's adapter layout is kept.
+        `overrides` set VideoBlipConfig fields; the layout of trained adapters is kept
+        (a saved model without adapters may get new, zero-initialised ones).
         """
         path = resolve_model_dir(id_or_dir)
         blip = BlipForConditionalGeneration.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
         saved = path / VIDEO_CONFIG
         fields = json.loads(saved.read_text()) if saved.exists() else {}
-        if saved.exists():
+        if (path / ADAPTER_WEIGHTS).exists():
             for key in ("use_adapters", "adapter_layers"):
                 if key in overrides and overrides[key] != fields.get(key):
                     raise ValueError(f"{path}: {key} is fixed by the saved model ({fields.get(key)})")

@@ -121,9 +121,7 @@ def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 2160,
             opt.step()
             if step % 100 == 0:
                 log.info("captioner step %d: loss %.3f", step, loss.item())
-        model.blip.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))
+        model.save_pretrained(tmp)  # an image captioner: T = 1, no adapters, its own prompt
 
     with atomic_dir(out / "clip") as tmp:
         ctok = clip_tokenizer(words)

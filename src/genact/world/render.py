@@ -1,8 +1,9 @@
 """Drawing the miniature world's clips: one object doing one verb in one scene.
 
-A clip is uint8 (T, S, S, 3). Motion verbs leave a faint trail behind the object in
-a share of the frames (`cue_prob`): a single frame then hints at the direction,
-the clip shows it in the order of the frames. Size verbs show it only over time.
+A clip is uint8 (T, S, S, 3). In a share of the frames (`cue_prob`) the object
+leaves a faint trail of where it just was (motion verbs) or how big it just was
+(size verbs: a halo when shrinking, nothing beyond the object when growing): a
+single frame may hint at the verb, the clip shows it in the order of its frames.
 """
 
 from __future__ import annotations
@@ -60,9 +61,15 @@ def _mask(shape: str, size: int, cx: float, cy: float, radius: float) -> np.ndar
     raise ValueError(shape)
 
 
+def cue_frames(spec: ClipSpec, frames: int = 16, cue_prob: float = 0.6) -> np.ndarray:
+    """Which frames of the clip show a trail (a single-frame hint of the verb), (frames,) bool."""
+    return np.random.default_rng([spec.seed, 1]).random(frames) < cue_prob
+
+
 def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: float = 0.6) -> np.ndarray:
     """The clip of `spec`, uint8 (frames, size, size, 3); the same spec gives the same clip."""
     rng = np.random.default_rng(spec.seed)
+    cues = cue_frames(spec, frames, cue_prob)
     dx, dy, growth = VERBS[spec.verb]
     base = size * rng.uniform(0.12, 0.16)
     travel = size * rng.uniform(0.45, 0.6)
@@ -78,10 +85,11 @@ def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: floa
         cx, cy = cx0 + dx * travel * p, cy0 + dy * travel * p
         radius = base * (1 + 0.8 * growth * (p - 0.5) * 2) if growth else base
         img = np.broadcast_to(bg, (size, size, 3)) + texture
-        if (dx or dy) and rng.random() < cue_prob:  # a fading trail where the object just was
+        if cues[t]:  # a fading trail of where (or how big) the object just was
             for k, alpha in ((3, 0.15), (2, 0.25), (1, 0.4)):
-                back = k * travel / frames
-                trail = _mask(shape, size, cx - dx * back, cy - dy * back, radius)
+                back = k / frames
+                was = radius * (1 - 0.8 * growth * 2 * back * 1.5) if growth else radius
+                trail = _mask(shape, size, cx - dx * travel * back, cy - dy * travel * back, max(was, 1.0))
                 img = np.where(trail[..., None], (1 - alpha) * img + alpha * colour, img)
         img = np.where(_mask(shape, size, cx, cy, max(radius, 1.0))[..., None], colour, img)
         img = img + rng.normal(0, 4, img.shape)

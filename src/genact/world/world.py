@@ -19,7 +19,7 @@ import numpy as np
 
 from genact.data.video import write_video
 from genact.io import atomic_write_text
-from genact.world.render import OBJECTS, SCENES, VERBS, ClipSpec, render_clip
+from genact.world.render import OBJECTS, SCENES, VERBS, ClipSpec, cue_frames, render_clip
 
 COLOURS = {"ball": "red", "box": "blue", "ring": "yellow", "bar": "white", "cross": "purple", "kite": "cyan"}
 SCENE_PHRASES = {"grass": "on the grass", "water": "in the water", "sand": "on the sand", "night": "at night"}
@@ -54,13 +54,14 @@ def describe(spec: ClipSpec) -> str:
     return f"a {COLOURS[spec.obj]} {spec.obj} {spec.verb} {SCENE_PHRASES[spec.scene]}"
 
 
-def frame_caption(spec: ClipSpec, rng: np.random.Generator) -> str:
+def frame_caption(spec: ClipSpec, cue: bool, rng: np.random.Generator) -> str:
     """A generic, incomplete caption of one frame, as a web image captioner would
-    give: the object, sometimes its colour or scene, rarely what it does."""
+    give: the object, often its colour or scene, and what it does only when the
+    frame shows it (its trail), and not always then."""
     obj, colour, scene = spec.obj, COLOURS[spec.obj], SCENE_PHRASES[spec.scene]
+    if cue and rng.random() < 0.6:
+        return f"a {colour} {obj} {spec.verb}" if rng.random() < 0.5 else f"a {obj} {spec.verb}"
     options = [f"a {obj}", f"a {colour} {obj}", f"a {obj} {scene}", f"a {colour} {obj} {scene}", f"something {scene}"]
-    if rng.random() < 0.25:
-        return f"a {obj} {spec.verb}"
     return options[int(rng.integers(len(options)))]
 
 
@@ -111,4 +112,9 @@ def pretraining_corpus(cfg: WorldConfig, clips: int, seed: int) -> list[tuple[Cl
     frame caption for the captioner, full description for CLIP)."""
     rng = np.random.default_rng([seed, 4])
     specs = _specs(compositions(), max(clips // len(compositions()), 1), seed, 5)
-    return [(s, int(rng.integers(cfg.frames)), frame_caption(s, rng), describe(s)) for s in specs]
+    out = []
+    for s in specs:
+        f = int(rng.integers(cfg.frames))
+        cue = bool(cue_frames(s, cfg.frames, cfg.cue_prob)[f])
+        out.append((s, f, frame_caption(s, cue, rng), describe(s)))
+    return out
