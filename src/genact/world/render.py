@@ -86,8 +86,8 @@ def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: floa
         radius = base * (1 + 0.8 * growth * (p - 0.5) * 2) if growth else base
         img = np.broadcast_to(bg, (size, size, 3)) + texture
         if cues[t]:  # a fading trail of where (or how big) the object just was
-            for k, alpha in ((3, 0.15), (2, 0.25), (1, 0.4)):
-                back = k / frames
+            for k, alpha in ((3, 0.3), (2, 0.45), (1, 0.6)):
+                back = 1.5 * k / frames
                 was = radius * (1 - 0.8 * growth * 2 * back * 1.5) if growth else radius
                 trail = _mask(shape, size, cx - dx * travel * back, cy - dy * travel * back, max(was, 1.0))
                 img = np.where(trail[..., None], (1 - alpha) * img + alpha * colour, img)

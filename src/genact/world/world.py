@@ -57,9 +57,9 @@ def describe(spec: ClipSpec) -> str:
 def frame_caption(spec: ClipSpec, cue: bool, rng: np.random.Generator) -> str:
     """A generic, incomplete caption of one frame, as a web image captioner would
     give: the object, often its colour or scene, and what it does only when the
-    frame shows it (its trail), and not always then."""
+    frame shows it (its trail), and nearly always then."""
     obj, colour, scene = spec.obj, COLOURS[spec.obj], SCENE_PHRASES[spec.scene]
-    if cue and rng.random() < 0.6:
+    if cue and rng.random() < 0.9:
         return f"a {colour} {obj} {spec.verb}" if rng.random() < 0.5 else f"a {obj} {spec.verb}"
     options = [f"a {obj}", f"a {colour} {obj}", f"a {obj} {scene}", f"a {colour} {obj} {scene}", f"something {scene}"]
     return options[int(rng.integers(len(options)))]
