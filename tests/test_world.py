@@ -47,8 +47,13 @@ def test_build_writes_readable_splits_without_unseen_classes_in_training(tmp_pat
 def test_pretraining_captions_are_generic_and_descriptions_complete():
     corpus = pretraining_corpus(WorldConfig(), 360, seed=0)
     assert len(corpus) == 360
-    with_verb = sum(spec.verb in caption for spec, _, caption, _ in corpus)
-    assert 0.2 < with_verb / len(corpus) < 0.5  # web-like: the verb is said now and then
+    from genact.world.render import cue_frames
+
+    cue = [bool(cue_frames(spec, 16, 0.6)[f]) for spec, f, _, _ in corpus]
+    said = [spec.verb in caption for spec, _, caption, _ in corpus]
+    assert not any(s for s, c in zip(said, cue) if not c)  # never a verb the frame does not show
+    share = sum(s for s, c in zip(said, cue) if c) / sum(cue)
+    assert 0.8 < share < 0.97  # shown: usually said, not always
     assert all(spec.verb in text and spec.obj in text for spec, _, _, text in corpus)
     rng = np.random.default_rng(0)
     assert all("rising" not in frame_caption(ClipSpec("rising", "box", "water", 1), False, rng) for _ in range(50))
