@@ -89,7 +89,7 @@ PREPROCESSOR = {"image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_C
 
 
 def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 2160, steps: int = 600, seed: int = 0,
-             hidden: int = 64) -> tuple[Path, Path]:
+             hidden: int = 64, patch: int = 8) -> tuple[Path, Path]:
     """Train and save out/blip and out/clip; returns their directories."""
     from transformers import BlipConfig, BlipForConditionalGeneration, CLIPConfig, CLIPModel
 
@@ -109,7 +109,7 @@ def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 2160,
             text_config=dict(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
                              intermediate_size=2 * hidden, encoder_hidden_size=hidden, max_position_embeddings=40,
                              bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id),
-            vision_config=dict(hidden_size=hidden, image_size=cfg.size, patch_size=8, num_hidden_layers=2,
+            vision_config=dict(hidden_size=hidden, image_size=cfg.size, patch_size=patch, num_hidden_layers=2,
                                num_attention_heads=4, intermediate_size=2 * hidden, initializer_range=0.02)))
         model = VideoBlip(blip, tok, VideoBlipConfig(num_frames=1, use_adapters=False, prompt=CAPTION_PROMPT), PREPROCESSOR)
         opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
@@ -129,7 +129,7 @@ def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 2160,
             text_config=dict(vocab_size=len(ctok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
                              intermediate_size=2 * hidden, max_position_embeddings=32, bos_token_id=ctok.bos_token_id,
                              eos_token_id=ctok.eos_token_id, pad_token_id=ctok.pad_token_id),  # text pooled at EOS
-            vision_config=dict(hidden_size=hidden, image_size=cfg.size, patch_size=8, num_hidden_layers=2,
+            vision_config=dict(hidden_size=hidden, image_size=cfg.size, patch_size=patch, num_hidden_layers=2,
                                num_attention_heads=4, intermediate_size=2 * hidden),
             projection_dim=32))
         opt = torch.optim.AdamW(clip.parameters(), lr=5e-4, weight_decay=0.01)
