@@ -13,15 +13,15 @@ import torch
 from genact.config import ConfigError, RegenConfig
 from genact.data.datasets import SkipReport
 from genact.data.splits import load_split
-from genact.distributed import barrier, cleanup
+from genact.distributed import cleanup
 from genact.evaluation.clip_tam import class_embeddings
 from genact.models.clip import FrozenClip
 from genact.regen.rewards import GrammarScorer
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.rest.bank import CaptionBank
-from genact.rest.run import video_id, write_summary
-from genact.rest.stages import log_skipped, video_feature_stage
-from genact.runs import check_run_dir, load_model, save_final, start_run
+from genact.rest.run import train_to_the_end, video_id
+from genact.rest.stages import video_feature_stage
+from genact.runs import check_run_dir, load_model, start_run
 from genact.training import Checkpoints, Metrics
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,7 @@ def run_regen(cfg: RegenConfig) -> Path | None:
             trainer.restore(checkpoint)
         if rc.lm_weight > 0:
             trainer.captions = _pseudo_captions(rc.lm_captions, items)
-        done = trainer.train_until(cfg.optim.epochs)
-        log_skipped(run_dir, d, "training", report)
-        if not done:
-            return None
-        final = save_final(model, run_dir, d)
-        if d.main:
-            write_summary(run_dir, cfg, time.time() - start, len(split.items), len(items))
-        barrier(d)
-        return final
+        return train_to_the_end(trainer, cfg, run_dir, start, len(split.items))
     finally:
         metrics.close()
         cleanup(d)

@@ -198,18 +198,24 @@ def train_on_class_names(cfg: SupervisedConfig, items: list[VideoItem], class_na
         if checkpoint is not None:
             trainer.restore(checkpoint)
         trainer.captions = [[class_names[it.label]] for it in items]
-        done = trainer.train_until(cfg.optim.epochs)
-        log_skipped(run_dir, d, "training", report)
-        if not done:
-            return None
-        final = save_final(model, run_dir, d)
-        if d.main:
-            write_summary(run_dir, cfg, time.time() - start, len(items), len(items))
-        barrier(d)
-        return final
+        return train_to_the_end(trainer, cfg, run_dir, start, len(items))
     finally:
         metrics.close()
         cleanup(d)
+
+
+def train_to_the_end(trainer: CaptionTrainer, cfg, run_dir: Path, start: float, num_videos: int) -> Path | None:
+    """Train up to optim.epochs, then write final/ and summary.md; None when
+    run.stop_at_step stopped the run first."""
+    done = trainer.train_until(cfg.optim.epochs)
+    log_skipped(run_dir, trainer.d, "training", trainer.report)
+    if not done:
+        return None
+    final = save_final(trainer.model, run_dir, trainer.d)
+    if trainer.d.main:
+        write_summary(run_dir, cfg, time.time() - start, num_videos, len(trainer.items))
+    barrier(trainer.d)
+    return final
 
 
 def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_trained: int) -> None:
