@@ -71,6 +71,15 @@ def broadcast(obj, d: Dist):
     return box[0]
 
 
+def union_keys(keys: list[str], d: Dist) -> list[str]:
+    """The sorted union of every process's `keys` (so all take part in the same reductions)."""
+    if not d.enabled:
+        return sorted(keys)
+    gathered: list = [None] * d.world
+    dist.all_gather_object(gathered, list(keys))
+    return sorted({k for ks in gathered for k in ks})
+
+
 def all_reduce_sum(values: list[float], d: Dist) -> list[float]:
     """Element-wise sum of a short list of floats over processes."""
     if not d.enabled:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from genact.config import ConfigError, OptimConfig, RunConfig
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, make_loader
-from genact.distributed import Dist, all_reduce_sum, barrier
+from genact.distributed import Dist, all_reduce_sum, barrier, union_keys
 from genact.io import atomic_dir, atomic_write_text
 from genact.models.video_blip import VideoBlip
 
@@ -304,9 +304,9 @@ class CaptionTrainer:
         return out.loss, len(idx), {}
 
     def _log(self, window: dict, lr: float, bar) -> None:
-        keys = sorted(window["stats"])
-        sums = all_reduce_sum([window["loss"], window["n"], window["videos"]] + [window["stats"][k] for k in keys],
-                              self.d)
+        keys = union_keys(list(window["stats"]), self.d)  # a process with only failed videos has none
+        values = [window["loss"], window["n"], window["videos"]] + [window["stats"].get(k, 0.0) for k in keys]
+        sums = all_reduce_sum(values, self.d)
         loss_sum, n, videos = sums[:3]
         elapsed = time.perf_counter() - window["t0"]
         loss = loss_sum / max(n, 1)
