@@ -68,6 +68,13 @@ def test_cache_survives_an_interrupted_write(tmp_path):
     assert len(reopened) == 2 and torch.equal(reopened.get(["y"]), torch.tensor([[4.0, 5, 6, 7]]))
     reopened.put(["z"], torch.ones(1, 4))
     assert torch.equal(EmbeddingCache(tmp_path, dim=4, dtype="float32").get(["z", "x"])[0], torch.ones(4))
+    with open(tmp_path / "vectors.bin", "ab") as f, open(tmp_path / "keys.jsonl", "a") as k:
+        f.write(np.full(4, 9, np.float32).tobytes())  # killed after the vector, half way through its key
+        k.write('"w')
+    again = EmbeddingCache(tmp_path, dim=4, dtype="float32")
+    assert len(again) == 3 and "w" not in again
+    again.put(["w"], torch.zeros(1, 4))
+    assert torch.equal(EmbeddingCache(tmp_path, dim=4, dtype="float32").get(["w"]), torch.zeros(1, 4))
     with pytest.raises(ValueError, match="another directory"):
         EmbeddingCache(tmp_path, dim=8, dtype="float32")
 

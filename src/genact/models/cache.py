@@ -37,7 +37,11 @@ class EmbeddingCache:
         stored = self._vectors_file.stat().st_size // (dim * self.dtype.itemsize) if self._vectors_file.exists() else 0
         complete = min(len(keys), stored)
         for i, line in enumerate(keys[:complete]):
-            self.rows.setdefault(json.loads(line), i)
+            try:
+                self.rows.setdefault(json.loads(line), i)
+            except json.JSONDecodeError:  # a key line cut short by a kill: it and what follows go
+                complete = i
+                break
         size = self._vectors_file.stat().st_size if self._vectors_file.exists() else 0
         if len(keys) != complete or size != complete * dim * self.dtype.itemsize:  # only then write on open
             self._truncate(complete)
