@@ -141,6 +141,15 @@ def make_video(tmp_path):
 CAPTIONS = ["swimming", "playing guitar"]
 
 
+def coloured_frames(rng: np.random.Generator, shape: tuple[int, ...], channel: int, boost: int,
+                    noise: int = 60) -> np.ndarray:
+    """uint8 (T, H, W, 3) noise in [0, noise) with one colour channel raised by `boost`:
+    clips that tiny models can tell apart by colour."""
+    frames = rng.integers(0, noise, (*shape, 3), dtype=np.uint8)
+    frames[..., channel] += boost
+    return frames
+
+
 @pytest.fixture(scope="session")
 def fitted(tiny_blip_dir, tmp_path_factory):
     """Two generated videos and a tiny VideoBlip fitted to caption them, saved to disk."""
@@ -148,9 +157,7 @@ def fitted(tiny_blip_dir, tmp_path_factory):
     rng = np.random.default_rng(0)
     videos = []
     for i, name in enumerate(["blue.mp4", "red.mp4"]):
-        frames = rng.integers(0, 60, (16, 48, 64, 3), dtype=np.uint8)
-        frames[..., 2 - 2 * i] += 180  # one is blue, the other red
-        write_video(root / name, frames)
+        write_video(root / name, coloured_frames(rng, (16, 48, 64), 2 - 2 * i, 180))  # one blue, one red
         videos.append(root / name)
     torch.manual_seed(0)
     model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=4)

@@ -16,7 +16,7 @@ from genact.evaluation.evaluate import SplitResult, results_table, score_split, 
 from genact.evaluation.fewshot import fewshot_epochs, sample_shots
 from genact.evaluation.protocols import protocol_splits
 
-from conftest import FIXTURES
+from conftest import FIXTURES, coloured_frames
 
 
 def run(*args):
@@ -155,9 +155,7 @@ def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
     for c, name in enumerate(classes):
         for g in range(4):
             rel = f"{name}/v_{name}_g{g:02d}_c01.mp4"
-            frames = rng.integers(0, 60, (8, 32, 32, 3), dtype=np.uint8)
-            frames[..., c] += 180
-            write_video(tmp_path / "videos" / rel, frames)
+            write_video(tmp_path / "videos" / rel, coloured_frames(rng, (8, 32, 32), c, 180))
             (train if g < 3 else test).append(rel)
     (tmp_path / "splits" / "trainlist01.txt").write_text("".join(f"{r} 1\n" for r in train))
     (tmp_path / "splits" / "testlist01.txt").write_text("".join(f"{r}\n" for r in test))

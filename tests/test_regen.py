@@ -19,7 +19,7 @@ from genact.models import FrozenClip, VideoBlip
 from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
 from genact.regen.run import run_regen
 
-from conftest import blip_tokenizer
+from conftest import blip_tokenizer, coloured_frames
 
 CLASSES = ["swimming", "playing guitar", "riding a bike"]
 
@@ -104,9 +104,7 @@ def world(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
     root = tmp_path_factory.mktemp("regen")
     rng = np.random.default_rng(0)
     for i in range(8):
-        frames = rng.integers(0, 70, (8, 32, 32, 3), dtype=np.uint8)
-        frames[..., i % 3] += 150
-        write_video(root / "videos" / f"v{i}.mp4", frames)
+        write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (8, 32, 32), i % 3, 150, noise=70))
     (root / "train.txt").write_text("".join(f"v{i}.mp4,swimming\n" for i in range(8)))
     (root / "classes.txt").write_text("".join(c + "\n" for c in CLASSES))
     settings = [f"data.root={root / 'videos'}", "data.format=list", f"data.list={root / 'train.txt'}",

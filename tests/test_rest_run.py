@@ -21,6 +21,8 @@ from genact.rest.bank import CaptionBank
 from genact.rest.run import run_rest
 from genact.training import Checkpoints
 
+from conftest import coloured_frames
+
 K, H = 3, 3
 
 
@@ -30,9 +32,7 @@ def world(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
     root = tmp_path_factory.mktemp("rest")
     rng = np.random.default_rng(0)
     for i in range(8):
-        frames = rng.integers(0, 70, (12, 32, 40, 3), dtype=np.uint8)
-        frames[..., i % 3] += 150 + 10 * (i // 3)
-        write_video(root / "videos" / f"v{i}.mp4", frames)
+        write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (12, 32, 40), i % 3, 150 + 10 * (i // 3), noise=70))
     (root / "videos" / "broken.mp4").write_bytes(b"this is not a video")
     settings = [
         f"data.root={root / 'videos'}", f"model.blip={tiny_blip_dir}", f"model.clip={tiny_clip_dir}",

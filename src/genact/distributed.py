@@ -62,15 +62,6 @@ def shard(indices: list[int], d: Dist) -> list[int]:
     return indices[d.rank :: d.world]
 
 
-def broadcast(obj, d: Dist):
-    """Rank 0's `obj` on every process (picklable objects)."""
-    if not d.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def union_keys(keys: list[str], d: Dist) -> list[str]:
     """The sorted union of every process's `keys` (so all take part in the same reductions)."""
     if not d.enabled:

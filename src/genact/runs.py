@@ -114,10 +114,6 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def epoch_losses(metrics: list[dict]) -> dict[int, float]:
-    """Last logged training loss of each epoch (from metrics.jsonl records)."""
-    out: dict[int, float] = {}
-    for r in metrics:
-        if r["kind"] == "train":
-            out[r["epoch"]] = r["loss"]
-    return out
+def epoch_losses(train_records: list[dict]) -> dict[int, float]:
+    """Last logged training loss of each epoch (from metrics.jsonl `train` records)."""
+    return {r["epoch"]: r["loss"] for r in train_records}

@@ -224,17 +224,21 @@ class CaptionTrainer:
         barrier(self.d)
         return path
 
-    def _loader(self, epoch: int, first_step: int):
+    def _batches(self, epoch: int, first_step: int):
+        """This process's micro-batches of `epoch` from optimizer step `first_step` on;
+        unreadable videos go to the report."""
         order = epoch_order(len(self.items), self.run.seed, epoch)
         batches = [mb for s in range(first_step, self.steps_per_epoch) for mb in micro_batches(order, s, self.cfg, self.d)]
         self.dataset.set_epoch(epoch)
-        return make_loader(self.dataset, self.cfg.batch_size, self.num_workers, batch_sampler=batches)
+        for batch in make_loader(self.dataset, self.cfg.batch_size, self.num_workers, batch_sampler=batches):
+            self.report.add(batch["failed"])
+            yield batch
 
     def train_until(self, end_epoch: int) -> bool:
         """Train up to the start of `end_epoch`. Returns False when run.stop_at_step
         stopped it first (a checkpoint has been written)."""
         p = self.progress
-        per_rank = len(micro_batches(np.arange(self.cfg.global_batch), 0, self.cfg, self.d))
+        per_rank = self.cfg.global_batch // (self.cfg.batch_size * self.d.world)  # micro-batches per step
         while p.epoch < end_epoch:
             if p.step_in_epoch < self.steps_per_epoch:
                 if not self._train_epoch(per_rank):
@@ -245,7 +249,7 @@ class CaptionTrainer:
 
     def _train_epoch(self, per_rank: int) -> bool:
         p, cfg, d = self.progress, self.cfg, self.d
-        loader = iter(self._loader_batches(p.epoch, p.step_in_epoch))
+        loader = self._batches(p.epoch, p.step_in_epoch)
         bar = tqdm(total=self.steps_per_epoch, initial=p.step_in_epoch, desc=f"epoch {p.epoch + 1}/{cfg.epochs}",
                    disable=not (self.run.progress and d.main))
         window = {"loss": 0.0, "n": 0.0, "videos": 0.0, "t0": time.perf_counter(), "stats": {}}
@@ -284,11 +288,6 @@ class CaptionTrainer:
                 return False
         bar.close()
         return True
-
-    def _loader_batches(self, epoch: int, first_step: int):
-        for batch in self._loader(epoch, first_step):
-            self.report.add(batch["failed"])
-            yield batch
 
     def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, int, dict[str, float]]:
         """Loss of one micro-batch, its video count, and statistics to log (summed

@@ -185,8 +185,8 @@ def evaluate(
     and return the results (see docs/evaluation.md for the fields)."""
     if method not in METHODS:
         raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
-    clip_cache = EmbeddingCache(cache_dir / "clip" / model_fingerprint(_clip_dir(meta), {}), clip.dim) \
-        if cache_dir is not None else None
+    clip_cache = EmbeddingCache(cache_dir / "clip" / model_fingerprint(clip.source, {}), clip.dim) \
+        if cache_dir is not None and clip.source is not None else None
     results, embeddings = {}, {}
     for name, split in splits.items():
         results[name], embeddings[name] = score_split(split, method, clip, captioner, templates, clip_cache, frames,
@@ -202,6 +202,3 @@ def evaluate(
     out["table"] = results_table(results, summary)
     return out
 
-
-def _clip_dir(meta: dict) -> Path:
-    return resolve_model_dir(meta["clip"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -23,12 +24,15 @@ class FrozenClip(nn.Module):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor or {}
+        self.source: Path | None = None  # the directory it was loaded from
 
     @classmethod
     def from_pretrained(cls, id_or_dir: str | os.PathLike) -> "FrozenClip":
         """Load CLIP from a hub id (e.g. openai/clip-vit-base-patch16) or a local dir."""
         path = resolve_model_dir(id_or_dir)
-        return cls(CLIPModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), load_preprocessor_config(path))
+        clip = cls(CLIPModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), load_preprocessor_config(path))
+        clip.source = path
+        return clip
 
     @property
     def device(self) -> torch.device:

@@ -100,11 +100,7 @@ class RestRun:
                 report.skipped.clear()
                 if stopped:
                     return None
-            final = save_final(self.model, self.dir, self.d)
-            if self.d.main:
-                write_summary(self.dir, cfg, time.time() - start, len(self.items), len(train_items))
-            barrier(self.d)
-            return final
+            return finish_run(trainer, cfg, self.dir, start, len(self.items))
         finally:
             self.metrics.close()
             cleanup(self.d)
@@ -129,9 +125,9 @@ class RestRun:
             for j, i in enumerate(usable):
                 for text in init[i]:
                     bank.add(j, text, 0, INIT)
-            video_feats = torch.stack([feats[i] for i in usable])
-            torch.save(video_feats.to(getattr(torch, rc.feature_dtype)), self.dir / "features" / "train_videos.pt")
-            self._retrieve(bank, 0, video_feats)
+            video_feats = torch.stack([feats[i] for i in usable]).to(getattr(torch, rc.feature_dtype))
+            torch.save(video_feats, self.dir / "features" / "train_videos.pt")
+            self._retrieve(bank, 0)
         barrier(d)
 
     # ---- Algorithm 1, steps 10-13 ----------------------------------------------
@@ -149,14 +145,13 @@ class RestRun:
             for i, caps in new.items():
                 for text in caps:
                     bank.add(i, text, r, GENERATED)
-            self._retrieve(bank, r, None)
+            self._retrieve(bank, r)
         barrier(self.d)
 
-    def _retrieve(self, bank: CaptionBank, r: int, video_feats: torch.Tensor | None) -> None:
+    def _retrieve(self, bank: CaptionBank, r: int) -> None:
+        """Eqs. 5-6 on `bank` with the stored video features; saves it as round r's bank."""
         rc = self.cfg.rest
-        if video_feats is None:
-            video_feats = torch.load(self.dir / "features" / "train_videos.pt", weights_only=True)
-        video_feats = video_feats.float()
+        video_feats = torch.load(self.dir / "features" / "train_videos.pt", weights_only=True).float()
         neighbours = neighbour_stage(self.dir, video_feats, rc.neighbours, self.d.device, self.progress)
         h = rc.neighbours if rc.retrieval_rounds is None or r < rc.retrieval_rounds else 1
         text_cache = EmbeddingCache(self.dir / "features" / "texts", self.clip.dim, rc.feature_dtype)
@@ -209,8 +204,11 @@ def train_to_the_end(trainer: CaptionTrainer, cfg, run_dir: Path, start: float, 
     run.stop_at_step stopped the run first."""
     done = trainer.train_until(cfg.optim.epochs)
     log_skipped(run_dir, trainer.d, "training", trainer.report)
-    if not done:
-        return None
+    return finish_run(trainer, cfg, run_dir, start, num_videos) if done else None
+
+
+def finish_run(trainer: CaptionTrainer, cfg, run_dir: Path, start: float, num_videos: int) -> Path:
+    """Write final/ and summary.md (and report.json) once training is complete."""
     final = save_final(trainer.model, run_dir, trainer.d)
     if trainer.d.main:
         write_summary(run_dir, cfg, time.time() - start, num_videos, len(trainer.items))
@@ -220,18 +218,18 @@ def train_to_the_end(trainer: CaptionTrainer, cfg, run_dir: Path, start: float, 
 
 def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_trained: int) -> None:
     """summary.md: what was trained on, loss per epoch, each retrieval round, skipped videos."""
-    metrics = Metrics(run_dir, enabled=False).read()
+    metrics = Metrics(run_dir, enabled=False)
     skipped = write_report(run_dir)
     lines = [f"# Run summary: {run_dir.name}", "",
              f"- videos in the split: {num_videos}; trained on: {num_trained}; unreadable: {len(skipped)}",
              f"- epochs: {cfg.optim.epochs}; global batch {cfg.optim.global_batch}; lr {cfg.optim.lr} -> "
              f"{cfg.optim.min_lr}; time {seconds / 60:.1f} min (the last session, if resumed)",
              f"- final model: `{run_dir / 'final'}`", ""]
-    losses = epoch_losses(metrics)
+    losses = epoch_losses(metrics.read("train"))
     if losses:
         lines += ["## Training loss (last logged value of each epoch)", "",
                   markdown_table(["epoch", "loss"], [[e + 1, f"{v:.4f}"] for e, v in sorted(losses.items())]), ""]
-    rounds = [r for r in metrics if r["kind"] == "round"]
+    rounds = metrics.read("round")
     if rounds:
         lines += ["## Retrieval rounds", "", markdown_table(
             ["round", "neighbours", "videos changed", "new captions", "mean cosine", "distinct captions",
