@@ -3,8 +3,10 @@ import json
 import pytest
 import torch
 from transformers import BlipForConditionalGeneration
+from transformers.models.blip.modeling_blip import BlipAttention
 
 from genact.models import VideoBlip
+from genact.models.attention import SdpaBlipAttention
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,35 @@ def test_adapters_leave_cls_token_alone_and_can_be_switched_off(blip_dir):
     assert list(subset.adapters) == ["1"]
     with pytest.raises(ValueError, match="outside"):
         VideoBlip.from_pretrained(blip_dir, adapter_layers=[5])
+
+
+def test_fused_vit_attention_matches_transformers_eager_attention(blip_dir):
+    eager = BlipForConditionalGeneration.from_pretrained(blip_dir).vision_model
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=2, use_adapters=False)
+    fused = model.blip.vision_model
+    assert all(type(m) is SdpaBlipAttention for m in fused.modules() if isinstance(m, BlipAttention))
+    assert any(type(m) is BlipAttention for m in eager.modules())
+    pixels = torch.randn(3, 3, 32, 32)
+    a, b = eager(pixels).last_hidden_state, fused(pixels).last_hidden_state
+    assert torch.allclose(a, b, atol=1e-5)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    qkv = "encoder.layers.0.self_attn.qkv.weight"
+    assert torch.allclose(dict(eager.named_parameters())[qkv].grad, dict(fused.named_parameters())[qkv].grad,
+                          rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_adapter_takes_the_shifted_sum_path_with_the_same_result(blip_dir):
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=3)
+    random_adapters(model)
+    adapter = model.adapters["0"]
+    hidden = torch.randn(2 * 3, 1 + 16, 32)
+    grid = hidden[:, 1:].reshape(2, 3, 4, 4, 32)
+    shifted = adapter._shifted_sum(grid).reshape(6, 16, 32)
+    eager = adapter(hidden, 3)
+    assert torch.allclose(eager[:, 1:], hidden[:, 1:] + shifted, atol=1e-5)
+    traced = torch.compile(adapter, backend="eager", fullgraph=True)(hidden, 3)  # dynamo: is_compiling() holds
+    assert torch.allclose(traced, eager, atol=1e-5)
 
 
 def test_gradients_reach_adapters_vit_and_decoder(blip_dir):

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # settings that may differ when a run is resumed; anything else must match
 RESUMABLE_CHANGES = ("run.dir", "run.resume", "run.stop_at_step", "run.progress", "run.device", "run.log_every",
                      "run.checkpoint_every", "run.keep_checkpoints", "run.tensorboard", "run.dist_timeout_min",
-                     "data.num_workers")
+                     "data.num_workers", "optim.compile")
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

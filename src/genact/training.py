@@ -36,6 +36,7 @@ from genact.config import ConfigError, OptimConfig, RunConfig
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, make_loader
 from genact.distributed import Dist, all_reduce_sum, barrier, union_keys
 from genact.io import atomic_dir, atomic_write_text
+from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,13 @@ def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices and conv kernels, none on biases,
-    norms and embeddings' 1-d parameters."""
+    norms and embeddings' 1-d parameters; the fused CUDA kernel when the model is on GPU."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    fused = all(p.is_cuda for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
 
 
 def steps_per_epoch(num_videos: int, cfg: OptimConfig, world: int) -> int:
@@ -175,14 +177,6 @@ class Metrics:
             self.tb.close()
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on GPU (precision auto / bf16), full precision otherwise."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"optim.precision={precision!r}: expected auto, bf16 or fp32")
-    use = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use else nullcontext()
-
-
 class CaptionTrainer:
     """Trains `model` to caption `items` with per-video caption lists (which the caller
     may replace between epochs, as REST does after each retrieval round)."""
@@ -204,6 +198,8 @@ class CaptionTrainer:
         self.steps_per_epoch = steps_per_epoch(len(items), optim, d.world)
         self.total_steps = self.steps_per_epoch * optim.epochs
         self.optimizer = build_optimizer(model, optim)
+        if optim.compile:
+            model.compile_vision()
         self.checkpoints = Checkpoints(run.dir, run.keep_checkpoints)
         self.progress = Progress()
         # depth-wise conv kernels (d, 1, 3, 3, 3): a stride mismatch on the size-1 axis only

@@ -14,6 +14,7 @@ from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, m
 from genact.data.transforms import VideoTransform
 from genact.models.cache import EmbeddingCache
 from genact.models.hub import image_stats, load_preprocessor_config, resolve_model_dir
+from genact.models.precision import autocast
 
 
 class FrozenClip(nn.Module):
@@ -54,7 +55,8 @@ class FrozenClip(nn.Module):
     def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, T, 3, H, W) -> (B, D): mean of frame features, L2-normalised."""
         b, t = pixels.shape[:2]
-        frames = self.model.get_image_features(pixel_values=pixels.flatten(0, 1).to(self.device)).pooler_output
+        with autocast(self.device):  # bf16 on GPU
+            frames = self.model.get_image_features(pixel_values=pixels.flatten(0, 1).to(self.device)).pooler_output
         return nn.functional.normalize(frames.view(b, t, -1).float().mean(1), dim=-1)
 
     @torch.no_grad()
@@ -66,7 +68,8 @@ class FrozenClip(nn.Module):
             enc = self.tokenizer(
                 texts[i : i + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
             ).to(self.device)
-            feats = self.model.get_text_features(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+            with autocast(self.device):
+                feats = self.model.get_text_features(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
             out.append(nn.functional.normalize(feats.pooler_output.float(), dim=-1))
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
