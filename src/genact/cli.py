@@ -231,11 +231,18 @@ def cmd_world(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from genact.world.demo import DemoConfig, run_demo
+    from genact.world.demo import DemoConfig, run_demo, run_full
 
-    cfg = DemoConfig(seed=args.seed)
-    print(run_demo(args.out, cfg, progress=not args.quiet))
-    print(f"genact: everything is in {args.out}/ (report: {args.out}/report/report.html)", file=sys.stderr)
+    if args.seeds is None:
+        args.seeds = [0, 1, 2] if args.full else [0]
+    if args.full:
+        out = args.out or "demo-full"
+        print(run_full(out, tuple(args.seeds), progress=not args.quiet))
+        print(f"genact: everything is in {out}/ (one folder per seed, each with its report)", file=sys.stderr)
+        return 0
+    out = args.out or "demo"
+    print(run_demo(out, DemoConfig(seed=args.seeds[0]), progress=not args.quiet))
+    print(f"genact: everything is in {out}/ (report: {out}/report/report.html)", file=sys.stderr)
     return 0
 
 
@@ -354,8 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_caption_metrics)
 
     p = sub.add_parser("demo", help="the whole method on the miniature world, offline, in minutes")
-    p.add_argument("--out", default="demo", help="folder for the world, runs, results and report (default demo/)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="folder for the world, runs, results and report (default demo/, demo-full/)")
+    p.add_argument("--full", action="store_true", help="more videos and rounds, once per seed; mean +- std")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 with --full)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -88,7 +88,7 @@ def _frames(cfg: WorldConfig, corpus) -> torch.Tensor:
 PREPROCESSOR = {"image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD)}
 
 
-def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 2160, steps: int = 600, seed: int = 0,
+def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 8640, steps: int = 1500, seed: int = 0,
              hidden: int = 64, patch: int = 8) -> tuple[Path, Path]:
     """Train and save out/blip and out/clip; returns their directories."""
     from transformers import BlipConfig, BlipForConditionalGeneration, CLIPConfig, CLIPModel

@@ -85,13 +85,19 @@ def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: floa
         cx, cy = cx0 + dx * travel * p, cy0 + dy * travel * p
         radius = base * (1 + 0.8 * growth * (p - 0.5) * 2) if growth else base
         img = np.broadcast_to(bg, (size, size, 3)) + texture
-        if cues[t]:  # a fading trail of where (or how big) the object just was
-            for k, alpha in ((3, 0.3), (2, 0.45), (1, 0.6)):
-                back = 1.5 * k / frames
-                was = radius * (1 - 0.8 * growth * 2 * back * 1.5) if growth else radius
-                trail = _mask(shape, size, cx - dx * travel * back, cy - dy * travel * back, max(was, 1.0))
+        if cues[t] and not growth:  # a fading trail behind the moving object, up to 3 radii long
+            for k, alpha in ((3, 0.25), (2, 0.4), (1, 0.55)):
+                back = 0.9 * k * radius
+                trail = _mask(shape, size, cx - dx * back, cy - dy * back, radius)
                 img = np.where(trail[..., None], (1 - alpha) * img + alpha * colour, img)
+        if cues[t] and growth < 0:  # a fading halo of how big the shrinking object just was
+            for scale, alpha in ((1.8, 0.25), (1.4, 0.45)):
+                halo = _mask(shape, size, cx, cy, radius * scale)
+                img = np.where(halo[..., None], (1 - alpha) * img + alpha * colour, img)
         img = np.where(_mask(shape, size, cx, cy, max(radius, 1.0))[..., None], colour, img)
+        if cues[t] and growth > 0:  # a dark core: how small the growing object just was
+            core = _mask(shape, size, cx, cy, max(radius * 0.5, 1.0))
+            img = np.where(core[..., None], 0.35 * colour, img)
         img = img + rng.normal(0, 4, img.shape)
         out[t] = np.clip(img, 0, 255).astype(np.uint8)
     return out

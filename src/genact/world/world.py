@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class WorldConfig:
     seed: int = 0
     frames: int = 16  # per generated clip (8 fps: 2 s)
     size: int = 32
-    cue_prob: float = 0.6  # share of frames of a moving object that show its trail
+    cue_prob: float = 0.6  # share of frames that show the object's trail (a single-frame hint of the verb)
     train_per_class: int = 20  # unlabelled REST videos per seen composition
     fewshot_per_class: int = 8  # labelled pool per unseen composition (few-shot training)
     test_per_class: int = 10  # test videos per unseen composition
@@ -60,7 +61,9 @@ def frame_caption(spec: ClipSpec, cue: bool, rng: np.random.Generator) -> str:
     frame shows it (its trail), and nearly always then."""
     obj, colour, scene = spec.obj, COLOURS[spec.obj], SCENE_PHRASES[spec.scene]
     if cue and rng.random() < 0.9:
-        return f"a {colour} {obj} {spec.verb}" if rng.random() < 0.5 else f"a {obj} {spec.verb}"
+        options = [f"a {obj} {spec.verb}", f"a {colour} {obj} {spec.verb}", f"a {obj} {spec.verb} {scene}",
+                   f"a {colour} {obj} {spec.verb} {scene}"]
+        return options[int(rng.integers(len(options)))]
     options = [f"a {obj}", f"a {colour} {obj}", f"a {obj} {scene}", f"a {colour} {obj} {scene}", f"something {scene}"]
     return options[int(rng.integers(len(options)))]
 
@@ -92,8 +95,11 @@ def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
     root = Path(root)
     stamp = root / "world.json"
     key = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
-    if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
-        return root
+    if stamp.exists():
+        if json.loads(stamp.read_text()).get("key") == key:
+            return root
+        shutil.rmtree(root / "videos", ignore_errors=True)  # another config: none of its videos may stay
+        stamp.unlink()
     seen = [p for p in compositions() if not is_unseen(*p)]
     unseen = [p for p in compositions() if is_unseen(*p)]
     (root / "splits").mkdir(parents=True, exist_ok=True)
