@@ -17,10 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from transformers import BlipConfig, BlipForConditionalGeneration, CLIPConfig, CLIPModel
+from transformers.models.blip.modeling_blip import BlipAttention
 
 from genact.config import OptimConfig
 from genact.models.attention import SdpaBlipAttention
@@ -61,10 +65,6 @@ def timed(fn, steps: int, warmup: int) -> float:
 
 
 def build_blip(size: int, frames: int, tmp_vocab: str) -> VideoBlip:
-    from pathlib import Path
-
-    from transformers import BlipConfig, BlipForConditionalGeneration
-
     tok = blip_tokenizer(WORDS, Path(tmp_vocab))
     cfg = BlipConfig(text_config=dict(vocab_size=30524, bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
                                       pad_token_id=tok.pad_token_id),
@@ -138,8 +138,6 @@ def generate_row(model: VideoBlip, batch: int, beams: int, steps: int) -> dict:
 
 
 def clip_row(size: int, frames: int, batch: int, steps: int) -> dict:
-    from transformers import CLIPConfig, CLIPModel
-
     tok = clip_tokenizer(WORDS)
     model = CLIPModel(CLIPConfig(vision_config=dict(image_size=size, patch_size=16), projection_dim=512,
                                  text_config=dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
@@ -160,8 +158,6 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=["eager", "sdpa", "sdpa+compile"])
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args()
-    import tempfile
-
     torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name() if DEV == "cuda" else platform.processor() or "cpu"
     peak = peak_flops(name)
@@ -169,10 +165,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             model = build_blip(args.size, args.frames, tmp).to(DEV)
-            if variant.startswith("eager"):
+            if variant.startswith("eager"):  # back to transformers' own attention
                 for m in model.modules():
-                    if isinstance(m, SdpaBlipAttention):
-                        m.__class__ = SdpaBlipAttention.__mro__[1]
+                    if type(m) is SdpaBlipAttention:
+                        m.__class__ = BlipAttention
             if "compile" in variant:
                 model.compile_vision()
             rows.append(train_row(model, args.batch, variant, args.steps, peak))

@@ -172,7 +172,7 @@ class OptimConfig:
     batch_size: int = 8  # videos per process per forward pass (gradient accumulation fills the rest)
     grad_clip: float | None = None
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
-    compile: bool = False  # torch.compile the ViT layers (GPU; costs a minute of compiling at start)
+    compile: bool = False  # torch.compile the video encoder, ViT + adapters (GPU; a minute of compiling at start)
 
 
 @dataclass

@@ -12,6 +12,6 @@ from genact.config import ConfigError
 def autocast(device: torch.device, precision: str = "auto"):
     """bf16 autocast on GPU (precision auto / bf16), full precision otherwise."""
     if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"precision={precision!r}: expected auto, bf16 or fp32")
+        raise ConfigError(f"optim.precision={precision!r}: expected auto, bf16 or fp32")
     use = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else nullcontext()

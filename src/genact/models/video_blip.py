@@ -24,8 +24,8 @@ from transformers import AutoTokenizer, BlipForConditionalGeneration, PreTrained
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
 from genact.data.transforms import VideoTransform
 from genact.models.attention import use_sdpa
-from genact.models.precision import autocast
 from genact.models.hub import PREPROCESSOR_CONFIG, image_stats, load_preprocessor_config, resolve_model_dir
+from genact.models.precision import autocast
 
 VIDEO_CONFIG = "genact_video.json"
 ADAPTER_WEIGHTS = "adapters.safetensors"

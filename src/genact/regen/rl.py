@@ -14,8 +14,8 @@ import torch
 
 from genact.config import RegenStepsConfig
 from genact.models.clip import FrozenClip
-from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
 from genact.models.precision import autocast
+from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
 from genact.training import CaptionTrainer, pick_caption
 
 
