@@ -1,5 +1,5 @@
-# `make setup` creates or refreshes .venv; `make demo` and `make test` do the same,
-# then run the miniature-world demo (into demo/) or the tests.
+# `make setup` creates or refreshes .venv; `make demo`, `make test` and `make bench` do
+# the same, then run the miniature-world demo (into demo/), the tests, or the benchmarks.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.genact-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 
 setup: $(STAMP)
 
@@ -26,5 +26,16 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# All benchmarks of docs/performance.md on this machine, rows as JSON in bench/ (about
+# 50 min on 2 CPU cores, most of it retrieval at N = 240k; the GPU one only with CUDA).
+bench: setup
+	mkdir -p bench
+	$(BIN)/python benchmarks/decode.py --out bench/decode.json
+	$(BIN)/python benchmarks/captioning.py --out bench/captioning.json
+	$(BIN)/python benchmarks/frame_cache.py --out bench/frame_cache.json
+	$(BIN)/python benchmarks/retrieval_scale.py --faiss 64 --out bench/retrieval.jsonl
+	if $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
+		$(BIN)/python benchmarks/gpu_throughput.py --out bench/gpu_throughput.json; fi
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache demo demo-full
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache demo demo-full bench

@@ -65,3 +65,47 @@ def test_h_equal_one_keeps_a_videos_own_best_captions():
     ids, _ = retrieval_update(video_neighbours(video_feats, 1), captions, video_feats, text_feats, k=2)
     for i, own in enumerate([[0, 1, 2, 3], [4, 5], [6], [7, 8, 9]]):
         assert set(c for c in ids[i].tolist() if c >= 0) <= set(own)
+
+
+def test_retrieval_update_is_exact_where_bf16_cannot_tell_captions_apart():
+    """60 captions whose cosines with each video differ by ~1e-4, far below bf16's
+    resolution (~4e-3): the float32 rescoring must still rank them exactly."""
+    g = torch.Generator().manual_seed(3)
+    video_feats = F.normalize(torch.randn(6, 64, generator=g), dim=1)
+    base = F.normalize(video_feats.mean(0, keepdim=True), dim=1)
+    text_feats = F.normalize(base + 2e-3 * torch.randn(60, 64, generator=g), dim=1)
+    captions = [list(range(10 * i, 10 * i + 10)) for i in range(6)]
+    neighbours = video_neighbours(video_feats, 6)
+    ids, scores = retrieval_update(neighbours, pad_ragged(captions), video_feats, text_feats, 5)
+    want_ids, want_scores = brute_update(neighbours.tolist(), captions, video_feats, text_feats, 5)
+    rough = (video_feats.bfloat16() @ text_feats.bfloat16().T).float()
+    assert any(len(set(r.tolist())) < 60 for r in rough)  # bf16 alone ties many of them
+    assert ids.tolist() == want_ids
+    assert np.allclose(scores.numpy(), np.array(want_scores), atol=1e-6)
+
+
+def clustered(n, d, clusters, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = F.normalize(torch.randn(clusters, d, generator=g), dim=1)
+    return F.normalize(centres[torch.randint(clusters, (n,), generator=g)] + 0.3 * torch.randn(n, d, generator=g), dim=1)
+
+
+def test_faiss_neighbours_keep_the_contract_and_are_exact_when_every_list_is_searched():
+    from genact.rest.retrieval import approximate_neighbours
+
+    feats = clustered(2000, 16, 20)
+    exact = video_neighbours(feats, 50)
+    full = approximate_neighbours(feats, 50, nprobe=10_000)  # all lists searched: exhaustive
+    assert full.dtype == np.int32 and full.shape == (2000, 50) and (full[:, 0] == np.arange(2000)).all()
+    assert all(set(a) == set(b) for a, b in zip(full.tolist(), exact.tolist()))
+    few = approximate_neighbours(feats, 50, nprobe=1)
+    assert (few[:, 0] == np.arange(2000)).all() and few.min() >= 0 and few.max() < 2000
+    recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(few.tolist(), exact.tolist())])
+    assert 0.3 < recall < 1.0  # one list of ~22 is searched: approximate, yet far above chance (50 / 2000)
+
+
+def test_unknown_neighbour_index_is_a_config_error():
+    from genact.config import ConfigError, RestConfig, load_config
+
+    with pytest.raises(ConfigError, match="neighbour_index"):
+        load_config(RestConfig, None, ["rest.neighbour_index=hnsw"])

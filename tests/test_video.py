@@ -123,3 +123,27 @@ def test_training_samples_are_reproducible_per_epoch_and_index(make_video):
     assert not torch.equal(ds[0]["pixels"], a0)
     loaded = [b["pixels"][0] for b in iterate(make_loader(ds, 1, num_workers=2), SkipReport())]
     assert torch.equal(loaded[0], ds[0]["pixels"])  # worker processes change nothing
+
+
+def barcode_frames(n: int, height: int = 32, width: int = 64) -> np.ndarray:
+    """Frame i shows i in binary as 8 black / white 8-pixel-wide bars (n <= 256)."""
+    bits = (np.arange(n)[:, None] >> np.arange(8)) & 1
+    row = np.repeat(bits * 255, 8, axis=1).astype(np.uint8)  # (n, 64)
+    return np.broadcast_to(row[:, None, :width, None], (n, height, width, 3)).copy()
+
+
+def barcode(frame: np.ndarray) -> int:
+    return int(sum(1 << b for b in range(8) if frame[:, b * 8 + 2 : b * 8 + 6].mean() > 127))
+
+
+@pytest.mark.parametrize("gop", [12, 250])
+def test_seeking_decoder_finds_the_sampled_frames_of_a_long_video(tmp_path, gop):
+    """240 frames with a keyframe every `gop` (and B-frames): the sampled frames, in
+    eval, train and windowed sampling, are the ones sequential decoding gives."""
+    path = tmp_path / "long.mp4"
+    write_video(path, barcode_frames(240), fps=24, gop=gop)
+    assert [barcode(f) for f in read_video(path, 8)] == sample_indices(240, 8, False).tolist()
+    drawn = sample_indices(240, 8, True, np.random.default_rng(3))
+    assert [barcode(f) for f in read_video(path, 8, train=True, rng=np.random.default_rng(3))] == drawn.tolist()
+    window = read_video(path, 4, start=5.0, end=8.0)  # frames 120..191
+    assert [barcode(f) for f in window] == (120 + sample_indices(72, 4, False)).tolist()

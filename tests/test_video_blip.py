@@ -142,3 +142,22 @@ def test_fitting_a_caption_then_generating_it_back(blip_dir, tmp_path):
     assert torch.allclose(loaded(pixels, captions).logprob, model(pixels, captions).logprob, atol=1e-5)
     with pytest.raises(ValueError, match="fixed by the saved model"):
         VideoBlip.from_pretrained(tmp_path / "saved", use_adapters=False)
+
+
+def test_beam_search_keeps_cross_attention_cache_in_place_with_the_same_captions(blip_dir, monkeypatch):
+    """BeamCache skips reordering the cross-attention keys / values (identical across
+    a clip's beams); captions and scores must equal transformers' own cache's."""
+    from transformers.cache_utils import EncoderDecoderCache
+
+    from genact.models.video_blip import BeamCache
+
+    torch.manual_seed(0)
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=2).eval()
+    memory = model.encode_video(torch.randn(5, 2, 3, 32, 32))
+    calls = []
+    monkeypatch.setattr(BeamCache, "reorder_cache", lambda self, idx: calls.append(1) or
+                        self.self_attention_cache.reorder_cache(idx))
+    fast = model.generate_from_memory(memory, num_beams=4, max_new_tokens=8, num_return_sequences=2)
+    monkeypatch.setattr(BeamCache, "reorder_cache", EncoderDecoderCache.reorder_cache)
+    full = model.generate_from_memory(memory, num_beams=4, max_new_tokens=8, num_return_sequences=2)
+    assert calls and fast == full and len(set(fast)) > 1

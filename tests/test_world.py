@@ -2,6 +2,7 @@
 frame-level cues that are partial and clip-level evidence that is complete."""
 
 import numpy as np
+import pytest
 
 from genact.data import read_list, read_video
 from genact.world import OBJECTS, VERBS, ClipSpec, WorldConfig, build_world, compositions, is_unseen, render_clip
@@ -129,3 +130,28 @@ def test_reduced_demo_runs_the_user_path_on_the_shipped_models(tmp_path):
     assert len(results) == 48
     assert sum(any(v in r["caption"] for v in VERBS) for r in results) >= 5
     assert (tmp_path / "report" / "report.html").exists()
+
+
+def test_world_pretrain_command_defaults_are_the_shipped_weights_settings(monkeypatch, tmp_path):
+    """`genact world pretrain --out DIR` must train with pretrain()'s defaults (what
+    the shipped weights were made with), and pass on the sizes a user gives."""
+    import inspect
+
+    import genact.world.pretrain as pretrain_module
+    from genact.cli import main
+
+    calls = []
+
+    def record(*args, **kwargs):
+        bound = inspect.signature(real).bind(*args, **kwargs)
+        bound.apply_defaults()
+        calls.append({k: bound.arguments[k] for k in ("clips", "steps", "seed")})
+        return tmp_path / "blip", tmp_path / "clip"
+
+    real = pretrain_module.pretrain
+    monkeypatch.setattr(pretrain_module, "pretrain", record)
+    for argv in (["world", "pretrain", "--out", str(tmp_path)], ["world", "pretrain", "--out", str(tmp_path),
+                                                                 "--clips", "64", "--steps", "3"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert calls == [{"clips": 8640, "steps": 1500, "seed": 0}, {"clips": 64, "steps": 3, "seed": 0}]

@@ -217,35 +217,6 @@ def cmd_regen(args) -> int:
     return _trained(run_regen(_settings(args, RegenConfig)))
 
 
-def cmd_world(args) -> int:
-    from genact.world.pretrain import pretrain
-    from genact.world.world import WorldConfig, build_world
-
-    cfg = WorldConfig(seed=args.seed)
-    if args.action == "build":
-        print(f"genact: world in {build_world(args.out, cfg)}", file=sys.stderr)
-    else:
-        blip, clip = pretrain(args.out, cfg, clips=args.clips, steps=args.steps, seed=args.seed)
-        print(f"genact: captioner in {blip}, CLIP in {clip}", file=sys.stderr)
-    return 0
-
-
-def cmd_demo(args) -> int:
-    from genact.world.demo import DemoConfig, run_demo, run_full
-
-    if args.seeds is None:
-        args.seeds = [0, 1, 2] if args.full else [0]
-    if args.full:
-        out = args.out or "demo-full"
-        print(run_full(out, tuple(args.seeds), progress=not args.quiet))
-        print(f"genact: everything is in {out}/ (one folder per seed, each with its report)", file=sys.stderr)
-        return 0
-    out = args.out or "demo"
-    print(run_demo(out, DemoConfig(seed=args.seeds[0]), progress=not args.quiet))
-    print(f"genact: everything is in {out}/ (report: {out}/report/report.html)", file=sys.stderr)
-    return 0
-
-
 def cmd_report(args) -> int:
     from genact.evaluation.report import build_report
 
@@ -287,6 +258,29 @@ def cmd_supervised(args) -> int:
     return _trained(run_supervised(_settings(args, SupervisedConfig)))
 
 
+def cmd_cache_frames(args) -> int:
+    from genact.config import RegenConfig, RestConfig, SupervisedConfig
+    from genact.data.frame_cache import build_frame_cache
+    from genact.distributed import cleanup, init_distributed
+    from genact.rest.run import training_split
+    from genact.runs import load_model
+
+    cfg = _settings(args, {"rest": RestConfig, "regen": RegenConfig, "supervised": SupervisedConfig}[args.kind])
+    if not cfg.data.frame_cache:
+        raise ValueError("say where the cache goes: data.frame_cache=DIR (the runs then read it from there)")
+    side = args.short_side or load_model(cfg.model, None, cfg.data.frames).transform(train=True).resize_side
+    d = init_distributed("cpu", cfg.run.dist_timeout_min)
+    try:
+        written, report = build_frame_cache(training_split(cfg).items, cfg.data.frame_cache, cfg.data.frames, side,
+                                            args.format, args.quality, args.shard_videos, cfg.data.num_workers,
+                                            d, progress=cfg.run.progress and d.main)
+    finally:
+        cleanup(d)
+    print(f"genact: {written} videos cached in {cfg.data.frame_cache} (T={cfg.data.frames}, short side {side}); "
+          f"{report.summary()}", file=sys.stderr)
+    return 0
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("settings", nargs="*", metavar="CONFIG.yaml | key=value",
                    help="a config file from configs/, then overrides such as optim.lr=1e-5 run.dir=runs/x")
@@ -295,6 +289,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from genact import __version__
+    from genact.world.cli import add_world_commands
 
     parser = argparse.ArgumentParser(
         prog="genact", description="Generative zero-shot video action recognition (REST + ReGen)."
@@ -360,20 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for caption_metrics.json (default results/caption-metrics)")
     p.set_defaults(func=cmd_caption_metrics)
 
-    p = sub.add_parser("demo", help="the whole method on the miniature world, offline, in minutes")
-    p.add_argument("--out", help="folder for the world, runs, results and report (default demo/, demo-full/)")
-    p.add_argument("--full", action="store_true", help="more videos and rounds, once per seed; mean +- std")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 with --full)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("world", help="the miniature world: build its videos, or pretrain its tiny BLIP and CLIP")
-    p.add_argument("action", choices=["build", "pretrain"])
-    p.add_argument("--out", required=True, help="folder for the world (build) or the two models (pretrain)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clips", type=int, default=2160, help="pretraining clips (one frame of each is used)")
-    p.add_argument("--steps", type=int, default=600, help="optimizer steps per model (batch 64)")
-    p.set_defaults(func=cmd_world)
+    add_world_commands(sub)
 
     p = sub.add_parser("report", help="an HTML report (tables vs the papers, t-SNE, cosines, caption evolution)")
     p.add_argument("sources", nargs="+", metavar="RUN_OR_RESULTS",
@@ -384,6 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rest", help="REST: self-train a video captioner on unlabelled videos (torchrun for many GPUs)")
     _add_run_args(p)
     p.set_defaults(func=cmd_rest)
+
+    p = sub.add_parser("cache-frames", help="decode every video's T frames once into shards that runs then read")
+    p.add_argument("kind", choices=["rest", "regen", "supervised"], help="the run whose config follows")
+    p.add_argument("settings", nargs="*", metavar="CONFIG.yaml | key=value",
+                   help="that run's config and overrides; data.frame_cache=DIR says where the cache goes")
+    p.add_argument("--short-side", type=int, help="default: the training resize of the config's model")
+    p.add_argument("--format", default="jpeg", choices=["jpeg", "raw"], help="jpeg (small) or raw uint8 (fastest)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    p.add_argument("--shard-videos", type=int, default=1000, help="videos per shard file")
+    p.set_defaults(func=cmd_cache_frames, resume=False)  # the run config's data and model sections are used
 
     p = sub.add_parser("supervised", help="baseline 'GAR + class labels': train on class names as captions")
     _add_run_args(p)

@@ -146,6 +146,7 @@ class DataConfig:
     frames: int = 8
     num_workers: int = 4
     limit: int | None = None  # first N videos only (quick trials)
+    frame_cache: str | None = None  # a `genact cache-frames` directory: frames read from it instead of decoded
 
 
 @dataclass
@@ -196,6 +197,8 @@ class RestStepsConfig:
 
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
     neighbours: int = 2000  # H; 1 = self-training only
+    neighbour_index: str = "exact"  # exact | faiss-ivf (approximate and faster at large N; pip install faiss-cpu)
+    faiss_nprobe: int = 64  # faiss-ivf: inverted lists searched per video (more: higher recall, slower)
     keep: int = 3  # K captions per video
     epochs_per_round: int = 10  # R
     retrieval_rounds: int | None = None  # N_I: rounds that retrieve from neighbours; later ones use H = 1
@@ -205,6 +208,10 @@ class RestStepsConfig:
     clip_batch: int = 32
     feature_dtype: str = "float16"  # of the stored CLIP features
     chunk: int = 1024  # videos captioned between progress records (resume granularity)
+
+    def __post_init__(self) -> None:
+        if self.neighbour_index not in ("exact", "faiss-ivf"):
+            raise ConfigError(f"rest.neighbour_index={self.neighbour_index!r}: expected exact or faiss-ivf")
 
 
 @dataclass

@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 
 from genact.config import ConfigError, save_config, to_dict
+from genact.data.datasets import VideoItem
+from genact.data.frame_cache import use_frame_cache
 from genact.distributed import Dist, barrier, init_distributed
 from genact.io import ShardLog, atomic_dir, atomic_write_text
 from genact.models.hub import resolve_model_dir
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 # settings that may differ when a run is resumed; anything else must match
 RESUMABLE_CHANGES = ("run.dir", "run.resume", "run.stop_at_step", "run.progress", "run.device", "run.log_every",
                      "run.checkpoint_every", "run.keep_checkpoints", "run.tensorboard", "run.dist_timeout_min",
-                     "data.num_workers", "optim.compile")
+                     "data.num_workers", "data.frame_cache", "optim.compile")
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -83,6 +85,13 @@ def load_model(model_cfg, checkpoint: Path | None, num_frames: int) -> VideoBlip
     if not (resolve_model_dir(path) / ADAPTER_WEIGHTS).exists():  # no trained adapters: choose the layout
         overrides.update(use_adapters=model_cfg.use_adapters, adapter_layers=model_cfg.adapter_layers)
     return VideoBlip.from_pretrained(path, **overrides)
+
+
+def with_frame_cache(items: list[VideoItem], data_cfg, model: VideoBlip) -> list[VideoItem]:
+    """`items`, reading their frames from `data.frame_cache` where it holds them
+    for the model's T and training short side (see genact.data.frame_cache)."""
+    side = model.transform(train=True).resize_side
+    return use_frame_cache(items, data_cfg.frame_cache, model.config.num_frames, side)
 
 
 def save_final(model: VideoBlip, run_dir: Path, d: Dist) -> Path:

@@ -11,20 +11,28 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genact.data.video import VideoDecodeError, read_video
+from genact.data.video import CachedClip, VideoDecodeError, read_cached, read_video
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class VideoItem:
-    """One video of a split: its file, class index (None when unlabelled) and
-    optional [start, end) window in seconds."""
+    """One video of a split: its file, class index (None when unlabelled),
+    optional [start, end) window in seconds, and its frames in a frame cache when
+    `genact.data.frame_cache.use_frame_cache` found them there."""
 
     path: str
     label: int | None = None
     start: float | None = None
     end: float | None = None
+    frames: CachedClip | None = None
+
+
+def video_id(item: VideoItem) -> str:
+    """A video's name in caption banks and frame caches: its path, plus the time
+    window when it has one."""
+    return item.path if item.start is None and item.end is None else f"{item.path}|{item.start}|{item.end}"
 
 
 class VideoDataset(Dataset):
@@ -34,7 +42,9 @@ class VideoDataset(Dataset):
     transform returns; the raw uint8 clip without one). In training, frame sampling
     and augmentation draw from an RNG seeded by (seed, epoch, index): a sample is
     the same whatever the worker count, and a resumed run sees the same data.
-    An unreadable video gives a sample with `error` set instead of pixels;
+    An item with cached frames of the right T is read from the frame cache (its
+    eval frames, so training on it has no temporal jitter); a cache read that
+    fails falls back to decoding the video. An unreadable video gives a sample with `error` set instead of pixels;
     `collate_videos` drops it and `iterate` counts and reports it.
     """
 
@@ -65,7 +75,9 @@ class VideoDataset(Dataset):
         sample: dict[str, Any] = {"index": index, "path": item.path, "label": -1 if item.label is None else item.label}
         np_rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         try:
-            frames = read_video(item.path, self.num_frames, self.train, item.start, item.end, np_rng)
+            frames = self._cached(item)
+            if frames is None:
+                frames = read_video(item.path, self.num_frames, self.train, item.start, item.end, np_rng)
         except VideoDecodeError as e:
             sample["error"] = str(e)
             return sample
@@ -75,6 +87,16 @@ class VideoDataset(Dataset):
             rng = random.Random(int(np_rng.integers(2**63))) if self.train else None
             sample["pixels"] = self.transform(frames, rng)
         return sample
+
+
+    def _cached(self, item: VideoItem) -> np.ndarray | None:
+        if item.frames is None or item.frames.num_frames != self.num_frames:
+            return None
+        try:
+            return read_cached(item.frames)
+        except (OSError, ValueError) as e:
+            log.warning("%s: cached frames unreadable (%s); decoding the video", item.path, e)
+            return None
 
 
 def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -109,12 +109,18 @@ class VideoTransform:
         # Without a seed, use the `random` module: DataLoader re-seeds it in every worker.
         self.rng = random.Random(self.seed) if self.seed is not None else random
 
+    @property
+    def resize_side(self) -> int:
+        """The shorter side a clip is first resized to (train: `short_side`, by
+        default size * 256 / 224; eval: `size`); what a frame cache must hold."""
+        return (self.short_side or round(self.size * 256 / 224)) if self.train else self.size
+
     def __call__(self, frames: np.ndarray | torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
         """`rng` makes the draw reproducible per sample (VideoDataset passes one)."""
         rng = rng if rng is not None else self.rng
         x = to_float_tchw(frames)
         if self.train:
-            x = resize_short_side(x, self.short_side or round(self.size * 256 / 224))
+            x = resize_short_side(x, self.resize_side)
             x = multi_scale_crop(x, self.size, rng=rng)
             if rng.random() < self.flip_p:
                 x = x.flip(-1)

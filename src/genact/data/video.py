@@ -1,13 +1,18 @@
-"""Video decoding with PyAV and uniform temporal sampling of T frames."""
+"""Video decoding with PyAV, uniform temporal sampling of T frames, and reading
+frames back from a frame cache (see `genact.data.frame_cache`)."""
 
 from __future__ import annotations
 
+import bisect
+import io
 import os
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
 
@@ -111,6 +116,56 @@ def _decode_selected(
     return kept, i
 
 
+def _timestamps(container, stream, start: float | None, end: float | None) -> tuple[list[int], list[int]] | None:
+    """Sorted presentation timestamps of the frames inside [start, end) and of all
+    keyframes, read from packets (no decoding); None when some packet has no pts."""
+    tb = stream.time_base
+    pts: list[int] = []
+    keys: list[int] = []
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if packet.pts is None:
+            return None
+        if packet.is_keyframe:
+            keys.append(packet.pts)
+        if _in_window(float(packet.pts * tb), start, end):
+            pts.append(packet.pts)
+    return sorted(pts), sorted(keys)
+
+
+def _decode_at(container, stream, targets: list[int], keys: list[int]) -> dict[int, np.ndarray]:
+    """RGB frames at the presentation timestamps `targets` (sorted, distinct).
+
+    Decoding seeks to the keyframe before a target whenever that keyframe lies
+    beyond the frames decoded so far, so a long video costs about T GOPs of
+    decoding rather than all of its frames. A target missing from the stream
+    takes the next frame. Returns {target: (H, W, 3) uint8}; a target it could
+    not reach is absent.
+    """
+    kept: dict[int, np.ndarray] = {}
+    frames = None
+    pos: int | None = None  # pts of the last decoded frame
+    last = None
+    for target in targets:
+        if pos is not None and target <= pos:
+            kept[target] = last.to_ndarray(format="rgb24")
+            continue
+        i = bisect.bisect_right(keys, target) - 1
+        key = keys[i] if i >= 0 else None
+        if frames is None or (key is not None and key > pos):
+            container.seek(key if key is not None else target, stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+        for frame in frames:
+            if frame.pts is None:
+                return kept
+            pos, last = frame.pts, frame
+            if frame.pts >= target:
+                kept[target] = frame.to_ndarray(format="rgb24")
+                break
+    return kept
+
+
 def read_video(
     path: str | os.PathLike,
     num_frames: int,
@@ -122,7 +177,9 @@ def read_video(
     """Decode `num_frames` uniformly sampled RGB frames of a video.
 
     `start` / `end` (seconds) restrict sampling to a window, as Kinetics clips
-    cut from longer videos need. Returns uint8 (T, H, W, 3).
+    cut from longer videos need. Frames are found by their timestamps and reached
+    by seeking to the keyframe before each (see `_decode_at`); a stream without
+    timestamps is decoded in order instead. Returns uint8 (T, H, W, 3).
     Raises VideoDecodeError naming the path for any unreadable file.
     """
     path = str(path)
@@ -131,6 +188,16 @@ def read_video(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         try:
+            stamps = _timestamps(container, stream, start, end)
+            if stamps is not None and stamps[0]:
+                pts, keys = stamps
+                indices = sample_indices(len(pts), num_frames, train, rng)
+                wanted = sorted(set(pts[int(i)] for i in indices))
+                at = _decode_at(container, stream, wanted, keys)
+                if len(at) == len(wanted):
+                    return np.stack([at[pts[int(i)]] for i in indices])
+            # No timestamps, or seeking fell short: decode in order.
+            container.seek(0)
             total = _count_frames(container, stream, start, end)
             if total == 0:
                 raise VideoDecodeError(path, "no decodable frames" + (f" in [{start}, {end}) s" if start or end else ""))
@@ -153,18 +220,54 @@ def read_video(
     return np.stack([kept[int(i)] for i in indices])
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264") -> None:
-    """Write uint8 (T, H, W, 3) frames as a video file (H and W even for H.264)."""
+def write_video(
+    path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264", gop: int | None = None,
+    crf: int = 10,
+) -> None:
+    """Write uint8 (T, H, W, 3) frames as a video file (H and W even for H.264).
+    `gop`: frames between keyframes (the encoder's default when None); `crf`:
+    H.264 quality (10, the default, is near lossless; 23 is x264's own default)."""
     frames = np.asarray(frames, dtype=np.uint8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps))
         stream.height, stream.width = frames.shape[1], frames.shape[2]
         stream.pix_fmt = "yuv420p"
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         if codec == "libx264":
-            stream.options = {"crf": "10", "preset": "ultrafast"}
+            stream.options = {"crf": str(crf), "preset": "ultrafast"}
         for f in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+@dataclass(frozen=True)
+class CachedClip:
+    """Where one video's cached frames are: a shard file and T + 1 byte offsets."""
+
+    shard: str
+    offsets: tuple[int, ...]
+    height: int
+    width: int
+    format: str = "jpeg"
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.offsets) - 1
+
+
+def read_cached(clip: CachedClip) -> np.ndarray:
+    """The cached frames of one video: uint8 (T, H, W, 3)."""
+    with open(clip.shard, "rb") as f:
+        f.seek(clip.offsets[0])
+        data = f.read(clip.offsets[-1] - clip.offsets[0])
+    if len(data) != clip.offsets[-1] - clip.offsets[0]:
+        raise OSError(f"{clip.shard}: shorter than its index says (truncated shard?)")
+    bounds = [o - clip.offsets[0] for o in clip.offsets]
+    parts = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    if clip.format == "raw":
+        return np.stack([np.frombuffer(p, np.uint8).reshape(clip.height, clip.width, 3) for p in parts])
+    return np.stack([np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in parts])

@@ -20,6 +20,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BlipForConditionalGeneration, PreTrainedTokenizerBase
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
 from genact.data.transforms import VideoTransform
@@ -240,6 +241,9 @@ class VideoBlip(nn.Module):
         so one encoding can serve several prompts."""
         prompt_ids = self.prompt_ids(prompt).expand(memory.shape[0], -1)
         kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p) if do_sample else {}
+        if not do_sample and num_beams > 1:
+            text_cfg = self.blip.config.text_config
+            kwargs["past_key_values"] = BeamCache(DynamicCache(config=text_cfg), DynamicCache(config=text_cfg))
         out = self.blip.text_decoder.generate(
             input_ids=prompt_ids,
             encoder_hidden_states=memory,
@@ -256,6 +260,17 @@ class VideoBlip(nn.Module):
         )
         texts = self.tokenizer.batch_decode(out[:, prompt_ids.shape[1] :], skip_special_tokens=True)
         return [t.strip() for t in texts]
+
+
+class BeamCache(EncoderDecoderCache):
+    """The decoder's key / value cache for beam search over encoded clips. The beams
+    of one clip attend to the same memory, so their cross-attention keys and values
+    are identical and reordering beams needs to permute only the self-attention
+    cache; transformers copies both at every step, which was half of BLIP-base's
+    beam-search time on CPU (benchmarks/captioning.py)."""
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.self_attention_cache.reorder_cache(beam_idx)
 
 
 def eval_batches(

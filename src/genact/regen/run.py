@@ -11,17 +11,16 @@ from pathlib import Path
 import torch
 
 from genact.config import ConfigError, RegenConfig
-from genact.data.datasets import SkipReport
-from genact.data.splits import load_split
+from genact.data.datasets import SkipReport, video_id
 from genact.distributed import cleanup
 from genact.evaluation.clip_tam import class_embeddings
 from genact.models.clip import FrozenClip
 from genact.regen.rewards import GrammarScorer
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.rest.bank import CaptionBank
-from genact.rest.run import train_to_the_end, video_id
+from genact.rest.run import train_to_the_end, training_split
 from genact.rest.stages import video_feature_stage
-from genact.runs import check_run_dir, load_model, start_run
+from genact.runs import check_run_dir, load_model, start_run, with_frame_cache
 from genact.training import Checkpoints, Metrics
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def run_regen(cfg: RegenConfig) -> Path | None:
     check_run_dir(cfg)
     dc, rc = cfg.data, cfg.regen
     _check_settings(rc)
-    split = load_split(dc.format, dc.root, dc.list, dc.classes, dc.subset, dc.split, dc.limit)
+    split = training_split(cfg)
     if not split.class_names or any(it.label is None for it in split.items):
         raise ValueError(f"{dc.list or dc.root}: ReGen needs labelled videos (CLS-R scores the true class)")
     start = time.time()
@@ -41,6 +40,7 @@ def run_regen(cfg: RegenConfig) -> Path | None:
     try:
         checkpoint = Checkpoints(run_dir).latest()
         model = load_model(cfg.model, checkpoint, dc.frames).to(d.device)
+        split.items = with_frame_cache(split.items, dc, model)
         clip = FrozenClip.from_pretrained(cfg.model.clip).to(d.device)
         feats = video_feature_stage(clip, run_dir, split.items, dc.frames, d, rc.feature_dtype, rc.clip_batch,
                                     dc.num_workers, cfg.run.progress and d.main)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from genact.config import RestConfig, SupervisedConfig
-from genact.data.datasets import SkipReport, VideoItem
+from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.data.splits import Split, load_split
 from genact.distributed import barrier, cleanup
 from genact.io import atomic_write_text
@@ -31,8 +31,11 @@ from genact.models.clip import FrozenClip
 from genact.models.video_blip import caption_videos
 from genact.rest.bank import GENERATED, INIT, CaptionBank
 from genact.rest.pseudo_captions import frame_captions
+from genact.rest.retrieval import import_faiss
 from genact.rest.stages import caption_stage, log_skipped, neighbour_stage, retrieval_stage, video_feature_stage
-from genact.runs import check_run_dir, epoch_losses, load_model, markdown_table, save_final, start_run, write_report
+from genact.runs import (
+    check_run_dir, epoch_losses, load_model, markdown_table, save_final, start_run, with_frame_cache, write_report,
+)
 from genact.training import CaptionTrainer, Checkpoints, Metrics
 
 log = logging.getLogger(__name__)
@@ -42,12 +45,7 @@ def _bank_path(run_dir: Path, r: int) -> Path:
     return run_dir / "bank" / f"round-{r:03d}.jsonl"
 
 
-def video_id(item: VideoItem) -> str:
-    """A video's name in the bank: its path, plus the time window when it has one."""
-    return item.path if item.start is None and item.end is None else f"{item.path}|{item.start}|{item.end}"
-
-
-def _split(cfg) -> Split:
+def training_split(cfg) -> Split:
     """The training split a run config names."""
     dc = cfg.data
     split = load_split(dc.format, dc.root, dc.list, dc.classes, dc.subset, dc.split, dc.limit)
@@ -60,12 +58,14 @@ class RestRun:
 
     def __init__(self, cfg: RestConfig):
         self.cfg = cfg
+        if cfg.rest.neighbour_index == "faiss-ivf":
+            import_faiss()  # before hours of captioning, not after
         self.d, self.dir = start_run(cfg)
-        self.items = _split(cfg).items
         self.metrics = Metrics(self.dir, self.d.main, cfg.run.tensorboard)
         self.progress = cfg.run.progress and self.d.main
         self.checkpoint = Checkpoints(self.dir).latest()
         self.model = load_model(cfg.model, self.checkpoint, cfg.data.frames).to(self.d.device)
+        self.items = with_frame_cache(training_split(cfg).items, cfg.data, self.model)
         self._clip: FrozenClip | None = None
 
     @property
@@ -152,7 +152,8 @@ class RestRun:
         """Eqs. 5-6 on `bank` with the stored video features; saves it as round r's bank."""
         rc = self.cfg.rest
         video_feats = torch.load(self.dir / "features" / "train_videos.pt", weights_only=True).float()
-        neighbours = neighbour_stage(self.dir, video_feats, rc.neighbours, self.d.device, self.progress)
+        neighbours = neighbour_stage(self.dir, video_feats, rc.neighbours, self.d.device, self.progress,
+                                     rc.neighbour_index, rc.faiss_nprobe)
         h = rc.neighbours if rc.retrieval_rounds is None or r < rc.retrieval_rounds else 1
         text_cache = EmbeddingCache(self.dir / "features" / "texts", self.clip.dim, rc.feature_dtype)
         stats = retrieval_stage(bank, r, video_feats, neighbours, h, self.clip, text_cache, rc.keep, self.d.device,
@@ -172,7 +173,7 @@ def run_rest(cfg: RestConfig) -> Path | None:
 def run_supervised(cfg: SupervisedConfig) -> Path | None:
     """"GAR + class labels": train on each video's class name as its only caption."""
     check_run_dir(cfg)
-    split = _split(cfg)
+    split = training_split(cfg)
     items = [it for it in split.items if it.label is not None]
     if not items or not split.class_names:
         raise ValueError(f"{cfg.data.list or cfg.data.root}: the supervised baseline needs labelled videos")
@@ -188,6 +189,7 @@ def train_on_class_names(cfg: SupervisedConfig, items: list[VideoItem], class_na
     try:
         checkpoint = Checkpoints(run_dir).latest()
         model = load_model(cfg.model, checkpoint, cfg.data.frames).to(d.device)
+        items = with_frame_cache(items, cfg.data, model)
         report = SkipReport()
         trainer = CaptionTrainer(model, items, cfg.optim, cfg.run, d, metrics, report, cfg.data.num_workers)
         if checkpoint is not None:

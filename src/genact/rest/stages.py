@@ -24,7 +24,7 @@ from genact.io import ShardLog
 from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip, encode_videos, video_key
 from genact.rest.bank import GENERATED, CaptionBank
-from genact.rest.retrieval import retrieval_update, video_neighbours
+from genact.rest.retrieval import approximate_neighbours, retrieval_update, video_neighbours
 
 CaptionFn = Callable[[list[VideoItem], SkipReport], dict[int, list[str]]]
 
@@ -108,8 +108,10 @@ def video_feature_stage(
     return feats
 
 
-def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, device: torch.device, progress: bool) -> np.ndarray:
-    """Top-h neighbours (N, h) int32, computed once into `neighbours.npy` (memory-mapped)."""
+def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, device: torch.device, progress: bool,
+                    index: str = "exact", nprobe: int = 64) -> np.ndarray:
+    """Top-h neighbours (N, h) int32, computed once into `neighbours.npy` (memory-mapped);
+    index: exact (`video_neighbours`) or faiss-ivf (`approximate_neighbours`)."""
     path = run_dir / "neighbours.npy"
     h = min(h, feats.shape[0])
     if path.exists():
@@ -118,7 +120,10 @@ def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, device: torch.de
             return saved
     tmp = path.with_name(".neighbours.tmp.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(feats.shape[0], h))
-    video_neighbours(feats, h, device, out=out, progress=progress)
+    if index == "exact":
+        video_neighbours(feats, h, device, out=out, progress=progress)
+    else:
+        approximate_neighbours(feats, h, nprobe, out=out, progress=progress)
     out.flush()
     del out
     os.replace(tmp, path)

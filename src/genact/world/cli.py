@@ -1,0 +1,55 @@
+"""`genact demo` and `genact world`: the miniature world's commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_world(args) -> int:
+    from genact.world.pretrain import pretrain
+    from genact.world.world import WorldConfig, build_world
+
+    cfg = WorldConfig(seed=args.seed)
+    if args.action == "build":
+        print(f"genact: world in {build_world(args.out, cfg)}", file=sys.stderr)
+        return 0
+    sizes = {k: v for k, v in (("clips", args.clips), ("steps", args.steps)) if v is not None}
+    blip, clip = pretrain(args.out, cfg, seed=args.seed, **sizes)
+    print(f"genact: captioner in {blip}, CLIP in {clip}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from genact.world.demo import DemoConfig, run_demo, run_full
+
+    if args.seeds is None:
+        args.seeds = [0, 1, 2] if args.full else [0]
+    if args.full:
+        out = args.out or "demo-full"
+        print(run_full(out, tuple(args.seeds), progress=not args.quiet))
+        print(f"genact: everything is in {out}/ (one folder per seed, each with its report)", file=sys.stderr)
+        return 0
+    out = args.out or "demo"
+    print(run_demo(out, DemoConfig(seed=args.seeds[0]), progress=not args.quiet))
+    print(f"genact: everything is in {out}/ (report: {out}/report/report.html)", file=sys.stderr)
+    return 0
+
+
+def add_world_commands(sub: argparse._SubParsersAction) -> None:
+    """Add `demo` and `world` to the `genact` parser's subcommands."""
+    p = sub.add_parser("demo", help="the whole method on the miniature world, offline, in minutes")
+    p.add_argument("--out", help="folder for the world, runs, results and report (default demo/, demo-full/)")
+    p.add_argument("--full", action="store_true", help="more videos and rounds, once per seed; mean +- std")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 with --full)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("world", help="the miniature world: build its videos, or pretrain its tiny BLIP and CLIP")
+    p.add_argument("action", choices=["build", "pretrain"])
+    p.add_argument("--out", required=True, help="folder for the world (build) or the two models (pretrain)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clips", type=int, default=None,
+                   help="pretraining clips, one frame of each used (default 8640, what the shipped weights used)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps per model, batch 64 (default 1500)")
+    p.set_defaults(func=cmd_world)
