@@ -99,3 +99,18 @@ def test_rest_trains_from_a_cache_built_by_the_command_line(tmp_path, videos, ti
         main(["rest", *settings])
     assert done.value.code == 0 and (tmp_path / "run" / "final" / "model.safetensors").exists()
     assert "5 of 6 videos cached" in caplog.text
+
+
+def test_a_video_re_encoded_by_another_process_uses_its_newest_entry(tmp_path, videos):
+    """Shards sort by name per process: the stale entry of a changed video in process
+    1's shard must not hide the fresh one that process 0 wrote later."""
+    cache = tmp_path / "cache"
+    build_frame_cache(videos, cache, 4, 40, progress=False)
+    for suffix in (".bin", ".json"):  # as if process 1 of an earlier torchrun had written it
+        (cache / f"shard-r000-00000{suffix}").rename(cache / f"shard-r001-00000{suffix}")
+    changed = next(it for it in videos if it.path.endswith("v2.mp4"))
+    write_video(changed.path, coloured_frames(np.random.default_rng(9), (16, 48, 64), 1, 100))
+    assert build_frame_cache(videos, cache, 4, 40, progress=False)[0] == 1  # into shard-r000-00000
+    items = use_frame_cache(videos, cache, 4, 40)
+    assert next(it for it in items if it.path == changed.path).frames is not None
+    assert build_frame_cache(videos, cache, 4, 40, progress=False)[0] == 0

@@ -84,9 +84,12 @@ def _read_meta(root: Path) -> dict | None:
 
 
 def load_entries(root: str | Path) -> dict[str, dict]:
-    """{video key: entry} of every finished shard in cache directory `root`."""
+    """{video key: entry} of every finished shard in cache directory `root`. A video
+    cached twice (re-encoded after its file changed, maybe by another process's
+    shard) keeps the entry of the shard written last."""
     entries: dict[str, dict] = {}
-    for index in sorted(Path(root).glob("shard-*.json")):
+    indexes = sorted(Path(root).glob("shard-*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    for index in indexes:
         for e in json.loads(index.read_text()):
             e["shard"] = str(index.with_suffix(".bin"))
             entries[e["key"]] = e
