@@ -153,7 +153,7 @@ def _decode_at(container, stream, targets: list[int], keys: list[int]) -> dict[i
             continue
         i = bisect.bisect_right(keys, target) - 1
         key = keys[i] if i >= 0 else None
-        if frames is None or (key is not None and key > pos):
+        if frames is None or pos is None or (key is not None and key > pos):
             container.seek(key if key is not None else target, stream=stream, backward=True, any_frame=False)
             frames = container.decode(stream)
         for frame in frames:
