@@ -143,7 +143,8 @@ def retrieval_update(
     texts = text_feats.to(device)
     texts_bf16 = texts.to(torch.bfloat16)
     videos = video_feats.to(dtype=torch.float32)
-    eps = 4 * BF16_UNIT * float(videos.norm(dim=1).max()) * float(texts.float().norm(dim=1).max())
+    text_norm = torch.linalg.vector_norm(texts, dim=1, dtype=torch.float32).max()  # no float32 copy of texts
+    eps = 4 * BF16_UNIT * float(videos.norm(dim=1).max()) * float(text_norm)
     caps = captions.to(device)
     out_ids = torch.full((n, k), -1, dtype=torch.long)
     out_scores = torch.full((n, k), float("-inf"), dtype=torch.float32)
