@@ -44,8 +44,9 @@ class VideoDataset(Dataset):
     the same whatever the worker count, and a resumed run sees the same data.
     An item with cached frames of the right T is read from the frame cache (its
     eval frames, so training on it has no temporal jitter); a cache read that
-    fails falls back to decoding the video. An unreadable video gives a sample with `error` set instead of pixels;
-    `collate_videos` drops it and `iterate` counts and reports it.
+    fails falls back to decoding the video. An unreadable video gives a sample
+    with `error` set instead of pixels; `collate_videos` drops it and `iterate`
+    counts and reports it.
     """
 
     def __init__(
@@ -87,7 +88,6 @@ class VideoDataset(Dataset):
             rng = random.Random(int(np_rng.integers(2**63))) if self.train else None
             sample["pixels"] = self.transform(frames, rng)
         return sample
-
 
     def _cached(self, item: VideoItem) -> np.ndarray | None:
         if item.frames is None or item.frames.num_frames != self.num_frames:

@@ -14,11 +14,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from genact.config import RegenConfig, RestConfig, load_config
 from genact.data.splits import read_list
+from genact.evaluation.clip_tam import mean_std
 from genact.evaluation.evaluate import Captioner, evaluate
 from genact.evaluation.fewshot import finetune_and_evaluate, sample_shots
 from genact.evaluation.report import build_report
@@ -156,11 +156,10 @@ def run_full(out: str | Path = "demo-full", seeds: tuple[int, ...] = (0, 1, 2), 
              f"{'method':<48} {'top-1':>13} {'top-5':>13}"]
     summary = {}
     for name in METHODS:
-        top1 = np.array([r[name]["top1"] for r in per_seed])
-        top5 = np.array([r[name]["top5"] for r in per_seed])
-        summary[name] = {"top1": top1.tolist(), "top5": top5.tolist()}
-        lines.append(f"{ROW_NAMES[name]:<48} {top1.mean():>6.1f} +- {top1.std():>4.1f}"
-                     f" {top5.mean():>6.1f} +- {top5.std():>4.1f}")
+        top1, top5 = [r[name]["top1"] for r in per_seed], [r[name]["top5"] for r in per_seed]
+        summary[name] = {"top1": top1, "top5": top5}
+        (m1, s1), (m5, s5) = mean_std(top1), mean_std(top5)
+        lines.append(f"{ROW_NAMES[name]:<48} {m1:>6.1f} +- {s1:>4.1f} {m5:>6.1f} +- {s5:>4.1f}")
     table = "\n".join(lines)
     atomic_write_text(out / "table.txt", table + "\n")
     atomic_write_text(out / "demo.json", json.dumps({"seeds": list(seeds), "rows": summary}, indent=1))
