@@ -28,27 +28,22 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+from transformers import BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
 from genact.config import DEFAULT_PROMPTS
 from genact.data import VideoItem, read_video, write_video
 from genact.models.video_blip import VideoBlip
 from genact.rest.pseudo_captions import frame_captions
-from genact.world.pretrain import blip_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decode import moving_frames  # noqa: E402
-from gpu_throughput import WORDS  # noqa: E402
+from gpu_throughput import random_blip  # noqa: E402
 
 
 def save_blip(directory: Path, image_size: int) -> Path:
     """A random BLIP-base-layout captioner with its processor, saved like a hub checkpoint."""
-    tok = blip_tokenizer(WORDS, directory / "vocab")
-    torch.manual_seed(0)
-    cfg = BlipConfig(text_config=dict(vocab_size=30524, bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
-                                      pad_token_id=tok.pad_token_id),
-                     vision_config=dict(image_size=image_size, patch_size=16, initializer_range=0.02))
-    BlipForConditionalGeneration(cfg).save_pretrained(directory)
+    model, tok = random_blip(image_size, directory / "vocab")
+    model.save_pretrained(directory)
     size = {"height": image_size, "width": image_size}
     BlipProcessor(image_processor=BlipImageProcessor(size=size), tokenizer=tok).save_pretrained(directory)
     return directory

@@ -27,30 +27,19 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import BlipConfig, BlipForConditionalGeneration
 
 from genact.data import VideoDataset, VideoItem, make_loader, write_video
 from genact.data.frame_cache import build_frame_cache, use_frame_cache
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
-from genact.world.pretrain import blip_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decode import moving_frames  # noqa: E402
-from gpu_throughput import WORDS, captions  # noqa: E402
+from gpu_throughput import captions, random_blip  # noqa: E402
 
 
 def small_blip(hidden: int, size: int, frames: int, vocab_dir: Path) -> VideoBlip:
-    tok = blip_tokenizer(WORDS, vocab_dir)
-    torch.manual_seed(0)
-    heads = max(hidden // 64, 1)
-    cfg = BlipConfig(
-        text_config=dict(vocab_size=30524, hidden_size=hidden, num_hidden_layers=4, num_attention_heads=heads,
-                         intermediate_size=4 * hidden, encoder_hidden_size=hidden, bos_token_id=tok.bos_token_id,
-                         sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id),
-        vision_config=dict(hidden_size=hidden, image_size=size, patch_size=16, num_hidden_layers=4,
-                           num_attention_heads=heads, intermediate_size=4 * hidden, initializer_range=0.02),
-    )
-    return VideoBlip(BlipForConditionalGeneration(cfg), tok, VideoBlipConfig(num_frames=frames))
+    """BLIP-base-shaped, `hidden` wide and 4 layers deep in both towers."""
+    return VideoBlip(*random_blip(size, vocab_dir, hidden, layers=4), VideoBlipConfig(num_frames=frames))
 
 
 def loader_rate(items: list[VideoItem], model: VideoBlip, batch: int, workers: int) -> float:

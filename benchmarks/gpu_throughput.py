@@ -64,12 +64,25 @@ def timed(fn, steps: int, warmup: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def random_blip(size: int, vocab_dir: Path, hidden: int | None = None, layers: int = 12):
+    """A random-weight image BLIP and its tokenizer: transformers' default BLIP
+    configuration (ViT-B/16 and the 12-layer BERT decoder, 30,524 word pieces), or,
+    with `hidden`, both towers that wide and `layers` deep (64-wide heads, 4x MLPs)."""
+    tok = blip_tokenizer(WORDS, vocab_dir)
+    torch.manual_seed(0)
+    tower = {} if hidden is None else dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=4 * hidden,
+                                           num_attention_heads=max(hidden // 64, 1))
+    text = dict(vocab_size=30524, bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
+                pad_token_id=tok.pad_token_id, **tower)
+    if hidden is not None:
+        text["encoder_hidden_size"] = hidden
+    cfg = BlipConfig(text_config=text, vision_config=dict(image_size=size, patch_size=16, initializer_range=0.02,
+                                                          **tower))
+    return BlipForConditionalGeneration(cfg), tok
+
+
 def build_blip(size: int, frames: int, tmp_vocab: str) -> VideoBlip:
-    tok = blip_tokenizer(WORDS, Path(tmp_vocab))
-    cfg = BlipConfig(text_config=dict(vocab_size=30524, bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
-                                      pad_token_id=tok.pad_token_id),
-                     vision_config=dict(image_size=size, patch_size=16, initializer_range=0.02))
-    return VideoBlip(BlipForConditionalGeneration(cfg), tok, VideoBlipConfig(num_frames=frames))
+    return VideoBlip(*random_blip(size, Path(tmp_vocab)), VideoBlipConfig(num_frames=frames))
 
 
 def captions(n: int, g: torch.Generator) -> list[str]:
