@@ -240,6 +240,10 @@ def test_torchrun_two_processes_gives_the_same_bank(world, full):
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(p.name for p in (run_dir / "captions").iterdir()) == [
         "init.rank0.jsonl", "init.rank1.jsonl", "round-001.rank0.jsonl", "round-001.rank1.jsonl"]
+    # text features and neighbour rows are shared out too, and agree with one process's
+    for rank in (0, 1):
+        assert (run_dir / "features" / "texts" / f"rank{rank}" / "keys.jsonl").read_text().strip()
+    np.testing.assert_array_equal(np.load(run_dir / "neighbours.npy"), np.load(full[0] / "neighbours.npy"))
     for r in ("round-000.jsonl", "round-001.jsonl"):
         rows, scores = bank_rows(run_dir / "bank" / r)
         ref_rows, ref_scores = bank_rows(full[0] / "bank" / r)

@@ -58,6 +58,27 @@ def test_retrieval_update_equals_brute_force(k, budget):
         assert len(got) == len(set(got))  # a text shared by several neighbours counts once
 
 
+def test_blocks_of_rows_tile_the_whole_result():
+    """What each torchrun process computes (its block of videos) joins up to the full answer."""
+    from genact.distributed import Dist, block
+
+    g = torch.Generator().manual_seed(3)
+    video_feats = F.normalize(torch.randn(23, 8, generator=g), dim=1)
+    text_feats = F.normalize(torch.randn(17, 8, generator=g), dim=1)
+    captions = pad_ragged([torch.randint(0, 17, (3,), generator=g).tolist() for _ in range(23)])
+    full_nb = video_neighbours(video_feats, 4)
+    full_ids, full_scores = retrieval_update(full_nb, captions, video_feats, text_feats, 3)
+    blocks = [block(23, Dist(rank=r, world=3)) for r in range(3)]
+    assert [i for b in blocks for i in b] == list(range(23))
+    nb = np.full((23, 4), -7, np.int32)
+    for b in blocks:
+        video_neighbours(video_feats, 4, out=nb, rows=b, budget_bytes=256)
+    assert (nb == full_nb).all()
+    parts = [retrieval_update(full_nb, captions, video_feats, text_feats, 3, rows=b, budget_bytes=512) for b in blocks]
+    assert torch.equal(torch.cat([p[0] for p in parts]), full_ids)
+    assert torch.equal(torch.cat([p[1] for p in parts]), full_scores)
+
+
 def test_h_equal_one_keeps_a_videos_own_best_captions():
     video_feats = F.normalize(torch.randn(4, 6), dim=1)
     text_feats = F.normalize(torch.randn(10, 6), dim=1)
@@ -102,6 +123,10 @@ def test_faiss_neighbours_keep_the_contract_and_are_exact_when_every_list_is_sea
     assert (few[:, 0] == np.arange(2000)).all() and few.min() >= 0 and few.max() < 2000
     recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(few.tolist(), exact.tolist())])
     assert 0.3 < recall < 1.0  # one list of ~22 is searched: approximate, yet far above chance (50 / 2000)
+    halves = np.full_like(few, -1)  # two torchrun processes, each building the index and searching its rows
+    for rows in (range(0, 1100), range(1100, 2000)):
+        approximate_neighbours(feats, 50, nprobe=1, out=halves, rows=rows)
+    assert (halves == few).all()
 
 
 def test_unknown_neighbour_index_is_a_config_error():

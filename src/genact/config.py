@@ -188,7 +188,7 @@ class RunConfig:
     stop_at_step: int | None = None  # leave cleanly after this optimizer step (time-limited jobs)
     tensorboard: bool = True
     progress: bool = True
-    dist_timeout_min: int = 120  # collective timeout: rank 0 alone runs the retrieval
+    dist_timeout_min: int = 120  # collective timeout: how long processes wait for each other at a barrier
 
 
 @dataclass

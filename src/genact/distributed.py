@@ -62,6 +62,21 @@ def shard(indices: list[int], d: Dist) -> list[int]:
     return indices[d.rank :: d.world]
 
 
+def block(n: int, d: Dist) -> range:
+    """This process's contiguous share of range(n) (the shares tile it in rank order)."""
+    return range(d.rank * n // d.world, (d.rank + 1) * n // d.world)
+
+
+def gather_to_main(obj, d: Dist) -> list | None:
+    """Every process's `obj` (picklable) as a list in rank order on the main process;
+    None on the others."""
+    if not d.enabled:
+        return [obj]
+    out: list | None = [None] * d.world if d.main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
 def union_keys(keys: list[str], d: Dist) -> list[str]:
     """The sorted union of every process's `keys` (so all take part in the same reductions)."""
     if not d.enabled:

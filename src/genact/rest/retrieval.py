@@ -6,6 +6,9 @@ captions plus all captions of its H neighbours (identical texts once, since text
 are ids into one table of distinct captions), scored by video-text cosine; the top
 K are kept. Each chunk of videos scores against all distinct captions in one
 matrix product (compute-bound, exact) and picks the candidates' scores from it.
+
+Both take `rows`, a range of videos to do (default all): under torchrun each process
+does one contiguous share against all N videos or M texts (see rest/stages.py).
 """
 
 from __future__ import annotations
@@ -28,23 +31,26 @@ def video_neighbours(
     out: np.ndarray | None = None,
     budget_bytes: int = 512 << 20,
     progress: bool = False,
+    rows: range | None = None,
 ) -> np.ndarray:
     """Top-h neighbours of every video by cosine (a video is its own first neighbour).
 
     feats: (N, D) L2-normalised (any float dtype; scored in float32).
     Returns int32 (N, h), most similar first; pass `out` (e.g. a np.memmap) to write
-    to disk. Memory: one (chunk, N) score block within `budget_bytes`.
+    to disk. With `rows`, only those rows of `out` are filled. Memory: one (chunk, N)
+    score block within `budget_bytes`.
     """
     n = feats.shape[0]
     h = min(h, n)
+    rows = range(n) if rows is None else rows
     out = np.empty((n, h), np.int32) if out is None else out
     bank = feats.to(device=device, dtype=torch.float32)
-    rows = _rows_per_chunk(n, budget_bytes)
-    for s in tqdm(range(0, n, rows), desc="video neighbours", disable=not progress):
-        block = bank[s : s + rows] @ bank.T
+    step = _rows_per_chunk(n, budget_bytes)
+    for s in tqdm(range(rows.start, rows.stop, step), desc="video neighbours", disable=not progress):
+        block = bank[s : min(s + step, rows.stop)] @ bank.T
         # ties (e.g. duplicate videos) resolve to self first
         block[torch.arange(block.shape[0]), torch.arange(s, s + block.shape[0])] = float("inf")
-        out[s : s + rows] = block.topk(h, dim=1).indices.to(torch.int32).cpu().numpy()
+        out[s : s + block.shape[0]] = block.topk(h, dim=1).indices.to(torch.int32).cpu().numpy()
     return out
 
 
@@ -66,6 +72,7 @@ def approximate_neighbours(
     batch: int = 4096,
     seed: int = 0,
     progress: bool = False,
+    rows: range | None = None,
 ) -> np.ndarray:
     """Approximate top-h neighbours from a FAISS inverted-file index (IndexIVFFlat,
     inner product, 4 sqrt(N) lists, `nprobe` of them searched per query).
@@ -74,7 +81,8 @@ def approximate_neighbours(
     measured by `benchmarks/retrieval_scale.py --faiss`. Same contract as
     `video_neighbours`: int32 (N, h), a video first in its own row; where the probed
     lists hold fewer than h videos the row is padded with the video itself (its own
-    captions, counted once). Needs `pip install faiss-cpu` (genact[faiss]).
+    captions, counted once). With `rows`, only those rows are searched (every process
+    builds the same index from the same seed). Needs `pip install faiss-cpu` (genact[faiss]).
     """
     faiss = import_faiss()
     x = np.ascontiguousarray(feats.float().cpu().numpy())
@@ -87,8 +95,9 @@ def approximate_neighbours(
     index.train(x[np.sort(sample)])
     index.add(x)
     index.nprobe = min(nprobe, lists)
-    for s in tqdm(range(0, n, batch), desc="video neighbours (FAISS)", disable=not progress):
-        _, found = index.search(x[s : s + batch], h)
+    rows = range(n) if rows is None else rows
+    for s in tqdm(range(rows.start, rows.stop, batch), desc="video neighbours (FAISS)", disable=not progress):
+        _, found = index.search(x[s : min(s + batch, rows.stop)], h)
         for r, row in enumerate(found):
             i = s + r
             rest = [j for j in row.tolist() if j >= 0 and j != i]
@@ -118,6 +127,7 @@ def retrieval_update(
     device: torch.device | str = "cpu",
     budget_bytes: int = 512 << 20,
     progress: bool = False,
+    rows: range | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eqs. 5-6: keep the K best-scoring captions among W_i and its neighbours' W_j.
 
@@ -135,10 +145,11 @@ def retrieval_update(
     Gathering every candidate's features instead (N * H * C dot products) was 10x
     slower on a 2-core CPU at N = 20k (bound by memory traffic).
     Returns ids (N, K) int64 (-1 where fewer than K distinct candidates exist) and
-    their float32 cosines (N, K) (-inf there), best first.
+    their float32 cosines (N, K) (-inf there), best first; with `rows`, only those
+    videos' rows (len(rows), K).
     """
     neighbours = neighbours.cpu().numpy() if isinstance(neighbours, torch.Tensor) else np.asarray(neighbours)
-    n = captions.shape[0]
+    rows = range(captions.shape[0]) if rows is None else rows
     per_video = captions.shape[1] * (neighbours.shape[1] + 1)  # candidates of one video
     texts = text_feats.to(device)
     texts_bf16 = texts.to(torch.bfloat16)
@@ -146,18 +157,19 @@ def retrieval_update(
     text_norm = torch.linalg.vector_norm(texts, dim=1, dtype=torch.float32).max()  # no float32 copy of texts
     eps = 4 * BF16_UNIT * float(videos.norm(dim=1).max()) * float(text_norm)
     caps = captions.to(device)
-    out_ids = torch.full((n, k), -1, dtype=torch.long)
-    out_scores = torch.full((n, k), float("-inf"), dtype=torch.float32)
-    rows = _rows_per_chunk(texts.shape[0] // 2 + 6 * per_video, budget_bytes)  # a bf16 score is half a float
-    for s in tqdm(range(0, n, rows), desc="retrieval update", disable=not progress):
-        idx = torch.arange(s, min(s + rows, n), device=device)
-        nb = torch.from_numpy(np.asarray(neighbours[s : s + rows], dtype=np.int64)).to(device)
+    out_ids = torch.full((len(rows), k), -1, dtype=torch.long)
+    out_scores = torch.full((len(rows), k), float("-inf"), dtype=torch.float32)
+    step = _rows_per_chunk(texts.shape[0] // 2 + 6 * per_video, budget_bytes)  # a bf16 score is half a float
+    for s in tqdm(range(rows.start, rows.stop, step), desc="retrieval update", disable=not progress):
+        e = min(s + step, rows.stop)
+        idx = torch.arange(s, e, device=device)
+        nb = torch.from_numpy(np.asarray(neighbours[s:e], dtype=np.int64)).to(device)
         cand = torch.cat([caps[idx], caps[nb].flatten(1)], dim=1)  # (b, C + H*C), -1 = none
         # identical caption ids count once: sort, then drop each repeat of the previous id
         cand, _ = cand.sort(dim=1)
         drop = cand < 0
         drop[:, 1:] |= cand[:, 1:] == cand[:, :-1]
-        v = videos[s : s + rows].to(device)
+        v = videos[s:e].to(device)
         rough = (v.to(torch.bfloat16) @ texts_bf16.T).gather(1, cand.clamp(min=0)).float()  # (b, C + H*C)
         rough = rough.masked_fill(drop, float("-inf"))
         kk = min(k, rough.shape[1])
@@ -169,6 +181,6 @@ def retrieval_update(
         exact = torch.einsum("bd,bwd->bw", v, texts[ids.clamp(min=0)].float()).masked_fill(~valid, float("-inf"))
         top_scores, top_pos = exact.topk(kk, dim=1)
         top_ids = ids.gather(1, top_pos).masked_fill(top_scores == float("-inf"), -1)
-        out_ids[s : s + rows, :kk] = top_ids.cpu()
-        out_scores[s : s + rows, :kk] = top_scores.cpu()
+        out_ids[s - rows.start : e - rows.start, :kk] = top_ids.cpu()
+        out_scores[s - rows.start : e - rows.start, :kk] = top_scores.cpu()
     return out_ids, out_scores

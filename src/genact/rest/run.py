@@ -26,7 +26,6 @@ from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.data.splits import Split, load_split
 from genact.distributed import barrier, cleanup
 from genact.io import atomic_write_text
-from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip
 from genact.models.video_blip import caption_videos
 from genact.rest.bank import GENERATED, INIT, CaptionBank
@@ -118,17 +117,18 @@ class RestRun:
         )
         feats = video_feature_stage(self.clip, self.dir, self.items, cfg.data.frames, d, rc.feature_dtype,
                                     rc.clip_batch, cfg.data.num_workers, self.progress)
+        # every process holds all captions and features, so each builds the same bank
+        usable = [i for i in range(len(self.items)) if i in init and i in feats and init[i]]
+        log.info("%d of %d videos have initial captions and CLIP features", len(usable), len(self.items))
+        bank = CaptionBank([video_id(self.items[i]) for i in usable])
+        for j, i in enumerate(usable):
+            for text in init[i]:
+                bank.add(j, text, 0, INIT)
         if d.main:
-            usable = [i for i in range(len(self.items)) if i in init and i in feats and init[i]]
-            log.info("%d of %d videos have initial captions and CLIP features", len(usable), len(self.items))
-            bank = CaptionBank([video_id(self.items[i]) for i in usable])
-            for j, i in enumerate(usable):
-                for text in init[i]:
-                    bank.add(j, text, 0, INIT)
             video_feats = torch.stack([feats[i] for i in usable]).to(getattr(torch, rc.feature_dtype))
             torch.save(video_feats, self.dir / "features" / "train_videos.pt")
-            self._retrieve(bank, 0)
         barrier(d)
+        self._retrieve(bank, 0)
 
     # ---- Algorithm 1, steps 10-13 ----------------------------------------------
     def refresh(self, r: int, train_items: list[VideoItem]) -> None:
@@ -140,29 +140,29 @@ class RestRun:
                                             progress=False, num_beams=rc.num_beams, max_new_tokens=rc.max_new_tokens),
             self.d, rc.chunk, self.progress,
         )
-        if self.d.main:
-            bank = CaptionBank.load(_bank_path(self.dir, r - 1))
-            for i, caps in new.items():
-                for text in caps:
-                    bank.add(i, text, r, GENERATED)
-            self._retrieve(bank, r)
-        barrier(self.d)
+        bank = CaptionBank.load(_bank_path(self.dir, r - 1))  # on every process, as are the new captions
+        for i, caps in new.items():
+            for text in caps:
+                bank.add(i, text, r, GENERATED)
+        self._retrieve(bank, r)
 
     def _retrieve(self, bank: CaptionBank, r: int) -> None:
-        """Eqs. 5-6 on `bank` with the stored video features; saves it as round r's bank."""
+        """Eqs. 5-6 on `bank` with the stored video features, on all processes; the main
+        one saves the result as round r's bank."""
         rc = self.cfg.rest
         video_feats = torch.load(self.dir / "features" / "train_videos.pt", weights_only=True).float()
-        neighbours = neighbour_stage(self.dir, video_feats, rc.neighbours, self.d.device, self.progress,
+        neighbours = neighbour_stage(self.dir, video_feats, rc.neighbours, self.d, self.progress,
                                      rc.neighbour_index, rc.faiss_nprobe)
         h = rc.neighbours if rc.retrieval_rounds is None or r < rc.retrieval_rounds else 1
-        text_cache = EmbeddingCache(self.dir / "features" / "texts", self.clip.dim, rc.feature_dtype)
-        stats = retrieval_stage(bank, r, video_feats, neighbours, h, self.clip, text_cache, rc.keep, self.d.device,
-                                self.progress)
-        sources = Counter(c.source for e in bank.entries for c in e)
-        stats.update({f"captions_{s}": n for s, n in sources.items()}, neighbours_used=min(h, neighbours.shape[1]))
-        bank.save(_bank_path(self.dir, r))
-        self.metrics.log("round", r, **stats)
-        log.info("round %d bank: %s", r, json.dumps(stats))
+        stats = retrieval_stage(bank, r, video_feats, neighbours, h, self.clip, self.dir, rc.keep, self.d,
+                                rc.feature_dtype, self.progress)
+        if self.d.main:
+            sources = Counter(c.source for e in bank.entries for c in e)
+            stats.update({f"captions_{s}": n for s, n in sources.items()}, neighbours_used=min(h, neighbours.shape[1]))
+            bank.save(_bank_path(self.dir, r))
+            self.metrics.log("round", r, **stats)
+            log.info("round %d bank: %s", r, json.dumps(stats))
+        barrier(self.d)
 
 
 def run_rest(cfg: RestConfig) -> Path | None:

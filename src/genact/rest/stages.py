@@ -4,8 +4,12 @@ shared out over torchrun processes.
 Captioning and CLIP video features are split over processes (every world-th video)
 and recorded as they go: captions as per-process JSON lines, features in per-process
 embedding caches. A killed run redoes at most one chunk; the results are read back
-in video order, so they do not depend on the number of processes. Text features,
-neighbours and the retrieval update run on the main process.
+in video order, so they do not depend on the number of processes. CLIP text
+features are shared out the same way. The neighbour search and the retrieval update
+give each process a contiguous block of videos, scored against all N videos or all M
+texts: neighbour rows go straight into one memory-mapped file (the run directory is
+shared, as for the captions), the update's rows are gathered on the main process,
+which applies them to the caption bank.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genact.data.datasets import SkipReport, VideoItem
-from genact.distributed import Dist, barrier, shard
+from genact.distributed import Dist, barrier, block, gather_to_main, shard
 from genact.io import ShardLog
 from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip, encode_videos, video_key
@@ -88,10 +92,7 @@ def video_feature_stage(
     (per-process caches under features/videos/) and read back by every process."""
     root = run_dir / "features" / "videos"
     keys = [video_key(it, num_frames) for it in items]
-    done: set[str] = set()
-    for sub in sorted(root.glob("rank*")):
-        done.update(EmbeddingCache(sub, clip.dim, dtype).rows)
-    barrier(d)
+    done = stored_keys(root, clip.dim, dtype, d)
     todo = shard([i for i, k in enumerate(keys) if k not in done], d)
     own = EmbeddingCache(root / f"rank{d.rank}", clip.dim, dtype)
     report = SkipReport()
@@ -99,34 +100,74 @@ def video_feature_stage(
                   progress and d.main)
     log_skipped(run_dir, d, "CLIP video features", report)
     barrier(d)
-    feats: dict[int, torch.Tensor] = {}
-    where = {k: i for i, k in enumerate(keys)}
+    vectors, found = read_rank_caches(root, clip.dim, dtype, keys)
+    return {i: vectors[i] for i in found.nonzero().flatten().tolist()}
+
+
+def stored_keys(root: Path, dim: int, dtype: str, d: Dist) -> set[str]:
+    """The keys in every process's cache under root/rank*/, read by all processes
+    before any of them writes."""
+    done: set[str] = set()
     for sub in sorted(root.glob("rank*")):
-        cache = EmbeddingCache(sub, clip.dim, dtype)
+        done.update(EmbeddingCache(sub, dim, dtype).rows)
+    barrier(d)
+    return done
+
+
+def read_rank_caches(root: Path, dim: int, dtype: str, keys: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vectors of `keys` from every process's cache under root/rank*/: float32
+    (len(keys), dim) (zeros where absent) and a bool (len(keys),) mask of those found."""
+    vectors, found = torch.zeros(len(keys), dim), torch.zeros(len(keys), dtype=torch.bool)
+    where: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        where.setdefault(k, []).append(i)
+    for sub in sorted(root.glob("rank*")):
+        cache = EmbeddingCache(sub, dim, dtype)
         names = [k for k in cache.rows if k in where]
-        feats.update(zip((where[k] for k in names), cache.get(names)))
-    return feats
+        pos = [i for k in names for i in where[k]]
+        vectors[pos] = cache.get([k for k in names for _ in where[k]])
+        found[pos] = True
+    return vectors, found
 
 
-def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, device: torch.device, progress: bool,
+def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], d: Dist, dtype: str = "float16",
+                       progress: bool = True) -> torch.Tensor:
+    """CLIP text features (M, D) float32 of `texts`; each distinct text is encoded once
+    over all rounds, by one process (per-process caches under features/texts/)."""
+    root = run_dir / "features" / "texts"
+    done = stored_keys(root, clip.dim, dtype, d)
+    todo = shard([t for t in dict.fromkeys(texts) if t not in done], d)
+    clip.encode_texts(todo, EmbeddingCache(root / f"rank{d.rank}", clip.dim, dtype), progress=progress and d.main)
+    barrier(d)
+    return read_rank_caches(root, clip.dim, dtype, texts)[0]
+
+
+def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, d: Dist, progress: bool,
                     index: str = "exact", nprobe: int = 64) -> np.ndarray:
-    """Top-h neighbours (N, h) int32, computed once into `neighbours.npy` (memory-mapped);
-    index: exact (`video_neighbours`) or faiss-ivf (`approximate_neighbours`)."""
+    """Top-h neighbours (N, h) int32, computed once into `neighbours.npy` (memory-mapped),
+    each process filling its block of rows; index: exact (`video_neighbours`) or
+    faiss-ivf (`approximate_neighbours`). Every process returns the whole array."""
     path = run_dir / "neighbours.npy"
-    h = min(h, feats.shape[0])
+    n, h = feats.shape[0], min(h, feats.shape[0])
     if path.exists():
         saved = np.load(path, mmap_mode="r")
-        if saved.shape == (feats.shape[0], h):
+        if saved.shape == (n, h):
             return saved
     tmp = path.with_name(".neighbours.tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(feats.shape[0], h))
+    if d.main:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(n, h)).flush()
+    barrier(d)
+    out = np.load(tmp, mmap_mode="r+")
     if index == "exact":
-        video_neighbours(feats, h, device, out=out, progress=progress)
+        video_neighbours(feats, h, d.device, out=out, progress=progress, rows=block(n, d))
     else:
-        approximate_neighbours(feats, h, nprobe, out=out, progress=progress)
+        approximate_neighbours(feats, h, nprobe, out=out, progress=progress, rows=block(n, d))
     out.flush()
     del out
-    os.replace(tmp, path)
+    barrier(d)
+    if d.main:
+        os.replace(tmp, path)
+    barrier(d)
     return np.load(path, mmap_mode="r")
 
 
@@ -137,19 +178,26 @@ def retrieval_stage(
     neighbours: np.ndarray,
     h: int,
     clip: FrozenClip,
-    text_cache: EmbeddingCache,
+    run_dir: Path,
     keep: int,
-    device: torch.device,
+    d: Dist,
+    feature_dtype: str = "float16",
     progress: bool = True,
-) -> dict[str, float]:
-    """Eqs. 5-6 on the bank: encode captions not seen before, keep each video's top
-    `keep` among its own and its first `h` neighbours' captions. Returns the round's
-    metrics: videos whose list changed, captions new to their video's list (the
-    model's new captions included), mean video-caption cosine, distinct texts."""
-    text_feats = clip.encode_texts(bank.texts, text_cache, progress=progress)
+) -> dict[str, float] | None:
+    """Eqs. 5-6 on the bank (every process holds the same bank): encode captions not
+    seen before, keep each video's top `keep` among its own and its first `h`
+    neighbours' captions. The main process applies the update to `bank` and returns
+    the round's metrics: videos whose list changed, captions new to their video's
+    list (the model's new captions included), mean video-caption cosine, distinct
+    texts. The other processes return None and leave their bank as it was."""
+    text_feats = text_feature_stage(clip, run_dir, bank.texts, d, feature_dtype, progress)
+    ids, scores = retrieval_update(neighbours[:, :h], bank.padded(), video_feats, text_feats, keep, d.device,
+                                   progress=progress, rows=block(len(bank.entries), d))
+    parts = gather_to_main((ids, scores), d)
+    if parts is None:
+        return None
+    ids, scores = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     before = [{c.text_id for c in e if not (c.source == GENERATED and c.round == round_no)} for e in bank.entries]
-    ids, scores = retrieval_update(neighbours[:, :h], bank.padded(), video_feats, text_feats, keep, device,
-                                   progress=progress)
     changed = bank.apply_retrieval(ids, scores, round_no)
     kept = scores[torch.isfinite(scores)]
     return {
