@@ -262,13 +262,13 @@ def cmd_cache_frames(args) -> int:
     from genact.config import RegenConfig, RestConfig, SupervisedConfig
     from genact.data.frame_cache import build_frame_cache
     from genact.distributed import cleanup, init_distributed
+    from genact.models.video_blip import VideoBlip
     from genact.rest.run import training_split
-    from genact.runs import load_model
 
     cfg = _settings(args, {"rest": RestConfig, "regen": RegenConfig, "supervised": SupervisedConfig}[args.kind])
     if not cfg.data.frame_cache:
         raise ValueError("say where the cache goes: data.frame_cache=DIR (the runs then read it from there)")
-    side = args.short_side or load_model(cfg.model, None, cfg.data.frames).transform(train=True).resize_side
+    side = args.short_side or VideoBlip.training_short_side(cfg.model.blip)
     d = init_distributed("cpu", cfg.run.dist_timeout_min)
     try:
         written, report = build_frame_cache(training_split(cfg).items, cfg.data.frame_cache, cfg.data.frames, side,

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, BlipForConditionalGeneration, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, BlipConfig, BlipForConditionalGeneration, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
@@ -144,6 +144,13 @@ class VideoBlip(nn.Module):
             state = {k: v.detach().contiguous().cpu() for k, v in self.adapters.state_dict().items()}
             save_file(state, directory / ADAPTER_WEIGHTS)
         (directory / VIDEO_CONFIG).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+
+    @staticmethod
+    def training_short_side(id_or_dir: str | os.PathLike) -> int:
+        """The short side training resizes clips to, from the model's config alone
+        (no weights are loaded); what `genact cache-frames` stores."""
+        config = BlipConfig.from_pretrained(resolve_model_dir(id_or_dir))
+        return VideoTransform(size=config.vision_config.image_size, train=True).resize_side
 
     def transform(self, train: bool = False) -> VideoTransform:
         """The clip transform with BLIP's input size and its processor's mean / std."""
