@@ -1,26 +1,53 @@
 """The miniature world: deterministic clips, held-out compositions, readable splits,
-frame-level cues that are partial and clip-level evidence that is complete."""
+single frames that hint at the verb or mislead while the clip agrees on it, and
+the demo's REST-over-frame-captioner gain on unseen compositions."""
 
 import numpy as np
 import pytest
 
 from genact.data import read_list, read_video
 from genact.world import OBJECTS, VERBS, ClipSpec, WorldConfig, build_world, compositions, is_unseen, render_clip
+from genact.world.render import frame_hints
 from genact.world.world import frame_caption, pretraining_corpus
 
 
-def test_clips_are_deterministic_and_show_their_verb_over_time():
-    spec = ClipSpec("rising", "ball", "grass", 7)
+def test_clips_are_deterministic_and_each_verb_visits_its_own_states():
+    spec = ClipSpec("bouncing", "ball", "grass", 7)
     a, b = render_clip(spec), render_clip(spec)
     assert a.shape == (16, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
-    red = lambda clip: (clip[..., 0] > 180) & (clip[..., 1] < 100)  # noqa: E731 - the ball's pixels
-    rows = [np.nonzero(red(f))[0].mean() for f in a]
-    assert rows[-1] < rows[0] - 8  # the ball goes up
-    down = render_clip(ClipSpec("falling", "ball", "grass", 7))
-    rows = [np.nonzero(red(f))[0].mean() for f in down]
-    assert rows[-1] > rows[0] + 8
-    grow = render_clip(ClipSpec("growing", "ball", "grass", 7))
-    assert red(grow[-1]).sum() > 3 * red(grow[0]).sum()
+    red = lambda clip: (clip[..., 0] > 180) & (clip[..., 1] < 100)  # noqa: E731 - the ball's own pixels
+    quiet = dict(cue_prob=0.0, mislead_prob=0.0)  # no blur: only the ball
+
+    def track(verb):  # per frame: centre row, centre column, area of the ball
+        clip = render_clip(ClipSpec(verb, "ball", "grass", 7), **quiet)
+        return np.array([[*np.argwhere(red(f)).mean(0), red(f).sum()] for f in clip])
+
+    spread = {v: track(v).std(0) for v in VERBS}  # (row, column, area) spread over the clip
+    assert spread["bouncing"][0] > 3 > spread["bouncing"][1]
+    assert spread["swaying"][1] > 3 > spread["swaying"][0]
+    assert min(spread["circling"][:2]) > 3 and min(spread["drifting"][:2]) > 3
+    assert spread["pulsing"][2] > 10 and max(spread["pulsing"][:2]) < 1
+    assert max(spread["flickering"]) < 1  # flickering shows only in the frames that dim the object
+    # no verb is another one played backwards: the reversed clip is not a clip of any other verb
+    drift = track("drifting")
+    assert drift[-1, 0] > drift[0, 0] + 8 and drift[-1, 1] > drift[0, 1] + 8  # one way: down and right
+
+
+def test_single_frames_hint_at_the_verb_or_mislead_and_clips_agree_on_it():
+    spec = ClipSpec("swaying", "box", "water", 3)
+    hints = [h for seed in range(200) for h in frame_hints(ClipSpec("swaying", "box", "water", seed))]
+    own, other = hints.count("swaying") / len(hints), sum(h not in (None, "swaying") for h in hints) / len(hints)
+    assert 0.35 < own < 0.45 and 0.35 < other < 0.45
+    assert all(h != "swaying" for h in frame_hints(spec, cue_prob=0.0, mislead_prob=1.0))
+    # in most clips the clip's verb is the one most of its 16 frames look like
+    agree = [max(set(hs) - {None}, key=hs.count) == "swaying"
+             for hs in (frame_hints(ClipSpec("swaying", "box", "water", seed)) for seed in range(200))]
+    assert sum(agree) / len(agree) > 0.9
+    for obj in ("box", "ball"):  # the blur is light grey, whatever the object's colour
+        night = ClipSpec("swaying", obj, "night", 3)
+        grey = lambda clip: ((clip.min(-1) > 90) & (np.ptp(clip.astype(int), -1) < 30)).sum()  # noqa: E731
+        assert grey(render_clip(night, cue_prob=1.0, mislead_prob=0.0)) > grey(
+            render_clip(night, cue_prob=0.0, mislead_prob=0.0)) + 100
 
 
 def test_held_out_compositions_cover_every_verb_and_object():
@@ -46,18 +73,18 @@ def test_build_writes_readable_splits_without_unseen_classes_in_training(tmp_pat
 
 
 def test_pretraining_captions_are_generic_and_descriptions_complete():
-    corpus = pretraining_corpus(WorldConfig(), 360, seed=0)
+    cfg = WorldConfig()
+    corpus = pretraining_corpus(cfg, 360, seed=0)
     assert len(corpus) == 360
-    from genact.world.render import cue_frames
-
-    cue = [bool(cue_frames(spec, 16, 0.6)[f]) for spec, f, _, _ in corpus]
-    said = [spec.verb in caption for spec, _, caption, _ in corpus]
-    assert not any(s for s, c in zip(said, cue) if not c)  # never a verb the frame does not show
-    share = sum(s for s, c in zip(said, cue) if c) / sum(cue)
-    assert 0.8 < share < 0.97  # shown: usually said, not always
-    assert all(spec.verb in text and spec.obj in text for spec, _, _, text in corpus)
+    hint = [frame_hints(spec, 16, cfg.cue_prob, cfg.mislead_prob)[f] for spec, f, _, _ in corpus]
+    said = [[v for v in VERBS if v in caption] for _, _, caption, _ in corpus]
+    assert all(s in ([], [h]) for s, h in zip(said, hint))  # only ever the verb the frame looks like
+    shown = [bool(s) for s, h in zip(said, hint) if h is not None]
+    assert 0.8 < sum(shown) / len(shown) < 0.97  # shown: usually said, not always
+    assert sum(s == [spec.verb] for s, (spec, *_) in zip(said, corpus)) < 0.5 * len(corpus)  # captions are weak
+    assert all(spec.verb in text and spec.obj in text for spec, _, _, text in corpus)  # CLIP's texts are complete
     rng = np.random.default_rng(0)
-    assert all("rising" not in frame_caption(ClipSpec("rising", "box", "water", 1), False, rng) for _ in range(50))
+    assert all("pulsing" not in frame_caption(ClipSpec("pulsing", "box", "water", 1), None, rng) for _ in range(50))
 
 
 def test_world_tokenizers_round_trip_every_word():
@@ -68,7 +95,7 @@ def test_world_tokenizers_round_trip_every_word():
     ctok = clip_tokenizer(words)
     for w in words:  # one BPE token per world word
         assert len(ctok(w, add_special_tokens=False).input_ids) == 1, w
-    text = "a cyan kite sliding left on the grass"
+    text = "a swaying cyan kite on the grass"
     assert ctok.decode(ctok(text).input_ids, skip_special_tokens=True).strip() == text
     import tempfile
     from pathlib import Path
@@ -87,7 +114,7 @@ def test_pretrained_world_models_load_through_the_user_path(tmp_path):
     from genact.models import FrozenClip, VideoBlip
     from genact.world.pretrain import _frames, pretrain
 
-    blip_dir, clip_dir = pretrain(tmp_path, clips=360, steps=120)
+    blip_dir, clip_dir = pretrain(tmp_path, clips=360, steps=200)
     model = VideoBlip.from_pretrained(blip_dir, num_frames=1, prompt="a picture of")
     clip = FrozenClip.from_pretrained(clip_dir)
     corpus = pretraining_corpus(WorldConfig(), 72, seed=5)
@@ -105,30 +132,30 @@ def test_changing_the_world_config_rewrites_its_videos(tmp_path):
     root = build_world(tmp_path, WorldConfig(**small))
     first = read_list(root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_unseen.txt").items[0]
     before = read_video(first.path, 16)
-    build_world(tmp_path, WorldConfig(cue_prob=0.0, **small))  # no trails at all now
+    build_world(tmp_path, WorldConfig(cue_prob=0.0, **small))  # no frame hints the verb now
     after = read_video(first.path, 16)
     assert before.shape == after.shape and not np.array_equal(before, after)
 
 
-def test_reduced_demo_runs_the_user_path_on_the_shipped_models(tmp_path):
-    """A small demo (4 of its rows): the shipped tiny models are used as they are,
-    the world's unseen compositions are recognised far above chance (1/12), and
-    REST's own captions name what the objects do."""
+def test_demo_rest_beats_the_frame_captioner_on_unseen_compositions(tmp_path):
+    """The demo's REST and frame-captioner rows at their default size and seed 0,
+    on the shipped tiny models: REST's zero-shot top-1 on the 12 unseen
+    compositions is well above the image captioner's (docs/world.md: 60.8 vs
+    51.7), its captions name what the objects do, and the report is written."""
     import json
 
     from genact.world.demo import SHIPPED, DemoConfig, run_demo
 
     assert (SHIPPED / "blip" / "model.safetensors").exists() and (SHIPPED / "clip" / "model.safetensors").exists()
-    cfg = DemoConfig(train_per_class=6, test_per_class=4, rest_epochs=2, rest_rounds=1,
-                     methods=("clip", "frame-captioner", "rest-h1", "rest"))
-    table = run_demo(tmp_path, cfg, progress=False)
+    table = run_demo(tmp_path, DemoConfig(methods=("clip", "frame-captioner", "rest")), progress=False)
     assert not (tmp_path / "pretrained").exists()  # nothing was pretrained: the package's weights served
     rows = json.loads((tmp_path / "demo.json").read_text())["rows"]
-    assert list(rows) == ["clip", "frame-captioner", "rest-h1", "rest"] and "REST without retrieval" in table
-    assert rows["clip"]["top1"] > 50 and rows["frame-captioner"]["top1"] > 30 and rows["rest"]["top1"] > 30
+    assert list(rows) == ["clip", "frame-captioner", "rest"] and "frame captioner" in table
+    assert rows["clip"]["top1"] > 50  # chance: 1/12
+    assert rows["rest"]["top1"] >= rows["frame-captioner"]["top1"] + 5  # 11 of 120 videos at seed 0
     results = json.loads((tmp_path / "results" / "rest" / "results.json").read_text())["splits"]["unseen"]["videos"]
-    assert len(results) == 48
-    assert sum(any(v in r["caption"] for v in VERBS) for r in results) >= 5
+    assert len(results) == 120
+    assert sum(any(v in r["caption"] for v in VERBS) for r in results) >= 60
     assert (tmp_path / "report" / "report.html").exists()
 
 

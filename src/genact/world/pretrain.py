@@ -82,7 +82,8 @@ def clip_tokenizer(words: list[str]):
 def _frames(cfg: WorldConfig, corpus) -> torch.Tensor:
     """(N, 3, S, S) normalised frames of the corpus."""
     t = VideoTransform(size=cfg.size, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
-    return torch.stack([t(render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob)[[f]])[0] for spec, f, _, _ in corpus])
+    return torch.stack([t(render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob, cfg.mislead_prob)[[f]])[0]
+                        for spec, f, _, _ in corpus])
 
 
 PREPROCESSOR = {"image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD)}

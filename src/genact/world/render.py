@@ -1,9 +1,15 @@
 """Drawing the miniature world's clips: one object doing one verb in one scene.
 
-A clip is uint8 (T, S, S, 3). In a share of the frames (`cue_prob`) the object
-leaves a faint trail of where it just was (motion verbs) or how big it just was
-(size verbs: a halo when shrinking, nothing beyond the object when growing): a
-single frame may hint at the verb, the clip shows it in the order of its frames.
+A clip is uint8 (T, S, S, 3). The six verbs are periodic or one-way motions with
+no time-reversed twin (bouncing, swaying, circling, pulsing, flickering,
+drifting), so which verb a clip shows is in the set of states its frames visit,
+not in their order: a mean over frames keeps it. Each frame, on its own, looks
+like one verb or none (`frame_hints`): in a `cue_prob` share it looks like the
+clip's verb (light-grey motion blur where the object is a moment before and
+after; a halo for pulsing; a dimmed object for flickering), in a `mislead_prob`
+share like another verb (a shaken camera, a flash), in the rest it shows only
+the object. One frame may mislead; over several, the clip's verb is the one
+most frames agree on.
 """
 
 from __future__ import annotations
@@ -22,15 +28,9 @@ OBJECTS = {
     "kite": (40, 220, 220),
 }
 SHAPES = {"ball": "disc", "box": "square", "ring": "ring", "bar": "bar", "cross": "cross", "kite": "diamond"}
-# name -> (dx, dy, growth) per clip, in units of the canvas / base size
-VERBS = {
-    "rising": (0.0, -1.0, 0.0),
-    "falling": (0.0, 1.0, 0.0),
-    "sliding left": (-1.0, 0.0, 0.0),
-    "sliding right": (1.0, 0.0, 0.0),
-    "growing": (0.0, 0.0, 1.0),
-    "shrinking": (0.0, 0.0, -1.0),
-}
+# the order matters: (verb index + object index) % 3 == 0 picks the unseen compositions
+VERBS = ("bouncing", "swaying", "circling", "pulsing", "flickering", "drifting")
+STREAK = np.array((235, 235, 235), np.float32)  # motion blur is drawn in one light grey, whatever the object
 SCENES = {"grass": (60, 120, 50), "water": (40, 70, 130), "sand": (170, 150, 100), "night": (25, 25, 35)}
 
 
@@ -61,43 +61,68 @@ def _mask(shape: str, size: int, cx: float, cy: float, radius: float) -> np.ndar
     raise ValueError(shape)
 
 
-def cue_frames(spec: ClipSpec, frames: int = 16, cue_prob: float = 0.6) -> np.ndarray:
-    """Which frames of the clip show a trail (a single-frame hint of the verb), (frames,) bool."""
-    return np.random.default_rng([spec.seed, 1]).random(frames) < cue_prob
+def _state(verb: str, p: float, phase: float, amp: float) -> tuple[float, float, float]:
+    """Offset (dx, dy) in pixels from the clip's centre point and radius scale of
+    the object at clip time p in [0, 1]; periodic verbs do two periods a clip."""
+    w = 2 * np.pi * (2 * p + phase)
+    if verb == "bouncing":
+        return 0.0, amp * np.sin(w), 1.0
+    if verb == "swaying":
+        return amp * np.sin(w), 0.0, 1.0
+    if verb == "circling":
+        return amp * np.cos(w), amp * np.sin(w), 1.0
+    if verb == "pulsing":
+        return 0.0, 0.0, 1.0 + 0.45 * np.sin(w)
+    if verb == "drifting":  # one way, along a diagonal
+        return 0.8 * amp * (2 * p - 1), 0.8 * amp * (2 * p - 1), 1.0
+    if verb == "flickering":
+        return 0.0, 0.0, 1.0
+    raise ValueError(f"unknown verb {verb!r}; expected one of {VERBS}")
 
 
-def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: float = 0.6) -> np.ndarray:
+def frame_hints(spec: ClipSpec, frames: int = 16, cue_prob: float = 0.4, mislead_prob: float = 0.4) -> list[str | None]:
+    """The verb each frame looks like on its own: the clip's verb in a `cue_prob`
+    share of the frames (blur, halo or dimming), another verb's look in a
+    `mislead_prob` share (a shaken camera, a flash), None where the frame shows
+    only the object."""
+    rng = np.random.default_rng([spec.seed, 1])
+    u, other = rng.random(frames), rng.integers(len(VERBS) - 1, size=frames)
+    others = [v for v in VERBS if v != spec.verb]
+    return [spec.verb if x < cue_prob else others[o] if x < cue_prob + mislead_prob else None
+            for x, o in zip(u, other)]
+
+
+def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: float = 0.4,
+                mislead_prob: float = 0.4) -> np.ndarray:
     """The clip of `spec`, uint8 (frames, size, size, 3); the same spec gives the same clip."""
     rng = np.random.default_rng(spec.seed)
-    cues = cue_frames(spec, frames, cue_prob)
-    dx, dy, growth = VERBS[spec.verb]
+    hints = frame_hints(spec, frames, cue_prob, mislead_prob)
     base = size * rng.uniform(0.12, 0.16)
-    travel = size * rng.uniform(0.45, 0.6)
-    cx0 = size / 2 - dx * travel / 2 + rng.uniform(-0.08, 0.08) * size * (dx == 0)
-    cy0 = size / 2 - dy * travel / 2 + rng.uniform(-0.08, 0.08) * size * (dy == 0)
+    amp = size * rng.uniform(0.22, 0.3)
+    phase = rng.uniform(0, 1)
+    cx0, cy0 = size / 2 + rng.uniform(-0.06, 0.06, 2) * size
     bg = np.array(SCENES[spec.scene], np.float32) * rng.uniform(0.85, 1.15)
     texture = rng.normal(0, 10, (size, size, 1)).astype(np.float32)
     colour = np.array(OBJECTS[spec.obj], np.float32)
     shape = SHAPES[spec.obj]
+    step = 1 / max(frames - 1, 1)
     out = np.empty((frames, size, size, 3), np.uint8)
-    for t in range(frames):
-        p = t / max(frames - 1, 1)
-        cx, cy = cx0 + dx * travel * p, cy0 + dy * travel * p
-        radius = base * (1 + 0.8 * growth * (p - 0.5) * 2) if growth else base
+    for t, hint in enumerate(hints):
+        p = t * step
+        dx, dy, scale = _state(spec.verb, p, phase, amp)
+        cx, cy, radius = cx0 + dx, cy0 + dy, max(base * scale, 1.0)
         img = np.broadcast_to(bg, (size, size, 3)) + texture
-        if cues[t] and not growth:  # a fading trail behind the moving object, up to 3 radii long
-            for k, alpha in ((3, 0.25), (2, 0.4), (1, 0.55)):
-                back = 0.9 * k * radius
-                trail = _mask(shape, size, cx - dx * back, cy - dy * back, radius)
-                img = np.where(trail[..., None], (1 - alpha) * img + alpha * colour, img)
-        if cues[t] and growth < 0:  # a fading halo of how big the shrinking object just was
-            for scale, alpha in ((1.8, 0.25), (1.4, 0.45)):
-                halo = _mask(shape, size, cx, cy, radius * scale)
-                img = np.where(halo[..., None], (1 - alpha) * img + alpha * colour, img)
-        img = np.where(_mask(shape, size, cx, cy, max(radius, 1.0))[..., None], colour, img)
-        if cues[t] and growth > 0:  # a dark core: how small the growing object just was
-            core = _mask(shape, size, cx, cy, max(radius * 0.5, 1.0))
-            img = np.where(core[..., None], 0.35 * colour, img)
+        if hint is not None and hint != "flickering":  # motion blur: faint copies a moment before and after
+            blur_dt = step * (3 if hint == "drifting" else 1)  # drifting is slow: a longer exposure shows it
+            hx, hy, hs = _state(hint, p, phase, amp)
+            for k, alpha in ((2, 0.25), (1, 0.45)):
+                for q in (p - k * blur_dt, p + k * blur_dt):
+                    bx, by, bs = _state(hint, q, phase, amp)
+                    r = radius * bs / hs * (1.35 if hint == "pulsing" else 1.0)
+                    blur = _mask(shape, size, cx + bx - hx, cy + by - hy, max(r, 1.0))
+                    img = np.where(blur[..., None], (1 - alpha) * img + alpha * STREAK, img)
+        body = 0.3 * colour + 0.7 * img.mean((0, 1)) if hint == "flickering" else colour
+        img = np.where(_mask(shape, size, cx, cy, radius)[..., None], body, img)
         img = img + rng.normal(0, 4, img.shape)
         out[t] = np.clip(img, 0, 255).astype(np.uint8)
     return out

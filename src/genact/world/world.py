@@ -1,7 +1,7 @@
 """The miniature world: compositional action classes, their splits, and the text
 corpora its tiny foundation models are pretrained on.
 
-Classes are `<object> <verb>` compositions (6 objects x 6 verbs = 36). A third of
+Classes are `<verb> <object>` compositions (6 verbs x 6 objects = 36). A third of
 them (where (verb + object) % 3 == 0, so every verb and every object keeps
 seen compositions) never appear in the unlabelled training videos: they are the
 zero-shot test classes; the generalized setting scores their test videos against
@@ -20,8 +20,9 @@ import numpy as np
 
 from genact.data.video import write_video
 from genact.io import atomic_write_text
-from genact.world.render import OBJECTS, SCENES, VERBS, ClipSpec, cue_frames, render_clip
+from genact.world.render import OBJECTS, SCENES, VERBS, ClipSpec, frame_hints, render_clip
 
+VERSION = 2  # of the world's design: a cached world of another version is rebuilt
 COLOURS = {"ball": "red", "box": "blue", "ring": "yellow", "bar": "white", "cross": "purple", "kite": "cyan"}
 SCENE_PHRASES = {"grass": "on the grass", "water": "in the water", "sand": "on the sand", "night": "at night"}
 
@@ -31,14 +32,15 @@ class WorldConfig:
     seed: int = 0
     frames: int = 16  # per generated clip (8 fps: 2 s)
     size: int = 32
-    cue_prob: float = 0.6  # share of frames that show the object's trail (a single-frame hint of the verb)
+    cue_prob: float = 0.4  # share of frames that hint at the clip's verb on their own (blur, halo, dimming)
+    mislead_prob: float = 0.4  # share of frames that look like another verb (a shaken camera, a flash)
     train_per_class: int = 20  # unlabelled REST videos per seen composition
     fewshot_per_class: int = 8  # labelled pool per unseen composition (few-shot training)
     test_per_class: int = 10  # test videos per unseen composition
 
 
 def class_name(verb: str, obj: str) -> str:
-    return f"{obj} {verb}"
+    return f"{verb} {obj}"
 
 
 def compositions() -> list[tuple[str, str]]:
@@ -52,17 +54,21 @@ def is_unseen(verb: str, obj: str) -> bool:
 
 def describe(spec: ClipSpec) -> str:
     """The full description of a clip (what CLIP's pretraining texts look like)."""
-    return f"a {COLOURS[spec.obj]} {spec.obj} {spec.verb} {SCENE_PHRASES[spec.scene]}"
+    colour, scene = COLOURS[spec.obj], SCENE_PHRASES[spec.scene]
+    if spec.seed % 2:  # both word orders, as the web has them
+        return f"a {spec.verb} {colour} {spec.obj} {scene}"
+    return f"a {colour} {spec.obj} {spec.verb} {scene}"
 
 
-def frame_caption(spec: ClipSpec, cue: bool, rng: np.random.Generator) -> str:
+def frame_caption(spec: ClipSpec, hint: str | None, rng: np.random.Generator) -> str:
     """A generic, incomplete caption of one frame, as a web image captioner would
-    give: the object, often its colour or scene, and what it does only when the
-    frame shows it (its trail), and nearly always then."""
+    give: the object, often its colour or scene, and the verb the frame looks like
+    (`hint`, see `frame_hints`: not always the clip's) nearly always when it looks
+    like one."""
     obj, colour, scene = spec.obj, COLOURS[spec.obj], SCENE_PHRASES[spec.scene]
-    if cue and rng.random() < 0.9:
-        options = [f"a {obj} {spec.verb}", f"a {colour} {obj} {spec.verb}", f"a {obj} {spec.verb} {scene}",
-                   f"a {colour} {obj} {spec.verb} {scene}"]
+    if hint is not None and rng.random() < 0.9:
+        options = [f"a {hint} {obj}", f"a {hint} {colour} {obj}", f"a {hint} {obj} {scene}",
+                   f"a {hint} {colour} {obj} {scene}"]
         return options[int(rng.integers(len(options)))]
     options = [f"a {obj}", f"a {colour} {obj}", f"a {obj} {scene}", f"a {colour} {obj} {scene}", f"something {scene}"]
     return options[int(rng.integers(len(options)))]
@@ -81,7 +87,7 @@ def _write_split(root: Path, name: str, specs: list[ClipSpec], cfg: WorldConfig)
         rel = f"{name}/{spec.obj}_{spec.verb.replace(' ', '_')}_{k:04d}.mp4"
         path = root / "videos" / rel
         if not path.exists():
-            write_video(path, render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob))
+            write_video(path, render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob, cfg.mislead_prob))
         lines.append(f"{rel},{class_name(spec.verb, spec.obj)}")
     atomic_write_text(root / "splits" / f"{name}.txt", "\n".join(lines) + "\n")
 
@@ -94,7 +100,7 @@ def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
     cfg = cfg or WorldConfig()
     root = Path(root)
     stamp = root / "world.json"
-    key = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha1(json.dumps({**asdict(cfg), "version": VERSION}, sort_keys=True).encode()).hexdigest()[:12]
     if stamp.exists():
         if json.loads(stamp.read_text()).get("key") == key:
             return root
@@ -121,6 +127,6 @@ def pretraining_corpus(cfg: WorldConfig, clips: int, seed: int) -> list[tuple[Cl
     out = []
     for s in specs:
         f = int(rng.integers(cfg.frames))
-        cue = bool(cue_frames(s, cfg.frames, cfg.cue_prob)[f])
-        out.append((s, f, frame_caption(s, cue, rng), describe(s)))
+        hint = frame_hints(s, cfg.frames, cfg.cue_prob, cfg.mislead_prob)[f]
+        out.append((s, f, frame_caption(s, hint, rng), describe(s)))
     return out
