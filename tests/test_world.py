@@ -28,8 +28,7 @@ def test_clips_are_deterministic_and_each_verb_visits_its_own_states():
     assert min(spread["circling"][:2]) > 3 and min(spread["drifting"][:2]) > 3
     assert spread["pulsing"][2] > 10 and max(spread["pulsing"][:2]) < 1
     assert max(spread["flickering"]) < 1  # flickering shows only in the frames that dim the object
-    # no verb is another one played backwards: the reversed clip is not a clip of any other verb
-    drift = track("drifting")
+    drift = track("drifting")  # the one one-way verb; played backwards it is no verb of the world
     assert drift[-1, 0] > drift[0, 0] + 8 and drift[-1, 1] > drift[0, 1] + 8  # one way: down and right
 
 
