@@ -27,13 +27,14 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # All benchmarks of docs/performance.md on this machine, rows as JSON in bench/ (about
-# 50 min on 2 CPU cores, most of it retrieval at N = 240k; the GPU one only with CUDA).
+# 55 min on 2 CPU cores, most of it retrieval at N = 240k; the GPU one only with CUDA).
 bench: setup
 	mkdir -p bench
 	$(BIN)/python benchmarks/decode.py --out bench/decode.json
 	$(BIN)/python benchmarks/captioning.py --out bench/captioning.json
 	$(BIN)/python benchmarks/frame_cache.py --out bench/frame_cache.json
 	$(BIN)/python benchmarks/retrieval_scale.py --faiss 64 --out bench/retrieval.jsonl
+	$(BIN)/python benchmarks/text_batches.py --out bench/text_batches.json
 	if $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
 		$(BIN)/python benchmarks/gpu_throughput.py --out bench/gpu_throughput.json; fi
 

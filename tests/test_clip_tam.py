@@ -45,6 +45,23 @@ def test_clip_features_are_normalised_and_video_is_mean_of_frames(clip):
     assert not any(p.requires_grad for p in clip.parameters()) and not clip.train().training
 
 
+def test_text_features_run_in_length_sorted_batches_and_keep_input_order(clip):
+    long = "a man playing a guitar on a stage in front of a crowd"
+    texts = [long, "a dog", long.replace("guitar", "violin"), "a cat", long.replace("man", "woman")]
+    widths = []
+    hook = clip.model.text_model.register_forward_hook(
+        lambda mod, args, kwargs, out: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        got = clip.text_features(texts, batch_size=2)
+    finally:
+        hook.remove()
+    n_short, n_long = (len(clip.tokenizer(t).input_ids) for t in ("a dog", long))
+    assert widths == [n_short, n_long, n_long]  # the short texts share a batch: no batch pads short to long
+    one_by_one = torch.cat([clip.text_features([t], batch_size=1) for t in texts])
+    assert torch.allclose(got, one_by_one, atol=1e-5)
+    assert clip.text_features([]).shape == (0, 16)
+
+
 def test_text_cache_encodes_each_text_once_across_runs(clip, tmp_path, monkeypatch):
     calls = []
     real = clip.text_features

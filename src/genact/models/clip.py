@@ -15,6 +15,7 @@ from genact.data.transforms import VideoTransform
 from genact.models.cache import EmbeddingCache
 from genact.models.hub import image_stats, load_preprocessor_config, resolve_model_dir
 from genact.models.precision import autocast
+from genact.models.text_batches import length_sorted_batches, pad_right
 
 
 class FrozenClip(nn.Module):
@@ -61,17 +62,19 @@ class FrozenClip(nn.Module):
 
     @torch.no_grad()
     def text_features(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-        """N strings -> (N, D) L2-normalised text features."""
-        out = []
+        """N strings -> (N, D) L2-normalised text features, in input order. Texts run in
+        length-sorted batches, each padded to its own longest text."""
+        out = torch.zeros(len(texts), self.dim)
         max_len = self.model.config.text_config.max_position_embeddings
-        for i in range(0, len(texts), batch_size):
-            enc = self.tokenizer(
-                texts[i : i + batch_size], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
-            ).to(self.device)
+        ids = self.tokenizer(texts, truncation=True, max_length=max_len).input_ids if texts else []
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        for rows in length_sorted_batches([len(i) for i in ids], batch_size):
+            input_ids, mask = pad_right([ids[r] for r in rows], pad)
             with autocast(self.device):
-                feats = self.model.get_text_features(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
-            out.append(nn.functional.normalize(feats.pooler_output.float(), dim=-1))
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+                feats = self.model.get_text_features(input_ids=input_ids.to(self.device),
+                                                     attention_mask=mask.to(self.device))
+            out[rows] = nn.functional.normalize(feats.pooler_output.float(), dim=-1).cpu()
+        return out
 
     def encode_texts(
         self, texts: list[str], cache: EmbeddingCache | None = None, batch_size: int = 256, progress: bool = False
@@ -80,15 +83,20 @@ class FrozenClip(nn.Module):
         only texts never seen before are encoded. (N, D) on the CPU."""
         if cache is None:
             unique = list(dict.fromkeys(texts))
-            feats = self.text_features(unique, batch_size).cpu()
+            feats = self.text_features(unique, batch_size)
             row = {t: i for i, t in enumerate(unique)}
             return feats[[row[t] for t in texts]]
+        self.cache_texts(texts, cache, batch_size, progress)
+        return cache.get(texts)
+
+    def cache_texts(self, texts: list[str], cache: EmbeddingCache, batch_size: int = 256,
+                    progress: bool = False) -> None:
+        """Encode the texts that `cache` lacks into it (nothing is read back)."""
         todo = cache.missing(texts)
-        steps = range(0, len(todo), batch_size * 16)
+        steps = range(0, len(todo), batch_size * 16)  # length-sorted within each chunk
         for i in tqdm(steps, desc="CLIP text features", disable=not (progress and todo)):
             chunk = todo[i : i + batch_size * 16]
             cache.put(chunk, self.text_features(chunk, batch_size))
-        return cache.get(texts)
 
 
 def video_key(item: VideoItem, num_frames: int) -> str:

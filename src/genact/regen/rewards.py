@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from genact.models.hub import resolve_model_dir
+from genact.models.text_batches import length_sorted_batches, pad_right
 
 
 def cls_reward(caption_emb: torch.Tensor, class_emb: torch.Tensor, labels: torch.Tensor, form: str = "ce",
@@ -38,8 +39,8 @@ class GrammarScorer:
     """GRAMMAR-R: how plausible a text is under a language model.
 
     mlm: pseudo-log-likelihood (each token masked in turn, scored by a masked LM such
-    as BERT), averaged over tokens; all masked copies of all captions go through the
-    model in one batch. causal: mean token log-likelihood under a causal LM (GPT-2),
+    as BERT), averaged over tokens; the masked copies of all captions go through the
+    model together, in length-sorted batches. causal: mean token log-likelihood under a causal LM (GPT-2),
     the first token conditioned on the model's BOS token (GPT-2: <|endoftext|>).
     """
 
@@ -79,22 +80,16 @@ class GrammarScorer:
         out = torch.zeros(len(texts))
         if not rows:
             return out
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-        mask = (ids != tok.pad_token_id).long()
         pos, own = torch.tensor(position), torch.tensor(owner)
-        truth = ids[torch.arange(len(rows)), pos]
-        ids[torch.arange(len(rows)), pos] = tok.mask_token_id
-        scores = []
-        for s in range(0, len(rows), batch_size):
-            logits = self.model(input_ids=ids[s : s + batch_size].to(self.device),
-                                attention_mask=mask[s : s + batch_size].to(self.device)).logits
-            rng = torch.arange(logits.shape[0])
-            logp = logits[rng, pos[s : s + batch_size].to(logits.device)].float().log_softmax(-1)
-            scores.append(logp[rng, truth[s : s + batch_size].to(logits.device)].cpu())
-        token_scores = torch.cat(scores)
+        token_scores = torch.zeros(len(rows))
+        for batch in length_sorted_batches([len(r) for r in rows], batch_size):  # each padded to its longest
+            ids, mask = pad_right([rows[i] for i in batch], tok.pad_token_id)
+            at = torch.arange(len(batch))
+            truth = ids[at, pos[batch]]
+            ids[at, pos[batch]] = tok.mask_token_id
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            logp = logits[at.to(logits.device), pos[batch].to(logits.device)].float().log_softmax(-1)
+            token_scores[batch] = logp.gather(-1, truth[:, None].to(logits.device)).squeeze(-1).cpu()
         counts = torch.zeros(len(texts)).index_add_(0, own, torch.ones(len(rows)))
         return out.index_add_(0, own, token_scores) / counts.clamp(min=1)
 
@@ -104,12 +99,8 @@ class GrammarScorer:
         start = next(c for c in candidates if c is not None)
         enc = [[start] + tok(t, add_special_tokens=False, truncation=True, max_length=max_tokens).input_ids
                for t in texts]
-        width = max(len(e) for e in enc)
         pad = tok.pad_token_id if tok.pad_token_id is not None else start
-        ids = torch.full((len(enc), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(enc), width), dtype=torch.long)
-        for i, e in enumerate(enc):
-            ids[i, : len(e)], mask[i, : len(e)] = torch.tensor(e), 1
+        ids, mask = pad_right(enc, pad)
         logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
         logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(logits.device)).squeeze(-1).cpu()
         keep = mask[:, 1:].float()

@@ -137,7 +137,7 @@ def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], d: Dis
     root = run_dir / "features" / "texts"
     done = stored_keys(root, clip.dim, dtype, d)
     todo = shard([t for t in dict.fromkeys(texts) if t not in done], d)
-    clip.encode_texts(todo, EmbeddingCache(root / f"rank{d.rank}", clip.dim, dtype), progress=progress and d.main)
+    clip.cache_texts(todo, EmbeddingCache(root / f"rank{d.rank}", clip.dim, dtype), progress=progress and d.main)
     barrier(d)
     return read_rank_caches(root, clip.dim, dtype, texts)[0]
 
