@@ -56,10 +56,15 @@ def full(world):
 
 
 def shard_records(run_dir, name):
+    """{position: captions} of a caption stage: positions in the folder for `init`,
+    in round 0's bank for the refreshes (the records are keyed by video)."""
     rows = []
     for f in sorted((run_dir / "captions").glob(f"{name}.rank*.jsonl")):
         rows += [json.loads(ln) for ln in f.read_text().splitlines()]
-    return {r["index"]: r["captions"] for r in rows if "captions" in r}
+    by_video = {r["video"]: r["captions"] for r in rows if "captions" in r}
+    videos = ([it.path for it in read_folder(run_dir.parent / "videos").items] if name == "init"
+              else CaptionBank.load(run_dir / "bank" / "round-000.jsonl").keys)
+    return {i: by_video[v] for i, v in enumerate(videos) if v in by_video}
 
 
 def bank_rows(path):

@@ -46,7 +46,7 @@ def video_items(paths: list[str]) -> list:
 def _add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
     p.add_argument("--model", required=True, help="VideoBlip / BLIP: hub id or local directory")
-    _add_decoding_args(p)
+    _add_decoding_args(p, cache=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -63,19 +63,19 @@ def _add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
         p.add_argument("--cache-dir", help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
 
 
-def _captions(args) -> tuple[list, dict[int, list[str]], "SkipReport"]:  # noqa: F821
+def _captions(args) -> tuple[list, dict[int, str], "SkipReport"]:  # noqa: F821
+    """Caption the command line's videos through the caption cache, so a rerun after
+    a kill reuses what was saved (every 64 videos)."""
     from genact.data import SkipReport
-    from genact.models import VideoBlip, caption_videos
+    from genact.evaluation.evaluate import Captioner, default_cache_dir
 
-    overrides = {"num_frames": args.frames} if args.frames else {}
-    model = VideoBlip.from_pretrained(args.model, **overrides).to(resolve_device(args.device)).eval()
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir, resolve_device(args.device),
+                               batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
+                               max_new_tokens=args.max_new_tokens, progress=not args.quiet)
     items = video_items(args.videos)
     report = SkipReport()
-    caps = caption_videos(
-        model, items, args.batch_size, args.num_workers, report, progress=not args.quiet,
-        num_beams=args.beams, max_new_tokens=args.max_new_tokens,
-    )
-    return items, caps, report
+    return items, captioner(items, report), report
 
 
 def _finish(report, ok: int) -> int:
@@ -86,7 +86,7 @@ def _finish(report, ok: int) -> int:
 
 def cmd_caption(args) -> int:
     items, caps, report = _captions(args)
-    rows = [{"video": it.path, "caption": caps[i][0]} for i, it in enumerate(items) if i in caps]
+    rows = [{"video": it.path, "caption": caps[i]} for i, it in enumerate(items) if i in caps]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -105,9 +105,9 @@ def cmd_classify(args) -> int:
     clip = FrozenClip.from_pretrained(args.clip).to(resolve_device(args.device))
     tam = ClipTam(clip, class_names, args.template)
     done = [i for i in range(len(items)) if i in caps]
-    top = tam.topk([caps[i][0] for i in done], args.topk)
+    top = tam.topk([caps[i] for i in done], args.topk)
     rows = [
-        {"video": items[i].path, "caption": caps[i][0], "top": [{"class": c, "score": round(s, 4)} for c, s in t]}
+        {"video": items[i].path, "caption": caps[i], "top": [{"class": c, "score": round(s, 4)} for c, s in t]}
         for i, t in zip(done, top)
     ]
     if args.json:
@@ -268,6 +268,7 @@ def cmd_cache_frames(args) -> int:
     cfg = _settings(args, {"rest": RestConfig, "regen": RegenConfig, "supervised": SupervisedConfig}[args.kind])
     if not cfg.data.frame_cache:
         raise ValueError("say where the cache goes: data.frame_cache=DIR (the runs then read it from there)")
+    cfg.data.frames = cfg.data.frames or VideoBlip.saved_settings(cfg.model.blip).get("num_frames", 8)
     side = args.short_side or VideoBlip.training_short_side(cfg.model.blip)
     d = init_distributed("cpu", cfg.run.dist_timeout_min)
     try:

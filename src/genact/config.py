@@ -143,7 +143,7 @@ class DataConfig:
     classes: str | None = None
     subset: str | None = "train"
     split: int = 1
-    frames: int = 8
+    frames: int | None = None  # T; None = the model's (a saved genact model's, else 8)
     num_workers: int = 4
     limit: int | None = None  # first N videos only (quick trials)
     frame_cache: str | None = None  # a `genact cache-frames` directory: frames read from it instead of decoded
@@ -155,7 +155,7 @@ class ModelConfig:
     clip: str = "openai/clip-vit-base-patch16"
     use_adapters: bool = True
     adapter_layers: list[int] | None = None  # None = after every ViT layer
-    prompt: str = "a video of"
+    prompt: str | None = None  # None = the model's (a saved genact model's, else "a video of")
 
 
 @dataclass

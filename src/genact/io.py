@@ -57,9 +57,13 @@ class ShardLog:
         self.file = self.dir / f"{name}.rank{rank}.jsonl"
 
     def append(self, records: list[dict]) -> None:
+        """Append `records`; a line that a kill cut short is ended first, so it
+        cannot swallow the first new record."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.file, "a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in records))
+        with open(self.file, "a+b") as f:
+            if f.tell() and os.pread(f.fileno(), 1, f.tell() - 1) != b"\n":
+                f.write(b"\n")
+            f.write("".join(json.dumps(r) + "\n" for r in records).encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
 

@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock, Timeout
 
 from genact.config import ConfigError, save_config, to_dict
-from genact.data.datasets import VideoItem
+from genact.data.datasets import VideoItem, video_id
 from genact.data.frame_cache import use_frame_cache
-from genact.distributed import Dist, barrier, init_distributed
+from genact.distributed import Dist, all_reduce_sum, barrier, init_distributed
 from genact.io import ShardLog, atomic_dir, atomic_write_text
 from genact.models.hub import resolve_model_dir
 from genact.models.video_blip import ADAPTER_WEIGHTS, VideoBlip
@@ -30,9 +33,11 @@ from genact.models.video_blip import ADAPTER_WEIGHTS, VideoBlip
 log = logging.getLogger(__name__)
 
 # settings that may differ when a run is resumed; anything else must match
+# (per-pass batch sizes change memory, not results: see docs/rest.md, "Guarantees")
 RESUMABLE_CHANGES = ("run.dir", "run.resume", "run.stop_at_step", "run.progress", "run.device", "run.log_every",
                      "run.checkpoint_every", "run.keep_checkpoints", "run.tensorboard", "run.dist_timeout_min",
-                     "data.num_workers", "data.frame_cache", "optim.compile")
+                     "data.num_workers", "data.frame_cache", "optim.compile", "optim.batch_size",
+                     "rest.caption_batch", "rest.clip_batch", "regen.clip_batch")
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -60,31 +65,102 @@ def check_run_dir(cfg: Any) -> None:
                               "use the saved config or another run.dir")
 
 
+RUN_LOCK, RUN_OWNER = ".genact.lock", ".genact.owner"
+_held_locks: dict[Path, FileLock] = {}
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Hold `run_dir`'s lock until release_run_dir (or this process's death: the lock
+    is the kernel's, so a killed run never blocks its --resume). A directory that
+    another process holds is refused in one line."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / RUN_LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        owner = (run_dir / RUN_OWNER).read_text().strip() if (run_dir / RUN_OWNER).exists() else "unknown"
+        raise ConfigError(f"{run_dir}: in use by another genact process ({owner}); wait for it to end, "
+                          "or choose another run.dir") from None
+    (run_dir / RUN_OWNER).write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    _held_locks[run_dir] = lock
+
+
+def release_run_dir(run_dir: Path) -> None:
+    lock = _held_locks.pop(Path(run_dir), None)
+    if lock is not None:
+        lock.release()
+
+
 def start_run(cfg: Any) -> tuple[Dist, Path]:
-    """Join torchrun's process group (if any) and open `cfg.run.dir` (see check_run_dir)."""
-    check_run_dir(cfg)
+    """Join torchrun's process group (if any), take `cfg.run.dir`'s lock on the main
+    process (see lock_run_dir) and open the directory (see check_run_dir). The
+    caller releases the lock with release_run_dir when the run ends."""
     run_dir, saved = Path(cfg.run.dir), Path(cfg.run.dir) / "config.yaml"
     d = init_distributed(cfg.run.device, cfg.run.dist_timeout_min)
-    barrier(d)  # every process has looked at the directory before it changes
+    busy = ""
     if d.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not saved.exists():
+        try:
+            lock_run_dir(run_dir)
+        except ConfigError as e:
+            busy = str(e)
+    if all_reduce_sum([float(bool(busy))], d)[0]:  # every process learns that the directory is taken
+        raise ConfigError(busy or f"{run_dir}: in use by another genact process")
+    try:
+        check_run_dir(cfg)
+        barrier(d)  # every process has looked at the directory before it changes
+        if d.main and not saved.exists():
             save_config(cfg, saved)
-        log.info("run directory %s (%d process%s, %s)", run_dir, d.world, "es" if d.world > 1 else "", d.device)
-    barrier(d)
+        if d.main:
+            log.info("run directory %s (%d process%s, %s)", run_dir, d.world, "es" if d.world > 1 else "", d.device)
+        barrier(d)
+    except BaseException:
+        release_run_dir(run_dir)
+        raise
     return d, run_dir
 
 
-def load_model(model_cfg, checkpoint: Path | None, num_frames: int) -> VideoBlip:
-    """The checkpoint's model when resuming, else the configured BLIP / VideoBlip."""
+def check_videos(run_dir: Path, items: list[VideoItem], d: Dist) -> None:
+    """Record the run's training videos when it starts (`videos.json`); on resume,
+    refuse in one line if they changed, since the run's per-video state (banks,
+    neighbours, data order) is laid out over them."""
+    path, ids = run_dir / "videos.json", [video_id(it) for it in items]
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != ids:
+            added, removed = sorted(set(ids) - set(saved)), sorted(set(saved) - set(ids))
+            what = ", ".join(f"{len(v)} {k} (e.g. {v[0]})" for k, v in (("added", added), ("removed", removed)) if v)
+            raise ConfigError(f"{run_dir}: the training videos changed since the run started "
+                              f"({what or 'same videos, another order'}); restore them, or start a new run.dir")
+    elif d.main:
+        atomic_write_text(path, json.dumps(ids) + "\n")
+    barrier(d)
+
+
+def load_model(model_cfg, checkpoint: Path | None, num_frames: int | None) -> VideoBlip:
+    """The checkpoint's model when resuming, else the configured BLIP / VideoBlip.
+    A prompt or frame count left unset (None) is the saved model's; the log says
+    which value is used and where it comes from."""
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
         return VideoBlip.from_pretrained(checkpoint / "model")
-    overrides = dict(num_frames=num_frames, prompt=model_cfg.prompt)
     path = model_cfg.blip
+    given = {"num_frames": num_frames, "prompt": model_cfg.prompt}
+    overrides = {k: v for k, v in given.items() if v is not None}
     if not (resolve_model_dir(path) / ADAPTER_WEIGHTS).exists():  # no trained adapters: choose the layout
         overrides.update(use_adapters=model_cfg.use_adapters, adapter_layers=model_cfg.adapter_layers)
-    return VideoBlip.from_pretrained(path, **overrides)
+    model = VideoBlip.from_pretrained(path, **overrides)
+    saved = VideoBlip.saved_settings(path)
+    for key, name in (("prompt", "model.prompt"), ("num_frames", "data.frames")):
+        where = ("set in the config" if given[key] is not None else
+                 f"the saved model's, {path}" if key in saved else f"genact's default; {path} has none")
+        log.info("%s = %r (%s)", name, getattr(model.config, key), where)
+    return model
+
+
+def resolve_model_settings(cfg: Any, model: VideoBlip) -> None:
+    """Fill the config's unset model settings (model.prompt, data.frames) with the
+    values the loaded model uses, for the stages that read them from the config."""
+    cfg.model.prompt, cfg.data.frames = model.config.prompt, model.config.num_frames
 
 
 def with_frame_cache(items: list[VideoItem], data_cfg, model: VideoBlip) -> list[VideoItem]:

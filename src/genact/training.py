@@ -130,6 +130,11 @@ class Checkpoints:
         return self.root / name
 
     @staticmethod
+    def step(path: Path | None) -> int:
+        """The optimizer step a checkpoint was written at (0 for none)."""
+        return 0 if path is None else int(path.name.split("-")[1])
+
+    @staticmethod
     def load(path: Path, optimizer: torch.optim.Optimizer) -> Progress:
         """Restore the optimizer from checkpoint `path`; the model is loaded with
         VideoBlip.from_pretrained(path / "model")."""
@@ -140,19 +145,43 @@ class Checkpoints:
 
 class Metrics:
     """Metric records as JSON lines (`metrics.jsonl`) and TensorBoard scalars (`tb/`),
-    written by the main process only."""
+    written by the main process only. A resumed run calls `rewind` first, so records
+    of steps it will train again are not written twice."""
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
+    STEP_KINDS = ("train",)  # kinds whose step is the optimizer step
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
+                 resume_step: int | None = None):
         self.file = Path(run_dir) / "metrics.jsonl"
         self.enabled = enabled
+        self.tb_dir = Path(run_dir) / "tb" if enabled and tensorboard else None
         self.tb = None
-        if enabled and tensorboard:
+        self._purge_step: int | None = None
+        if resume_step is not None:
+            self.rewind(resume_step)
+
+    def rewind(self, step: int) -> None:
+        """Forget the optimizer-step records after `step` (the resumed checkpoint's),
+        in metrics.jsonl and in TensorBoard."""
+        if not self.enabled:
+            return
+        if self.file.exists():
+            lines = self.file.read_text(encoding="utf-8").splitlines()
+            keep = [ln for ln in lines if not _after(ln, step, self.STEP_KINDS)]
+            if len(keep) != len(lines):
+                atomic_write_text(self.file, "".join(ln + "\n" for ln in keep))
+        self._purge_step = step + 1
+
+    def _writer(self):
+        if self.tb is None and self.tb_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+                self.tb = SummaryWriter(str(self.tb_dir), purge_step=self._purge_step)
             except ImportError:
                 log.warning("tensorboard is not installed; metrics go to metrics.jsonl only")
+                self.tb_dir = None
+        return self.tb
 
     def log(self, kind: str, step: int, **values: float) -> None:
         if not self.enabled:
@@ -160,21 +189,36 @@ class Metrics:
         record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
         with open(self.file, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
+        tb = self._writer()
+        if tb is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.tb.add_scalar(f"{kind}/{key}", value, step)
-            self.tb.flush()
+                    tb.add_scalar(f"{kind}/{key}", value, step)
+            tb.flush()
 
     def read(self, kind: str | None = None) -> list[dict]:
         if not self.file.exists():
             return []
-        rows = [json.loads(ln) for ln in self.file.read_text().splitlines() if ln.strip()]
-        return [r for r in rows if kind is None or r["kind"] == kind]
+        rows = []
+        for line in self.file.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+        return [r for r in rows if kind is None or r.get("kind") == kind]
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _after(line: str, step: int, kinds: tuple[str, ...]) -> bool:
+    """Whether a metrics.jsonl line is a record of `kinds` after `step` (or is cut short)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return True
+    return record.get("kind") in kinds and record.get("step", 0) > step
 
 
 class CaptionTrainer:
@@ -256,17 +300,20 @@ class CaptionTrainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             self.optimizer.zero_grad(set_to_none=True)
+            count = 0.0
             for m in range(per_rank):
                 batch = next(loader)
                 sync = m == per_rank - 1
                 with (nullcontext() if sync or not d.enabled else self.ddp.no_sync()):
-                    loss, videos, stats = self._micro_step(batch, p.epoch)
-                    (loss / per_rank).backward()  # DDP averages over processes
-                window["loss"] += float(loss.detach()) if videos else 0.0
-                window["n"] += 1 if videos else 0
+                    loss_sum, n, videos, stats = self._micro_step(batch, p.epoch)
+                    loss_sum.backward()
+                count += n
+                window["loss"] += float(loss_sum.detach())
+                window["n"] += n
                 window["videos"] += videos
                 for key, value in stats.items():
-                    window["stats"][key] = window["stats"].get(key, 0.0) + value
+                    window["stats"][key] = window["stats"].get(key, 0.0) + value * videos
+            self._normalise_gradients(count)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -285,18 +332,29 @@ class CaptionTrainer:
         bar.close()
         return True
 
-    def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, int, dict[str, float]]:
-        """Loss of one micro-batch, its video count, and statistics to log (summed
-        over micro-batches, logged as means). An empty batch (all videos failed)
-        gives a zero with a graph, so every process joins the gradient all-reduce."""
+    def _normalise_gradients(self, count: float) -> None:
+        """Turn the summed loss's gradients into those of the mean over the whole global
+        batch: divide by its loss terms (tokens, or videos for ReGen) counted over all
+        processes. The step then does not depend on how the global batch is cut into
+        micro-batches or processes (DDP has already averaged over processes)."""
+        scale = self.d.world / max(all_reduce_sum([count], self.d)[0], 1.0)
+        for param in self.model.parameters():
+            if param.grad is not None:
+                param.grad.mul_(scale)
+
+    def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, float, int, dict[str, float]]:
+        """Summed loss of one micro-batch, the number of terms in the sum (caption
+        tokens), its video count, and per-video statistics to log (logged as means over
+        videos). An empty batch (all videos failed) gives a zero with a graph, so every
+        process joins the gradient all-reduce."""
         if not len(batch["path"]):
-            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0, {}
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0.0, 0, {}
         idx = batch["index"].tolist()
         caps = [pick_caption(self.captions[i], self.run.seed, epoch, i) for i in idx]
         pixels = batch["pixels"].to(self.d.device, non_blocking=True)
         with autocast(self.d.device, self.cfg.precision):
             out = self.ddp(pixels, caps, self.cfg.label_smoothing)
-        return out.loss, len(idx), {}
+        return out.loss_sum, float(out.num_tokens.sum()), len(idx), {}
 
     def _log(self, window: dict, lr: float, bar) -> None:
         keys = union_keys(list(window["stats"]), self.d)  # a process with only failed videos has none
@@ -305,7 +363,7 @@ class CaptionTrainer:
         loss_sum, n, videos = sums[:3]
         elapsed = time.perf_counter() - window["t0"]
         loss = loss_sum / max(n, 1)
-        extra = {k: round(v / max(n, 1), 5) for k, v in zip(keys, sums[3:])}
+        extra = {k: round(v / max(videos, 1), 5) for k, v in zip(keys, sums[3:])}
         self.metrics.log("train", self.progress.global_step, loss=round(loss, 5), lr=lr,
                          videos_per_s=round(videos / max(elapsed, 1e-9), 3), epoch=self.progress.epoch, **extra)
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")

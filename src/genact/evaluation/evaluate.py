@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
+from tqdm.auto import tqdm
 
 from genact.data.datasets import SkipReport, VideoItem
 from genact.data.splits import Split
@@ -48,20 +50,31 @@ def model_fingerprint(model_dir: Path, settings: dict) -> str:
 
 
 class CaptionCache:
-    """Captions of one model + settings, keyed by video (append-only JSON lines)."""
+    """Captions of one model + settings, keyed by video (append-only JSON lines).
+    Any number of processes may share it: appends take a file lock, and a caption is
+    only ever stored under the key of the video it describes."""
 
     def __init__(self, cache_dir: Path, fingerprint: str):
         self.log = ShardLog(cache_dir / "captions", fingerprint, 0)
-        self.captions = {r["key"]: r["caption"] for r in self.log.read_all()}
+        self._lock = FileLock(f"{self.log.file}.lock")
+        self.captions: dict[str, str] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take in what other processes have added."""
+        rows = self.log.read_all()
+        self.captions.update({r["key"]: r["caption"] for r in rows if isinstance(r, dict) and "caption" in r})
 
     def add(self, new: dict[str, str]) -> None:
-        self.log.append([{"key": k, "caption": c} for k, c in new.items()])
+        with self._lock:
+            self.log.append([{"key": k, "caption": c} for k, c in new.items()])
         self.captions.update(new)
 
 
 @dataclass
 class Captioner:
-    """A captioning model with its cache; `generated` counts captions made (not cached)."""
+    """A captioning model with its cache; `generated` counts captions made (not cached).
+    Captions are saved every `chunk` videos, so a killed run loses at most one chunk."""
 
     model: VideoBlip
     cache: CaptionCache
@@ -70,6 +83,7 @@ class Captioner:
     num_beams: int = 3
     max_new_tokens: int = 30
     progress: bool = True
+    chunk: int = 64
     generated: int = 0
 
     @classmethod
@@ -85,12 +99,18 @@ class Captioner:
     def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
         """{item index: caption} for the readable items."""
         keys = [video_key(it, self.model.config.num_frames) for it in items]
+        self.cache.refresh()
         todo = [i for i, k in enumerate(keys) if k not in self.cache.captions]
-        if todo:
-            caps = caption_videos(self.model, [items[i] for i in todo], self.batch_size, self.num_workers, report,
-                                  self.progress, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
-            self.cache.add({keys[todo[j]]: c[0] for j, c in caps.items()})
+        bar = tqdm(total=len(todo), desc="captioning", disable=not (self.progress and todo))
+        for s in range(0, len(todo), self.chunk):
+            part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
+            caps = caption_videos(self.model, [items[i] for i in part], self.batch_size, self.num_workers, report,
+                                  False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+            self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
             self.generated += len(caps)
+            self.cache.refresh()
+            bar.update(min(self.chunk, len(todo) - s))
+        bar.close()
         return {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
 
 

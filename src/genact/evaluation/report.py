@@ -43,10 +43,10 @@ def load_source(path: str | Path) -> dict:
         return {"kind": "fewshot", "name": path.name, "fewshot": json.loads((path / "fewshot.json").read_text())}
     if (path / "bank").is_dir():
         banks = sorted((path / "bank").glob("round-*.jsonl"))
-        generated = {}  # round -> {video position: the model's caption}
+        generated = {}  # round -> {video: the model's caption}
         for b in banks[1:]:
             rows = ShardLog(path / "captions", b.stem, 0).read_all()
-            generated[int(b.stem.split("-")[1])] = {r["index"]: r["captions"][0] for r in rows if r.get("captions")}
+            generated[int(b.stem.split("-")[1])] = {r["video"]: r["captions"][0] for r in rows if r.get("captions")}
         return {"kind": "run", "name": path.name, "generated": generated,
                 "rounds": [[json.loads(ln) for ln in b.read_text().splitlines()] for b in banks]}
     raise FileNotFoundError(f"{path}: neither results (results.json / fewshot.json) nor a REST run (bank/)")
@@ -149,7 +149,7 @@ def _evolution_section(run: dict, videos: int = 4) -> str:
     rounds = run["rounds"]
     parts = []
     for i in range(min(videos, len(rounds[0]))):
-        rows = [[r, run["generated"].get(r, {}).get(i, "-"),
+        rows = [[r, run["generated"].get(r, {}).get(rounds[0][i]["video"], "-"),
                  "; ".join(f"{c['text']} [{c['source']} r{c['round']}]" for c in bank[i]["captions"])]
                 for r, bank in enumerate(rounds) if i < len(bank)]
         parts.append(f"<h4>{html.escape(rounds[0][i]['video'])}</h4>"

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer, CLIPModel
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
 from genact.data.transforms import VideoTransform
 from genact.models.cache import EmbeddingCache
-from genact.models.hub import image_stats, load_preprocessor_config, resolve_model_dir
+from genact.models.hub import image_stats, load_preprocessor_config, load_weights, resolve_model_dir
 from genact.models.precision import autocast
 from genact.models.text_batches import length_sorted_batches, pad_right
 
@@ -32,7 +32,7 @@ class FrozenClip(nn.Module):
     def from_pretrained(cls, id_or_dir: str | os.PathLike) -> "FrozenClip":
         """Load CLIP from a hub id (e.g. openai/clip-vit-base-patch16) or a local dir."""
         path = resolve_model_dir(id_or_dir)
-        clip = cls(CLIPModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), load_preprocessor_config(path))
+        clip = cls(load_weights(CLIPModel, path), AutoTokenizer.from_pretrained(path), load_preprocessor_config(path))
         clip.source = path
         return clip
 

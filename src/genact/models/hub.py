@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+
+from safetensors import SafetensorError, safe_open
 
 # Weights are only ever read from safetensors; pickled formats are not fetched.
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
@@ -48,14 +51,43 @@ def resolve_model_dir(id_or_dir: str | os.PathLike) -> Path:
         raise ModelNotFoundError(f"{name}: hub request failed ({e}); pass a local directory instead") from None
 
 
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_weights(path: Path) -> None:
+    """Refuse a model directory whose weights are not safetensors (unpickling a file
+    can run code, so pickled weights are never read) or whose safetensors files are
+    cut short or damaged; one line that says what to do."""
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(f.name for pattern in PICKLED_WEIGHTS for f in path.glob(pattern))
+        if not pickled:
+            raise ModelNotFoundError(f"{path}: no model weights (*.safetensors)")
+        arch = (json.loads((path / "config.json").read_text()).get("architectures") or ["AutoModel"])[0]
+        raise ModelNotFoundError(
+            f"{path}: weights only in pickle format ({', '.join(pickled)}); genact reads safetensors only. Convert them "
+            f"on a machine you trust: python -c \"import transformers as t; t.{arch}.from_pretrained('{path}')"
+            f".save_pretrained('{path}-safetensors')\" and pass {path}-safetensors")
+    for f in files:
+        try:
+            with safe_open(str(f), "pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            raise ModelNotFoundError(f"{f}: not a complete safetensors file ({e}); copy or download it again") from None
+
+
+def load_weights(model_cls, path: Path, **kwargs):
+    """`model_cls.from_pretrained(path)` from safetensors only (see check_weights)."""
+    check_weights(path)
+    return model_cls.from_pretrained(path, use_safetensors=True, **kwargs)
+
+
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 
 
 def load_preprocessor_config(path: Path) -> dict:
     """The model's image preprocessing config (mean / std), read as plain JSON so no
     image-processor backend (PIL, torchvision) is needed; {} when absent."""
-    import json
-
     file = path / PREPROCESSOR_CONFIG
     return json.loads(file.read_text()) if file.exists() else {}
 

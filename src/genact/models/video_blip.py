@@ -25,7 +25,9 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
 from genact.data.transforms import VideoTransform
 from genact.models.attention import use_sdpa
-from genact.models.hub import PREPROCESSOR_CONFIG, image_stats, load_preprocessor_config, resolve_model_dir
+from genact.models.hub import (
+    PREPROCESSOR_CONFIG, image_stats, load_preprocessor_config, load_weights, resolve_model_dir,
+)
 from genact.models.precision import autocast
 
 VIDEO_CONFIG = "genact_video.json"
@@ -45,6 +47,7 @@ class VideoBlipConfig:
 @dataclass
 class CaptionLMOutput:
     loss: torch.Tensor  # () label-smoothed cross-entropy, mean over caption tokens
+    loss_sum: torch.Tensor  # () the same, summed over caption tokens (loss = loss_sum / num_tokens.sum())
     logprob: torch.Tensor  # (B,) summed log-likelihood of each caption's tokens
     num_tokens: torch.Tensor  # (B,) caption tokens per sample (EOS included)
 
@@ -118,10 +121,9 @@ class VideoBlip(nn.Module):
         (a saved model without adapters may get new, zero-initialised ones).
         """
         path = resolve_model_dir(id_or_dir)
-        blip = BlipForConditionalGeneration.from_pretrained(path)
+        blip = load_weights(BlipForConditionalGeneration, path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        saved = path / VIDEO_CONFIG
-        fields = json.loads(saved.read_text()) if saved.exists() else {}
+        fields = cls.saved_settings(path)
         if (path / ADAPTER_WEIGHTS).exists():
             for key in ("use_adapters", "adapter_layers"):
                 if key in overrides and overrides[key] != fields.get(key):
@@ -130,6 +132,12 @@ class VideoBlip(nn.Module):
         if (path / ADAPTER_WEIGHTS).exists():
             model.adapters.load_state_dict(load_file(path / ADAPTER_WEIGHTS))
         return model
+
+    @staticmethod
+    def saved_settings(id_or_dir: str | os.PathLike) -> dict:
+        """The VideoBlipConfig fields a saved genact model carries ({} for an image BLIP)."""
+        saved = resolve_model_dir(id_or_dir) / VIDEO_CONFIG
+        return json.loads(saved.read_text()) if saved.exists() else {}
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write BLIP (safetensors + config), tokenizer, preprocessing config, adapters
@@ -219,8 +227,9 @@ class VideoBlip(nn.Module):
         nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         per_token = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
         keepf = keep.float()
-        loss = (per_token * keepf).sum() / keepf.sum().clamp(min=1)
-        return CaptionLMOutput(loss=loss, logprob=-(nll * keepf).sum(1), num_tokens=keep.sum(1))
+        loss_sum = (per_token * keepf).sum()
+        return CaptionLMOutput(loss=loss_sum / keepf.sum().clamp(min=1), loss_sum=loss_sum,
+                               logprob=-(nll * keepf).sum(1), num_tokens=keep.sum(1))
 
     @torch.no_grad()
     def generate(self, pixels: torch.Tensor, **kwargs) -> list[str]:

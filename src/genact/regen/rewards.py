@@ -10,7 +10,7 @@ import os
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from genact.models.hub import resolve_model_dir
+from genact.models.hub import load_weights, resolve_model_dir
 from genact.models.text_batches import length_sorted_batches, pad_right
 
 
@@ -53,7 +53,7 @@ class GrammarScorer:
     def from_pretrained(cls, id_or_dir: str | os.PathLike, kind: str = "mlm") -> "GrammarScorer":
         path = resolve_model_dir(id_or_dir)
         auto = AutoModelForMaskedLM if kind == "mlm" else AutoModelForCausalLM
-        return cls(auto.from_pretrained(path), AutoTokenizer.from_pretrained(path), kind)
+        return cls(load_weights(auto, path), AutoTokenizer.from_pretrained(path), kind)
 
     @property
     def device(self) -> torch.device:

@@ -64,9 +64,11 @@ class RegenTrainer(CaptionTrainer):
         if regen.baseline not in ("others", "greedy"):
             raise ValueError(f"regen.baseline={regen.baseline!r}: expected others or greedy")
 
-    def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, int, dict[str, float]]:
+    def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, float, int, dict[str, float]]:
+        """Policy-gradient loss summed over the micro-batch's videos (each video's mean
+        over its samples), counted per video; see CaptionTrainer._micro_step."""
         if not len(batch["path"]):
-            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0, {}
+            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0.0, 0, {}
         rc, n = self.rc, self.rc.samples
         idx = batch["index"]
         pixels = batch["pixels"].to(self.d.device, non_blocking=True)
@@ -91,10 +93,10 @@ class RegenTrainer(CaptionTrainer):
             out = self.ddp(pixels, texts, 0.0)
         per_clip = n + int(lm)
         logprob = out.logprob.view(len(idx), per_clip)
-        loss = -(adv.view(len(idx), n) * logprob[:, :n]).mean()
+        loss = -(adv.view(len(idx), n) * logprob[:, :n]).mean(1).sum()
         if lm:
             tokens = out.num_tokens.view(len(idx), per_clip)[:, n].clamp(min=1)
-            loss = loss + rc.lm_weight * (-logprob[:, n] / tokens).mean()
+            loss = loss + rc.lm_weight * (-logprob[:, n] / tokens).sum()
         stats = {"reward": float(reward.mean()), "advantage_std": float(adv.std(unbiased=False)),
                  **{f"reward_{k}": float(v.mean()) for k, v in parts.items()}, **text_stats(sampled)}
-        return loss, len(idx), stats
+        return loss, float(len(idx)), len(idx), stats

@@ -20,7 +20,9 @@ from genact.regen.rl import RegenTrainer, Rewards
 from genact.rest.bank import CaptionBank
 from genact.rest.run import train_to_the_end, training_split
 from genact.rest.stages import video_feature_stage
-from genact.runs import check_run_dir, load_model, start_run, with_frame_cache
+from genact.runs import (
+    check_run_dir, check_videos, load_model, release_run_dir, resolve_model_settings, start_run, with_frame_cache,
+)
 from genact.training import Checkpoints, Metrics
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,13 @@ def run_regen(cfg: RegenConfig) -> Path | None:
         raise ValueError(f"{dc.list or dc.root}: ReGen needs labelled videos (CLS-R scores the true class)")
     start = time.time()
     d, run_dir = start_run(cfg)
-    metrics = Metrics(run_dir, d.main, cfg.run.tensorboard)
+    metrics = None
     try:
         checkpoint = Checkpoints(run_dir).latest()
+        metrics = Metrics(run_dir, d.main, cfg.run.tensorboard, Checkpoints.step(checkpoint))
         model = load_model(cfg.model, checkpoint, dc.frames).to(d.device)
+        resolve_model_settings(cfg, model)
+        check_videos(run_dir, split.items, d)
         split.items = with_frame_cache(split.items, dc, model)
         clip = FrozenClip.from_pretrained(cfg.model.clip).to(d.device)
         feats = video_feature_stage(clip, run_dir, split.items, dc.frames, d, rc.feature_dtype, rc.clip_batch,
@@ -59,7 +64,9 @@ def run_regen(cfg: RegenConfig) -> Path | None:
             trainer.captions = _pseudo_captions(rc.lm_captions, items)
         return train_to_the_end(trainer, cfg, run_dir, start, len(split.items))
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
+        release_run_dir(run_dir)
         cleanup(d)
 
 

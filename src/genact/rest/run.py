@@ -33,7 +33,8 @@ from genact.rest.pseudo_captions import frame_captions
 from genact.rest.retrieval import import_faiss
 from genact.rest.stages import caption_stage, log_skipped, neighbour_stage, retrieval_stage, video_feature_stage
 from genact.runs import (
-    check_run_dir, epoch_losses, load_model, markdown_table, save_final, start_run, with_frame_cache, write_report,
+    check_run_dir, check_videos, epoch_losses, load_model, markdown_table, release_run_dir, resolve_model_settings,
+    save_final, start_run, with_frame_cache, write_report,
 )
 from genact.training import CaptionTrainer, Checkpoints, Metrics
 
@@ -60,11 +61,18 @@ class RestRun:
         if cfg.rest.neighbour_index == "faiss-ivf":
             import_faiss()  # before hours of captioning, not after
         self.d, self.dir = start_run(cfg)
-        self.metrics = Metrics(self.dir, self.d.main, cfg.run.tensorboard)
-        self.progress = cfg.run.progress and self.d.main
-        self.checkpoint = Checkpoints(self.dir).latest()
-        self.model = load_model(cfg.model, self.checkpoint, cfg.data.frames).to(self.d.device)
-        self.items = with_frame_cache(training_split(cfg).items, cfg.data, self.model)
+        try:
+            self.checkpoint = Checkpoints(self.dir).latest()
+            self.metrics = Metrics(self.dir, self.d.main, cfg.run.tensorboard, Checkpoints.step(self.checkpoint))
+            self.progress = cfg.run.progress and self.d.main
+            self.model = load_model(cfg.model, self.checkpoint, cfg.data.frames).to(self.d.device)
+            resolve_model_settings(cfg, self.model)
+            items = training_split(cfg).items
+            check_videos(self.dir, items, self.d)
+            self.items = with_frame_cache(items, cfg.data, self.model)
+        except BaseException:
+            release_run_dir(self.dir)
+            raise
         self._clip: FrozenClip | None = None
 
     @property
@@ -102,6 +110,7 @@ class RestRun:
             return finish_run(trainer, cfg, self.dir, start, len(self.items))
         finally:
             self.metrics.close()
+            release_run_dir(self.dir)
             cleanup(self.d)
 
     # ---- Algorithm 1, steps 1-4 ------------------------------------------------
@@ -185,10 +194,13 @@ def train_on_class_names(cfg: SupervisedConfig, items: list[VideoItem], class_na
     baseline and few-shot fine-tuning). Returns final/ (None if stopped early)."""
     start = time.time()
     d, run_dir = start_run(cfg)
-    metrics = Metrics(run_dir, d.main, cfg.run.tensorboard)
+    metrics = None
     try:
         checkpoint = Checkpoints(run_dir).latest()
+        metrics = Metrics(run_dir, d.main, cfg.run.tensorboard, Checkpoints.step(checkpoint))
         model = load_model(cfg.model, checkpoint, cfg.data.frames).to(d.device)
+        resolve_model_settings(cfg, model)
+        check_videos(run_dir, items, d)
         items = with_frame_cache(items, cfg.data, model)
         report = SkipReport()
         trainer = CaptionTrainer(model, items, cfg.optim, cfg.run, d, metrics, report, cfg.data.num_workers)
@@ -197,7 +209,9 @@ def train_on_class_names(cfg: SupervisedConfig, items: list[VideoItem], class_na
         trainer.captions = [[class_names[it.label]] for it in items]
         return train_to_the_end(trainer, cfg, run_dir, start, len(items))
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
+        release_run_dir(run_dir)
         cleanup(d)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from genact.data.datasets import SkipReport, VideoItem
+from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.distributed import Dist, barrier, block, gather_to_main, shard
 from genact.io import ShardLog
 from genact.models.cache import EmbeddingCache
@@ -54,27 +54,29 @@ def caption_stage(
 ) -> dict[int, list[str]]:
     """Captions of items[i] for i in `indices`, {i: captions}, made by
     `caption_fn(items, report) -> {position: captions}` in chunks, each process on its
-    share; videos that fail are recorded once and absent from the result."""
+    share; videos that fail are recorded once and absent from the result. Records are
+    keyed by video (`video_id`), so a resumed stage matches them to videos, not to
+    list positions."""
     records = ShardLog(run_dir / "captions", name, d.rank)
-    done = {r["index"] for r in records.read_all()}
+    done = {r["video"] for r in records.read_all()}
     barrier(d)  # every process has read before any writes
-    todo = shard([i for i in indices if i not in done], d)
+    todo = shard([i for i in indices if video_id(items[i]) not in done], d)
     bar = tqdm(total=len(todo), desc=f"captions ({name})", disable=not (progress and d.main))
     for s in range(0, len(todo), chunk):
         part = todo[s : s + chunk]
         report = SkipReport()
         caps = caption_fn([items[i] for i in part], report)
         errors = dict(report.skipped)
-        rows = [
-            {"index": i, "captions": caps[j]} if j in caps else {"index": i, "error": errors.get(items[i].path, "no caption")}
-            for j, i in enumerate(part)
-        ]
+        rows = [{"video": video_id(items[i]), **({"captions": caps[j]} if j in caps else
+                                                  {"error": errors.get(items[i].path, "no caption")})}
+                for j, i in enumerate(part)]
         records.append(rows)
         log_skipped(run_dir, d, f"captions {name}", report)
         bar.update(len(part))
     bar.close()
     barrier(d)
-    return {r["index"]: r["captions"] for r in sorted(records.read_all(), key=lambda r: r["index"]) if "captions" in r}
+    captions = {r["video"]: r["captions"] for r in records.read_all() if "captions" in r}
+    return {i: captions[video_id(items[i])] for i in indices if video_id(items[i]) in captions}
 
 
 def video_feature_stage(
