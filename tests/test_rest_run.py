@@ -5,6 +5,7 @@ and a corrupt video in the training set."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from genact.data import read_folder, read_video, write_video
 from genact.models import FrozenClip, VideoBlip
 from genact.rest.bank import CaptionBank
 from genact.rest.run import run_rest
-from genact.training import Checkpoints
+from genact.training import Checkpoints, Metrics
 
 from conftest import coloured_frames
 
@@ -201,6 +202,33 @@ def test_resume_after_stops_mid_epoch_equals_uninterrupted_run(world, full):
         assert (run_dir / "bank" / r).read_text() == (full[0] / "bank" / r).read_text()
 
 
+def test_resume_with_a_smaller_per_pass_batch_equals_uninterrupted_run(world, full):
+    """After an out-of-memory crash: the same global batch in smaller micro-batches."""
+    assert rest(world, "smaller", "run.stop_at_step=3") is None
+    final = rest(world, "smaller", "run.resume=auto", "optim.batch_size=1", "rest.caption_batch=3")
+    same_weights(final, full[0] / "final", atol=1e-5)
+    for r in ("round-000.jsonl", "round-001.jsonl"):
+        assert bank_rows(world[0] / "smaller" / "bank" / r)[0] == bank_rows(full[0] / "bank" / r)[0]
+    with pytest.raises(ConfigError, match="optim.global_batch"):
+        rest(world, "smaller", "run.resume=auto", "optim.global_batch=8")
+
+
+def test_resume_refuses_when_the_training_videos_changed(world, tmp_path):
+    root, settings = world
+    videos = tmp_path / "videos"
+    shutil.copytree(root / "videos", videos)
+    run = lambda *extra: run_rest(load_config(RestConfig, None, [  # noqa: E731
+        *settings, f"data.root={videos}", f"run.dir={tmp_path / 'run'}", *extra]))
+    assert run("run.stop_at_step=1") is None
+    shutil.copy(videos / "v3.mp4", videos / "a0.mp4")  # sorts first: positions would shift by one
+    with pytest.raises(ConfigError, match=r"training videos changed since the run started \(1 added \(e.g. .*a0.mp4"):
+        run("run.resume=auto")
+    (videos / "a0.mp4").unlink()
+    (videos / "v5.mp4").unlink()
+    with pytest.raises(ConfigError, match=r"1 removed \(e.g. .*v5.mp4"):
+        run("run.resume=auto")
+
+
 KILL_DURING_SECOND_CHECKPOINT = textwrap.dedent("""
     import os, sys, torch
     import genact.training as training
@@ -231,8 +259,11 @@ def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(world, full, tmp
     assert latest.name == "step-00000002"  # end of epoch 1; the step-4 write died half way
     assert any(p.name.startswith(".step-00000004") for p in (run_dir / "checkpoints").iterdir())
     VideoBlip.from_pretrained(latest / "model")  # loadable
+    assert [r["step"] for r in Metrics(run_dir, enabled=False).read("train")] == [1, 2, 3, 4]
     final = rest(world, "killed", "run.resume=auto")
     same_weights(final, full[0] / "final")
+    # steps 3 and 4 were logged before the kill and trained again: each is in metrics.jsonl once
+    assert [r["step"] for r in Metrics(run_dir, enabled=False).read("train")] == list(range(1, 9))
     assert (run_dir / "bank" / "round-001.jsonl").read_text() == (full[0] / "bank" / "round-001.jsonl").read_text()
 
 
