@@ -5,6 +5,7 @@ import pytest
 from genact.data import (
     read_class_file, read_folder, read_hmdb51, read_k600_zs, read_kinetics_csv, read_list, read_ucf101, readable_name,
 )
+from genact.errors import DataError
 
 from conftest import FIXTURES
 
@@ -39,7 +40,7 @@ def test_hmdb51_split_selects_train_and_test(tmp_path, caplog):
     assert sorted(Path(i.path).name for i in train.items) == [
         "Atempting_to_brush_hair_u_nm_np1_fr_goo_0.avi", "Brushing_Hair_with_Beth_brush_hair_h_nm_np1_le_goo_0.avi",
         "Cartwheel_Lesson_cartwheel_f_cm_np1_ri_med_0.avi"]
-    with pytest.raises(FileNotFoundError, match="test_split3"):
+    with pytest.raises(DataError, match="test_split3"):
         read_hmdb51(FIXTURES / "hmdb51", tmp_path, split=3)
 
 
@@ -108,5 +109,5 @@ def test_unlabelled_folder(tmp_path):
     split = read_folder(tmp_path)
     assert [Path(i.path).name for i in split.items] == ["a.webm", "b.mp4"]
     assert all(i.label is None for i in split.items)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataError, match="no video files"):
         read_folder(tmp_path / "x" / "nothing")

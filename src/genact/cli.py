@@ -8,14 +8,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from genact.errors import ConfigError, DataError, GenactError
 
 log = logging.getLogger("genact")
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Plain timestamped logs on stderr; only warnings from transformers / hub."""
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Plain timestamped logs on stderr (warnings only with --quiet, and on processes
+    other than torchrun's rank 0); only errors from transformers / hub."""
     rank = int(os.environ.get("RANK", "0"))
-    level = logging.DEBUG if verbose else (logging.INFO if rank == 0 else logging.WARNING)
+    level = logging.DEBUG if verbose else (logging.INFO if rank == 0 and not quiet else logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     import transformers
 
@@ -29,17 +31,21 @@ def resolve_device(name: str) -> "torch.device":  # noqa: F821
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("genact: error: --device cuda asked for, but no CUDA GPU is visible")
+        raise ConfigError("--device cuda asked for, but no CUDA GPU is visible")
     return torch.device(name)
 
 
 def video_items(paths: list[str]) -> list:
-    """Video files given on the command line; a directory stands for every video below it."""
+    """Video files given on the command line; a directory stands for every video below
+    it, unless it is named like a video (then it is an unreadable video, skipped and
+    counted like any other)."""
     from genact.data import VideoItem, read_folder
+    from genact.data.video import VIDEO_EXTENSIONS
 
     items = []
     for p in paths:
-        items.extend(read_folder(p).items if Path(p).is_dir() else [VideoItem(p)])
+        folder = Path(p).is_dir() and Path(p).suffix.lower() not in VIDEO_EXTENSIONS
+        items.extend(read_folder(p).items if folder else [VideoItem(p)])
     return items
 
 
@@ -121,12 +127,13 @@ def cmd_classify(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from genact.data import SkipReport
     from genact.evaluation.evaluate import Captioner, default_cache_dir, evaluate
     from genact.evaluation.protocols import protocol_splits
     from genact.models import FrozenClip
 
     if args.method != "clip" and not args.model:
-        raise ValueError(f"--method {args.method} needs --model")
+        raise ConfigError(f"--method {args.method} needs --model")
     device = resolve_device(args.device)
     splits = protocol_splits(args.protocol, args.data_root, args.splits, args.classes, args.split)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -144,6 +151,14 @@ def cmd_eval(args) -> int:
     print(res["table"])
     print(f"genact: results in {out_dir / 'results.json'}"
           + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""), file=sys.stderr)
+    splits_out = res["splits"].values()
+    missing = sum(len(r["missing"]) for r in splits_out)
+    if missing:
+        print(f"genact: {missing} listed video(s) not found below {args.data_root} (listed per split in results.json)",
+              file=sys.stderr)
+    report = SkipReport([tuple(s) for r in splits_out for s in r["skipped"]])
+    if report.skipped:
+        print(f"genact: {report.summary()}", file=sys.stderr)
     return 0
 
 
@@ -155,7 +170,7 @@ def cmd_fewshot(args) -> int:
     shots = list(SHOTS) if args.all else [args.shots]
     splits = [1, 2, 3] if args.all else [args.split]
     if args.train_list and (args.all or len(shots) > 1):
-        raise ValueError("--train-list fixes one shot count and split; it cannot go with --all")
+        raise ConfigError("--train-list fixes one shot count and split; it cannot go with --all")
     out = Path(args.out or f"results/fewshot-{args.protocol}")
     table: dict[int, dict[int, float]] = {}
     for m in shots:
@@ -189,7 +204,7 @@ def cmd_caption_metrics(args) -> int:
     if args.limit:
         items, refs = items[: args.limit], refs[: args.limit]
     if not items:
-        raise FileNotFoundError(f"{args.data_root}: none of the videos of {args.annotations}")
+        raise DataError(f"{args.data_root}: none of the videos of {args.annotations}")
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     captioner = Captioner.load(args.model, "genact", args.frames, cache_dir, resolve_device(args.device),
                                batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
@@ -235,6 +250,8 @@ def _settings(args, cls):
         raise ConfigError(f"one config file at most, got {files}")
     if args.resume:
         overrides.append("run.resume=auto")
+    if getattr(args, "quiet", False):
+        overrides.append("run.progress=false")
     return load_config(cls, files[0] if files else None, overrides)
 
 
@@ -267,7 +284,7 @@ def cmd_cache_frames(args) -> int:
 
     cfg = _settings(args, {"rest": RestConfig, "regen": RegenConfig, "supervised": SupervisedConfig}[args.kind])
     if not cfg.data.frame_cache:
-        raise ValueError("say where the cache goes: data.frame_cache=DIR (the runs then read it from there)")
+        raise ConfigError("say where the cache goes: data.frame_cache=DIR (the runs then read it from there)")
     cfg.data.frames = cfg.data.frames or VideoBlip.saved_settings(cfg.model.blip).get("num_frames", 8)
     side = args.short_side or VideoBlip.training_short_side(cfg.model.blip)
     d = init_distributed("cpu", cfg.run.dist_timeout_min)
@@ -286,6 +303,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("settings", nargs="*", metavar="CONFIG.yaml | key=value",
                    help="a config file from configs/, then overrides such as optim.lr=1e-5 run.dir=runs/x")
     p.add_argument("--resume", action="store_true", help="continue the run in run.dir (same as run.resume=auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"genact {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # name -> sub-command parser
 
     p = sub.add_parser("caption", help="caption videos with a VideoBlip / BLIP model")
     _add_video_args(p)
@@ -384,18 +403,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with options accepted anywhere after the sub-command (also
+    after `key=value` settings); an error prints the sub-command's usage."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.commands[args.command]
+        try:
+            again = command.parse_intermixed_args(argv[argv.index(args.command) + 1 :])
+        except TypeError:  # a sub-command whose arguments argparse cannot intermix
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        vars(args).update(vars(again))
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if getattr(args, "template", "unset") is None:
         args.template = ["{}"]
-    setup_logging(args.verbose)
-    from genact.config import ConfigError
-    from genact.data import VideoDecodeError
-    from genact.models import ModelNotFoundError
-
+    setup_logging(args.verbose, getattr(args, "quiet", False))
     try:
         code = args.func(args)
-    except (ModelNotFoundError, ConfigError, VideoDecodeError, FileNotFoundError, ValueError) as e:
+    except GenactError as e:
         if args.verbose:
             raise
         print(f"genact: error: {e}", file=sys.stderr)

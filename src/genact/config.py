@@ -4,7 +4,9 @@
 
 Nested dataclasses are addressed with dots. Values are parsed as YAML
 (`k=3`, `x=1e-5`, `flag=true`, `layers=[0,2]`, `name=null`) and checked against the
-field's type, so a typo or a wrong type stops the run before it starts.
+field's type, its allowed values (`Literal[...]`) and its bounds (`bounded(...)`:
+counts are positive), so a typo, a wrong type or an impossible number stops the
+run before it starts, in one line.
 """
 
 from __future__ import annotations
@@ -14,21 +16,26 @@ import types
 import typing
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
+from genact.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the config's fields."""
 
 
 def _check(value: Any, tp: Any, where: str) -> Any:
     """Return `value` converted to type `tp`, or raise ConfigError."""
     origin = typing.get_origin(tp)
     if tp is Any:
+        return value
+    if origin is Literal:
+        if isinstance(value, bool):  # YAML reads no / off as False
+            value = next((w for w in (("yes", "on", "true") if value else ("no", "off", "false"))
+                          if w in typing.get_args(tp)), value)
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -75,7 +82,27 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     if unknown:
         raise ConfigError(f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; valid: {sorted(names)}")
     kwargs = {k: _check(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in data.items()}
+    for f in dataclasses.fields(cls):
+        if f.name in kwargs and kwargs[f.name] is not None and "bounds" in f.metadata:
+            _check_bounds(kwargs[f.name], f.metadata["bounds"], f"{where}.{f.name}".lstrip("."))
     return cls(**kwargs)
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None, *, open_low: bool = False,
+            open_high: bool = False) -> Any:
+    """A field whose value (when not None) must lie in [low, high]; `open_low` /
+    `open_high` exclude the end. `bounded(8, 1)` is a positive count."""
+    return field(default=default, metadata={"bounds": (low, high, open_low, open_high)})
+
+
+def _check_bounds(value: Any, bounds: tuple, where: str) -> None:
+    low, high, open_low, open_high = bounds
+    too_low = low is not None and (value <= low if open_low else value < low)
+    too_high = high is not None and (value >= high if open_high else value > high)
+    if too_low or too_high:
+        lo = "" if low is None else f"{'>' if open_low else '>='} {low}"
+        hi = "" if high is None else f"{'<' if open_high else '<='} {high}"
+        raise ConfigError(f"{where}={value!r}: must be {' and '.join(x for x in (lo, hi) if x)}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -95,7 +122,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p} is not a section")
-        node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
     return data
 
 
@@ -103,11 +133,27 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     """Defaults of `cls`, updated by the YAML file at `path`, then by `overrides`."""
     data = to_dict(cls())
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         _merge(data, loaded)
     return from_dict(cls, apply_overrides(data, list(overrides or [])))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's contents; a missing file or a syntax error is one ConfigError
+    line with the file, line and column."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config file ({getattr(e, 'strerror', None) or e})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
@@ -137,15 +183,15 @@ class DataConfig:
     kinetics (`list` = the Kinetics CSV, `subset` its split column), hmdb51 / ucf101
     (`list` = the official split folder, `split`, `subset`)."""
 
-    format: str = "folder"
+    format: Literal["folder", "list", "kinetics", "hmdb51", "ucf101"] = "folder"
     root: str = ""
     list: str | None = None
     classes: str | None = None
     subset: str | None = "train"
-    split: int = 1
-    frames: int | None = None  # T; None = the model's (a saved genact model's, else 8)
-    num_workers: int = 4
-    limit: int | None = None  # first N videos only (quick trials)
+    split: int = bounded(1, 1, 3)
+    frames: int | None = bounded(None, 1)  # T; None = the model's (a saved genact model's, else 8)
+    num_workers: int = bounded(4, 0)
+    limit: int | None = bounded(None, 1)  # first N videos only (quick trials)
     frame_cache: str | None = None  # a `genact cache-frames` directory: frames read from it instead of decoded
 
 
@@ -162,17 +208,17 @@ class ModelConfig:
 class OptimConfig:
     """REST Table 10: AdamW (0.9, 0.98), wd 0.001, cosine 2e-5 -> 2e-8, batch 64, LS 0.2."""
 
-    epochs: int = 60
-    lr: float = 2e-5
-    min_lr: float = 2e-8
-    warmup_steps: int = 0
+    epochs: int = bounded(60, 1)
+    lr: float = bounded(2e-5, 0)
+    min_lr: float = bounded(2e-8, 0)
+    warmup_steps: int = bounded(0, 0)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    weight_decay: float = 0.001
-    label_smoothing: float = 0.2
-    global_batch: int = 64  # videos per optimizer step, over all processes
-    batch_size: int = 8  # videos per process per forward pass (gradient accumulation fills the rest)
-    grad_clip: float | None = None
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    weight_decay: float = bounded(0.001, 0)
+    label_smoothing: float = bounded(0.2, 0, 1, open_high=True)
+    global_batch: int = bounded(64, 1)  # videos per optimizer step, over all processes
+    batch_size: int = bounded(8, 1)  # videos per process per forward pass (gradient accumulation fills the rest)
+    grad_clip: float | None = bounded(None, 0, open_low=True)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     compile: bool = False  # torch.compile the video encoder, ViT + adapters (GPU; a minute of compiling at start)
 
 
@@ -181,14 +227,14 @@ class RunConfig:
     dir: str = "runs/rest"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda (under torchrun: the local GPU)
-    resume: str = "no"  # no | auto (continue the run in `dir` if it has started)
-    log_every: int = 10  # optimizer steps between metric lines
-    checkpoint_every: int = 500  # optimizer steps between checkpoints (and at every epoch end)
-    keep_checkpoints: int = 2
-    stop_at_step: int | None = None  # leave cleanly after this optimizer step (time-limited jobs)
+    resume: Literal["no", "auto"] = "no"  # auto: continue the run in `dir` if it has started
+    log_every: int = bounded(10, 1)  # optimizer steps between metric lines
+    checkpoint_every: int = bounded(500, 1)  # optimizer steps between checkpoints (and at every epoch end)
+    keep_checkpoints: int = bounded(2, 1)
+    stop_at_step: int | None = bounded(None, 1)  # leave cleanly after this optimizer step (time-limited jobs)
     tensorboard: bool = True
     progress: bool = True
-    dist_timeout_min: int = 120  # collective timeout: how long processes wait for each other at a barrier
+    dist_timeout_min: int = bounded(120, 1)  # collective timeout: how long processes wait for each other at a barrier
 
 
 @dataclass
@@ -196,22 +242,23 @@ class RestStepsConfig:
     """Algorithm 1's knobs and the ablation switches of REST §4."""
 
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
-    neighbours: int = 2000  # H; 1 = self-training only
-    neighbour_index: str = "exact"  # exact | faiss-ivf (approximate and faster at large N; pip install faiss-cpu)
-    faiss_nprobe: int = 64  # faiss-ivf: inverted lists searched per video (more: higher recall, slower)
-    keep: int = 3  # K captions per video
-    epochs_per_round: int = 10  # R
-    retrieval_rounds: int | None = None  # N_I: rounds that retrieve from neighbours; later ones use H = 1
-    num_beams: int = 3
-    max_new_tokens: int = 30
-    caption_batch: int = 16  # videos per captioning batch
-    clip_batch: int = 32
-    feature_dtype: str = "float16"  # of the stored CLIP features
-    chunk: int = 1024  # videos captioned between progress records (resume granularity)
+    neighbours: int = bounded(2000, 1)  # H; 1 = self-training only
+    # exact, or faiss-ivf (approximate and faster at large N; pip install faiss-cpu)
+    neighbour_index: Literal["exact", "faiss-ivf"] = "exact"
+    faiss_nprobe: int = bounded(64, 1)  # faiss-ivf: inverted lists searched per video (more: higher recall, slower)
+    keep: int = bounded(3, 1)  # K captions per video
+    epochs_per_round: int = bounded(10, 1)  # R
+    retrieval_rounds: int | None = bounded(None, 0)  # N_I: rounds that retrieve from neighbours; later ones use H = 1
+    num_beams: int = bounded(3, 1)
+    max_new_tokens: int = bounded(30, 1)
+    caption_batch: int = bounded(16, 1)  # videos per captioning batch
+    clip_batch: int = bounded(32, 1)
+    feature_dtype: Literal["float16", "float32"] = "float16"  # of the stored CLIP features
+    chunk: int = bounded(1024, 1)  # videos captioned between progress records (resume granularity)
 
     def __post_init__(self) -> None:
-        if self.neighbour_index not in ("exact", "faiss-ivf"):
-            raise ConfigError(f"rest.neighbour_index={self.neighbour_index!r}: expected exact or faiss-ivf")
+        if not self.prompts:
+            raise ConfigError("rest.prompts: give at least one prompt")
 
 
 @dataclass
@@ -237,25 +284,32 @@ class SupervisedConfig:
 class RegenStepsConfig:
     """ReGen's RL settings (SPEC §6); any reward weight may be 0 (the ablations)."""
 
-    samples: int = 5  # captions sampled per video and step
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = off
-    top_p: float = 1.0
-    max_new_tokens: int = 30
-    baseline: str = "others"  # others (mean reward of the other samples) | greedy (the greedy caption's reward)
+    samples: int = bounded(5, 1)  # captions sampled per video and step
+    temperature: float = bounded(1.0, 0, open_low=True)
+    top_k: int = bounded(0, 0)  # 0 = off
+    top_p: float = bounded(1.0, 0, 1, open_low=True)
+    max_new_tokens: int = bounded(30, 1)
+    # others (mean reward of the other samples) | greedy (the greedy caption's reward)
+    baseline: Literal["others", "greedy"] = "others"
     w_cls: float = 1.0
     w_clip: float = 1.0
     w_grammar: float = 1.0
-    cls_form: str = "ce"  # ce | cos | l2
-    tau: float | None = None  # CLS-R softmax temperature; None = CLIP's learned one (1 / logit_scale)
-    grammar: str = "mlm"  # mlm (BERT pseudo-log-likelihood) | causal (GPT-2 mean log-likelihood)
+    cls_form: Literal["ce", "cos", "l2"] = "ce"
+    tau: float | None = bounded(None, 0, open_low=True)  # CLS-R softmax temperature; None = CLIP's (1 / logit_scale)
+    grammar: Literal["mlm", "causal"] = "mlm"  # mlm: BERT pseudo-log-likelihood; causal: GPT-2 mean log-likelihood
     grammar_model: str = "bert-base-uncased"
     standardise: bool = False  # each reward to zero mean, unit std over the micro-batch before weighting
-    lm_weight: float = 0.0  # weight of an LM loss on REST pseudo-captions
+    lm_weight: float = bounded(0.0, 0)  # weight of an LM loss on REST pseudo-captions
     lm_captions: str | None = None  # the REST bank they come from (bank/round-XXX.jsonl)
     templates: list[str] = field(default_factory=lambda: ["{}"])  # class-name templates for CLS-R
-    clip_batch: int = 32
-    feature_dtype: str = "float16"
+    clip_batch: int = bounded(32, 1)
+    feature_dtype: Literal["float16", "float32"] = "float16"
+
+    def __post_init__(self) -> None:
+        if self.lm_weight > 0 and self.lm_captions is None:
+            raise ConfigError("regen.lm_weight > 0 needs regen.lm_captions (a REST bank/round-XXX.jsonl)")
+        if self.baseline == "others" and self.samples < 2:
+            raise ConfigError("regen.baseline=others needs regen.samples >= 2")
 
 
 @dataclass

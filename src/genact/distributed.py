@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from genact.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def init_distributed(device: str = "auto", timeout_min: int = 120) -> Dist:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError("run.device asks for cuda, but no CUDA GPU is visible")
+            raise ConfigError("run.device asks for cuda, but no CUDA GPU is visible")
         dev = torch.device(device if ":" in device or world == 1 else f"cuda:{local_rank}")
         torch.cuda.set_device(dev)
     else:

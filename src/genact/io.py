@@ -3,6 +3,7 @@ version or the new one, never half of either) and append-only JSON-lines records
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -11,6 +12,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from genact.errors import GenactError
+
+
+class DiskFullError(GenactError):
+    """No space (or quota) left while writing; what was being written is not kept."""
+
+
+@contextmanager
+def disk_full_is_an_error(path: str | os.PathLike) -> Iterator[None]:
+    """Turn ENOSPC / EDQUOT raised inside the block into a DiskFullError naming `path`."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(f"{path}: no space left on the device ({e.strerror}); nothing half-written is kept, "
+                                "free some space and run the command again") from None
+        raise
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file in the same directory."""
@@ -18,7 +37,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with disk_full_is_an_error(path), os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -35,7 +54,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        yield tmp
+        with disk_full_is_an_error(path):
+            yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -60,7 +80,7 @@ class ShardLog:
         """Append `records`; a line that a kill cut short is ended first, so it
         cannot swallow the first new record."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.file, "a+b") as f:
+        with disk_full_is_an_error(self.file), open(self.file, "a+b") as f:
             if f.tell() and os.pread(f.fileno(), 1, f.tell() - 1) != b"\n":
                 f.write(b"\n")
             f.write("".join(json.dumps(r) + "\n" for r in records).encode("utf-8"))

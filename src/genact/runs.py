@@ -40,6 +40,10 @@ RESUMABLE_CHANGES = ("run.dir", "run.resume", "run.stop_at_step", "run.progress"
                      "rest.caption_batch", "rest.clip_batch", "regen.clip_batch")
 
 
+# left unset (None), these take the model's value; config.yaml records the value used
+MODEL_SETTINGS = ("data.frames", "model.prompt")
+
+
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in data.items():
@@ -51,15 +55,14 @@ def check_run_dir(cfg: Any) -> None:
     """Refuse to start over a run that is there (unless run.resume=auto), or to
     resume it with a different config apart from RESUMABLE_CHANGES."""
     run_dir = Path(cfg.run.dir)
-    if cfg.run.resume not in ("no", "auto"):
-        raise ConfigError(f"run.resume={cfg.run.resume!r}: expected no or auto")
     saved = run_dir / "config.yaml"
     if saved.exists():
         if cfg.run.resume != "auto":
             raise ConfigError(f"{run_dir}: holds a run already; pass --resume (run.resume=auto) to continue it, "
                               "or choose another run.dir")
         old, new = _flat(yaml.safe_load(saved.read_text())), _flat(to_dict(cfg))
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+                      and not (k in MODEL_SETTINGS and new.get(k) is None))
         if diff:
             raise ConfigError(f"{saved}: resuming with a different config ({', '.join(diff)}); "
                               "use the saved config or another run.dir")
@@ -93,8 +96,10 @@ def release_run_dir(run_dir: Path) -> None:
 
 def start_run(cfg: Any) -> tuple[Dist, Path]:
     """Join torchrun's process group (if any), take `cfg.run.dir`'s lock on the main
-    process (see lock_run_dir) and open the directory (see check_run_dir). The
-    caller releases the lock with release_run_dir when the run ends."""
+    process (see lock_run_dir) and check the directory (see check_run_dir). Nothing
+    is written until `record_run`, so a start that fails its checks leaves nothing
+    that blocks the corrected command. The caller releases the lock with
+    release_run_dir when the run ends."""
     run_dir, saved = Path(cfg.run.dir), Path(cfg.run.dir) / "config.yaml"
     d = init_distributed(cfg.run.device, cfg.run.dist_timeout_min)
     busy = ""
@@ -107,11 +112,9 @@ def start_run(cfg: Any) -> tuple[Dist, Path]:
         raise ConfigError(busy or f"{run_dir}: in use by another genact process")
     try:
         check_run_dir(cfg)
-        barrier(d)  # every process has looked at the directory before it changes
-        if d.main and not saved.exists():
-            save_config(cfg, saved)
         if d.main:
-            log.info("run directory %s (%d process%s, %s)", run_dir, d.world, "es" if d.world > 1 else "", d.device)
+            log.info("run directory %s (%d process%s, %s)%s", run_dir, d.world, "es" if d.world > 1 else "", d.device,
+                     ", resuming" if saved.exists() else "")
         barrier(d)
     except BaseException:
         release_run_dir(run_dir)
@@ -119,12 +122,15 @@ def start_run(cfg: Any) -> tuple[Dist, Path]:
     return d, run_dir
 
 
-def check_videos(run_dir: Path, items: list[VideoItem], d: Dist) -> None:
-    """Record the run's training videos when it starts (`videos.json`); on resume,
-    refuse in one line if they changed, since the run's per-video state (banks,
+def record_run(cfg: Any, run_dir: Path, items: list[VideoItem], d: Dist) -> None:
+    """Once a start has passed its checks: write the config and the training videos
+    (`config.yaml`, `videos.json`); from then on the directory holds a run. On resume,
+    refuse in one line if the videos changed, since the run's per-video state (banks,
     neighbours, data order) is laid out over them."""
     path, ids = run_dir / "videos.json", [video_id(it) for it in items]
-    if path.exists():
+    resuming = (run_dir / "config.yaml").exists()
+    barrier(d)  # every process has looked before the main one writes
+    if resuming and path.exists():
         saved = json.loads(path.read_text())
         if saved != ids:
             added, removed = sorted(set(ids) - set(saved)), sorted(set(saved) - set(ids))
@@ -133,6 +139,8 @@ def check_videos(run_dir: Path, items: list[VideoItem], d: Dist) -> None:
                               f"({what or 'same videos, another order'}); restore them, or start a new run.dir")
     elif d.main:
         atomic_write_text(path, json.dumps(ids) + "\n")
+    if d.main and not resuming:
+        save_config(cfg, run_dir / "config.yaml")
     barrier(d)
 
 

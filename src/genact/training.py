@@ -30,14 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from genact.config import ConfigError, OptimConfig, RunConfig
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, make_loader
 from genact.distributed import Dist, all_reduce_sum, barrier, union_keys
-from genact.io import atomic_dir, atomic_write_text
+from genact.io import atomic_dir, atomic_write_text, disk_full_is_an_error
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip
+from genact.errors import DataError
+from genact.console import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class Checkpoints:
             return None
         path = self.root / pointer.read_text().strip()
         if not (path / "trainer.pt").exists():
-            raise FileNotFoundError(f"{pointer}: names {path.name}, which is missing or incomplete")
+            raise DataError(f"{pointer}: names {path.name}, which is missing or incomplete")
         return path
 
     def save(self, model: VideoBlip, optimizer: torch.optim.Optimizer, progress: Progress) -> Path:
@@ -187,7 +188,7 @@ class Metrics:
         if not self.enabled:
             return
         record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
-        with open(self.file, "a", encoding="utf-8") as f:
+        with disk_full_is_an_error(self.file), open(self.file, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         tb = self._writer()
         if tb is not None:
@@ -253,6 +254,7 @@ class CaptionTrainer:
         self.dataset = VideoDataset(items, model.config.num_frames, model.transform(train=True), train=True,
                                     seed=run.seed)
         self.captions: list[list[str]] = [[] for _ in items]
+        self.last_loss = float("nan")  # the last logged training loss
 
     def restore(self, path: Path) -> None:
         """Continue from checkpoint `path` (its model weights must already be loaded)."""
@@ -290,8 +292,8 @@ class CaptionTrainer:
     def _train_epoch(self, per_rank: int) -> bool:
         p, cfg, d = self.progress, self.cfg, self.d
         loader = self._batches(p.epoch, p.step_in_epoch)
-        bar = tqdm(total=self.steps_per_epoch, initial=p.step_in_epoch, desc=f"epoch {p.epoch + 1}/{cfg.epochs}",
-                   disable=not (self.run.progress and d.main))
+        bar = progress_bar(total=self.steps_per_epoch, initial=p.step_in_epoch, desc=f"epoch {p.epoch + 1}/{cfg.epochs}",
+                           enabled=self.run.progress and d.main)
         window = {"loss": 0.0, "n": 0.0, "videos": 0.0, "t0": time.perf_counter(), "stats": {}}
         self.model.train()
         while p.step_in_epoch < self.steps_per_epoch:
@@ -330,6 +332,7 @@ class CaptionTrainer:
                 log.info("stopped at step %d as run.stop_at_step asks; resume to continue", p.global_step)
                 return False
         bar.close()
+        log.info("epoch %d/%d done: step %d, loss %.4f", p.epoch + 1, cfg.epochs, p.global_step, self.last_loss)
         return True
 
     def _normalise_gradients(self, count: float) -> None:
@@ -367,4 +370,5 @@ class CaptionTrainer:
         self.metrics.log("train", self.progress.global_step, loss=round(loss, 5), lr=lr,
                          videos_per_s=round(videos / max(elapsed, 1e-9), 3), epoch=self.progress.epoch, **extra)
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+        self.last_loss = loss
         window.update(loss=0.0, n=0.0, videos=0.0, t0=time.perf_counter(), stats={})

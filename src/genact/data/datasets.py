@@ -63,6 +63,9 @@ class VideoDataset(Dataset):
         self.train = train
         self.seed = seed
         self.epoch = 0
+        # frames are shrunk while still uint8 to twice the transform's resize (it does the exact resize)
+        side = getattr(transform, "resize_side", None)
+        self.max_short_side = 2 * side if isinstance(side, int) else None
 
     def set_epoch(self, epoch: int) -> None:
         """Fresh random draws each epoch (call before iterating)."""
@@ -78,7 +81,8 @@ class VideoDataset(Dataset):
         try:
             frames = self._cached(item)
             if frames is None:
-                frames = read_video(item.path, self.num_frames, self.train, item.start, item.end, np_rng)
+                frames = read_video(item.path, self.num_frames, self.train, item.start, item.end, np_rng,
+                                    max_short_side=self.max_short_side)
         except VideoDecodeError as e:
             sample["error"] = str(e)
             return sample

@@ -35,13 +35,14 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, video_id
 from genact.data.transforms import resize_short_side, to_float_tchw
 from genact.data.video import CachedClip
 from genact.distributed import Dist, barrier
 from genact.io import atomic_write_text
+from genact.errors import ConfigError
+from genact.console import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def build_frame_cache(
     from the cache's. Returns (videos written by this process, unreadable ones).
     """
     if fmt not in FORMATS:
-        raise ValueError(f"frame cache format {fmt!r}: choose one of {FORMATS}")
+        raise ConfigError(f"frame cache format {fmt!r}: choose one of {FORMATS}")
     d = d or Dist()
     root = Path(root)
     _prepare(root, {"version": VERSION, "num_frames": num_frames, "short_side": short_side, "format": fmt,
@@ -212,7 +213,7 @@ def build_frame_cache(
     report, written = SkipReport(), 0
     dataset = VideoDataset(mine, num_frames, _Encode(short_side, fmt, quality))
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
-    for sample in tqdm(loader, total=len(mine), desc="caching frames", disable=not progress):
+    for sample in progress_bar(loader, total=len(mine), desc="caching frames", enabled=progress):
         if "error" in sample:
             report.add([(sample["path"], sample["error"])])
             continue

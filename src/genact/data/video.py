@@ -13,11 +13,12 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+from genact.errors import GenactError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(GenactError, RuntimeError):
     """A video could not be read: missing, empty, corrupt or without a video stream.
 
     The message always starts with the path, so one line tells the user which file
@@ -70,6 +71,21 @@ def _open(path: str) -> av.container.InputContainer:
     return container
 
 
+def _rgb(frame: av.VideoFrame, max_short_side: int | None = None) -> np.ndarray:
+    """An upright uint8 RGB frame (H, W, 3): the stream's display rotation (a phone
+    video's metadata) applied, and shrunk while still uint8, so that its short side is
+    at most `max_short_side` (never enlarged)."""
+    short = min(frame.width, frame.height)
+    if max_short_side and short > max_short_side:
+        scale = max_short_side / short
+        img = frame.reformat(width=max(round(frame.width * scale), 1), height=max(round(frame.height * scale), 1),
+                             format="rgb24", interpolation="AREA").to_ndarray()
+    else:
+        img = frame.to_ndarray(format="rgb24")
+    turns = round(getattr(frame, "rotation", 0) / 90) % 4  # counter-clockwise, as the display matrix says
+    return np.ascontiguousarray(np.rot90(img, turns)) if turns else img
+
+
 def _in_window(t: float | None, start: float | None, end: float | None) -> bool:
     if t is None:
         return True
@@ -92,7 +108,7 @@ def _count_frames(container, stream, start: float | None, end: float | None) -> 
 
 
 def _decode_selected(
-    container, stream, indices: np.ndarray, start: float | None, end: float | None
+    container, stream, indices: np.ndarray, start: float | None, end: float | None, max_short_side: int | None = None
 ) -> tuple[dict[int, np.ndarray], int]:
     """Decode frames in order; keep RGB arrays only at `indices`. Returns (frames, count)."""
     wanted = set(int(i) for i in indices)
@@ -109,7 +125,7 @@ def _decode_selected(
                 break
             continue
         if i in wanted:
-            kept[i] = frame.to_ndarray(format="rgb24")
+            kept[i] = _rgb(frame, max_short_side)
         i += 1
         if i > last_wanted:
             break
@@ -134,7 +150,8 @@ def _timestamps(container, stream, start: float | None, end: float | None) -> tu
     return sorted(pts), sorted(keys)
 
 
-def _decode_at(container, stream, targets: list[int], keys: list[int]) -> dict[int, np.ndarray]:
+def _decode_at(container, stream, targets: list[int], keys: list[int],
+               max_short_side: int | None = None) -> dict[int, np.ndarray]:
     """RGB frames at the presentation timestamps `targets` (sorted, distinct).
 
     Decoding seeks to the keyframe before a target whenever that keyframe lies
@@ -149,7 +166,7 @@ def _decode_at(container, stream, targets: list[int], keys: list[int]) -> dict[i
     last = None
     for target in targets:
         if pos is not None and target <= pos:
-            kept[target] = last.to_ndarray(format="rgb24")
+            kept[target] = _rgb(last, max_short_side)
             continue
         i = bisect.bisect_right(keys, target) - 1
         key = keys[i] if i >= 0 else None
@@ -161,7 +178,7 @@ def _decode_at(container, stream, targets: list[int], keys: list[int]) -> dict[i
                 return kept
             pos, last = frame.pts, frame
             if frame.pts >= target:
-                kept[target] = frame.to_ndarray(format="rgb24")
+                kept[target] = _rgb(frame, max_short_side)
                 break
     return kept
 
@@ -173,8 +190,11 @@ def read_video(
     start: float | None = None,
     end: float | None = None,
     rng: np.random.Generator | None = None,
+    max_short_side: int | None = None,
 ) -> np.ndarray:
-    """Decode `num_frames` uniformly sampled RGB frames of a video.
+    """Decode `num_frames` uniformly sampled RGB frames of a video, upright (the
+    display rotation applied) and, with `max_short_side`, shrunk while still uint8
+    so that their short side is at most that (a 4K clip never becomes a 4K float).
 
     `start` / `end` (seconds) restrict sampling to a window, as Kinetics clips
     cut from longer videos need. Frames are found by their timestamps and reached
@@ -193,7 +213,7 @@ def read_video(
                 pts, keys = stamps
                 indices = sample_indices(len(pts), num_frames, train, rng)
                 wanted = sorted(set(pts[int(i)] for i in indices))
-                at = _decode_at(container, stream, wanted, keys)
+                at = _decode_at(container, stream, wanted, keys, max_short_side)
                 if len(at) == len(wanted):
                     return np.stack([at[pts[int(i)]] for i in indices])
             # No timestamps, or seeking fell short: decode in order.
@@ -203,14 +223,14 @@ def read_video(
                 raise VideoDecodeError(path, "no decodable frames" + (f" in [{start}, {end}) s" if start or end else ""))
             indices = sample_indices(total, num_frames, train, rng)
             container.seek(0)
-            kept, decoded = _decode_selected(container, stream, indices, start, end)
+            kept, decoded = _decode_selected(container, stream, indices, start, end, max_short_side)
             if len(kept) < len(set(indices.tolist())):
                 # The header's frame count was wrong: sample again over what really decodes.
                 if decoded == 0:
                     raise VideoDecodeError(path, "no decodable frames")
                 indices = sample_indices(decoded, num_frames, train, rng)
                 container.seek(0)
-                kept, _ = _decode_selected(container, stream, indices, start, end)
+                kept, _ = _decode_selected(container, stream, indices, start, end, max_short_side)
         except av.FFmpegError as e:
             raise VideoDecodeError(path, f"corrupt video data ({_reason(e)})") from None
     finally:

@@ -14,21 +14,23 @@ import shutil
 from pathlib import Path
 
 from genact.data.datasets import VideoItem
-from genact.data.splits import index_videos
+from genact.data.splits import find_video, index_videos, read_text
+from genact.errors import DataError
 
 
 def read_vatex(path: str | Path, data_root: str | Path) -> tuple[list[VideoItem], list[list[str]], list[str]]:
     """VaTeX JSON (`[{"videoID", "enCap": [...]}, ...]`) -> the videos found below
     `data_root` (by file stem = videoID), their reference captions, and the ids
     of videos not found."""
-    rows = json.loads(Path(path).read_text())
+    rows = json.loads(read_text(path, "VaTeX JSON file"))
     if not isinstance(rows, list) or not all("videoID" in r and "enCap" in r for r in rows):
-        raise ValueError(f"{path}: expected a VaTeX list of {{videoID, enCap}} objects")
+        raise DataError(f"{path}: expected a VaTeX list of {{videoID, enCap}} objects")
     found = index_videos(data_root)
     items, refs, missing = [], [], []
     for r in rows:
-        if r["videoID"] in found:
-            items.append(VideoItem(found[r["videoID"]]))
+        video = find_video(found, r["videoID"], data_root)
+        if video is not None:
+            items.append(VideoItem(video))
             refs.append([str(c) for c in r["enCap"]])
         else:
             missing.append(r["videoID"])

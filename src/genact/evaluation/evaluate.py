@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from tqdm.auto import tqdm
 
 from genact.data.datasets import SkipReport, VideoItem
 from genact.data.splits import Split
+from genact.errors import ConfigError, DataError
 from genact.evaluation.clip_tam import caption_scores, class_embeddings, mean_std, per_class_accuracy, topk_accuracy
 from genact.io import ShardLog, atomic_write_text
 from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip, encode_videos, video_key
 from genact.models.hub import resolve_model_dir
 from genact.models.video_blip import VideoBlip, caption_videos
+from genact.console import progress_bar
 
 log = logging.getLogger(__name__)
 METHODS = ("genact", "blip-frame", "clip")
@@ -101,7 +103,7 @@ class Captioner:
         keys = [video_key(it, self.model.config.num_frames) for it in items]
         self.cache.refresh()
         todo = [i for i, k in enumerate(keys) if k not in self.cache.captions]
-        bar = tqdm(total=len(todo), desc="captioning", disable=not (self.progress and todo))
+        bar = progress_bar(total=len(todo), desc="captioning", enabled=bool(self.progress and todo))
         for s in range(0, len(todo), self.chunk):
             part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
             caps = caption_videos(self.model, [items[i] for i in part], self.batch_size, self.num_workers, report,
@@ -122,7 +124,8 @@ class SplitResult:
     class_names: list[str]
     per_class: dict[str, float | None]
     videos: list[dict] = field(default_factory=list)  # video, label, caption, top5
-    skipped: list[list[str]] = field(default_factory=list)
+    skipped: list[list[str]] = field(default_factory=list)  # [path, error] of the unreadable videos
+    missing: list[str] = field(default_factory=list)  # listed in the split file, not found below the data root
 
 
 def score_split(
@@ -164,9 +167,24 @@ def score_split(
         for i, t in zip(done, top)
     ]
     per_class = dict(zip(split.class_names, per_class_accuracy(scores, labels, len(split.class_names))))
+    if not done:
+        raise DataError(f"none of the {len(split.items)} test videos could be read "
+                        f"(e.g. {report.skipped[0][1] if report.skipped else split.items[0].path})")
     result = SplitResult(topk_accuracy(scores, labels, 1), topk_accuracy(scores, labels, 5), len(done),
-                         list(split.class_names), per_class, videos, [list(s) for s in report.skipped])
+                         list(split.class_names), per_class, videos, [list(s) for s in report.skipped],
+                         list(split.missing))
     return result, emb
+
+
+def strict_json(obj):
+    """`obj` with every NaN or infinity replaced by None, so it dumps as strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
 
 
 def summarise(results: dict[str, SplitResult]) -> dict[str, list[float]]:
@@ -204,7 +222,12 @@ def evaluate(
     """Score every split, write `results.json` and `embeddings.npz` to `out_dir`,
     and return the results (see docs/evaluation.md for the fields)."""
     if method not in METHODS:
-        raise ValueError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+        raise ConfigError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+    for name, split in splits.items():  # before any work: a wrong data root finds nothing
+        if not split.items:
+            example = f" (e.g. {split.missing[0]})" if split.missing else ""
+            raise DataError(f"{name}: none of the {len(split.missing)} listed test videos was found{example}; "
+                            "check the data root")
     clip_cache = EmbeddingCache(cache_dir / "clip" / model_fingerprint(clip.source, {}), clip.dim) \
         if cache_dir is not None and clip.source is not None else None
     results, embeddings = {}, {}
@@ -217,7 +240,7 @@ def evaluate(
     out = {**meta, "method": method, "templates": templates, "mean_std": summary,
            "splits": {k: vars(v) for k, v in results.items()}}
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "results.json", json.dumps(out, indent=1) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n")
     save_embeddings(out_dir / "embeddings.npz", embeddings)
     out["table"] = results_table(results, summary)
     return out

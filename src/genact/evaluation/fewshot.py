@@ -22,6 +22,7 @@ from genact.evaluation.evaluate import Captioner, evaluate
 from genact.evaluation.protocols import protocol_splits
 from genact.models.clip import FrozenClip
 from genact.rest.run import train_on_class_names
+from genact.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 SHOTS = (2, 4, 8, 16)
@@ -40,7 +41,7 @@ def sample_shots(split: Split, shots: int, seed: int = 0) -> list[VideoItem]:
     chosen = []
     for c, items in by_class.items():
         if len(items) < shots:
-            raise ValueError(f"class {split.class_names[c]!r} has {len(items)} training videos, fewer than {shots} shots")
+            raise DataError(f"class {split.class_names[c]!r} has {len(items)} training videos, fewer than {shots} shots")
         items = sorted(items, key=lambda it: (it.path, it.start or 0))
         chosen += [items[i] for i in sorted(rng.choice(len(items), shots, replace=False).tolist())]
     return chosen
@@ -102,7 +103,7 @@ def finetune_and_evaluate(
     log.info("%s: %d training videos, %d epochs", run_dir.name, len(items), cfg.optim.epochs)
     final = train_on_class_names(cfg, items, test.class_names)
     if final is None:
-        raise RuntimeError(f"{run_dir}: training stopped early (run.stop_at_step); run again to resume")
+        raise ConfigError(f"{run_dir}: training stopped early (run.stop_at_step); run again to resume")
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.run.device != "cpu" else "cpu")
     cache = cache_dir or run_dir / "cache"
     captioner = Captioner.load(str(final), "genact", cfg.data.frames, cache, device, progress=progress)

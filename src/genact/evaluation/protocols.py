@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from genact.data.splits import Split, read_hmdb51, read_k600_zs, read_kinetics_csv, read_list, read_ucf101
+from genact.errors import ConfigError
 
 PROTOCOLS = ("hmdb51", "ucf101", "k600-zs", "k600-gzs", "k400-val", "list")
 
@@ -31,7 +32,7 @@ def protocol_splits(
     """{split name: Split} of a protocol; `which` picks split numbers (1-based,
     default all three); `subset` = train gives the train side (few-shot sampling)."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     numbers = which or [1, 2, 3]
     if protocol == "hmdb51":
         return {f"split{k}": read_hmdb51(splits, data_root, k, subset) for k in numbers}
@@ -39,12 +40,12 @@ def protocol_splits(
         return {f"split{k}": read_ucf101(splits, data_root, k, subset) for k in numbers}
     if protocol in ("k600-zs", "k600-gzs"):
         if subset != "test":
-            raise ValueError(f"{protocol} has test splits only")
+            raise ConfigError(f"{protocol} has test splits only")
         return {f"split{k}": read_k600_zs(splits, data_root, k, protocol == "k600-gzs") for k in numbers}
     if protocol == "k400-val":
         csv_rows = Path(splits).read_text().splitlines()[1:]
         with_val = any(r.rstrip().split(",")[4:5] == ["val"] for r in csv_rows[:1000] if r.count(",") >= 4)
         return {"val": read_kinetics_csv(splits, data_root, "val" if with_val else None)}
     if classes is None:
-        raise ValueError("protocol list needs a class file (--classes)")
+        raise ConfigError("protocol list needs a class file (--classes)")
     return {Path(splits).stem: read_list(splits, data_root, classes)}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from genact.io import ShardLog
+from genact.errors import DataError
 
 # SPEC §7 (REST) and §6 (ReGen): top-1 (top-5) mean ± std
 PAPER = {
@@ -49,7 +50,7 @@ def load_source(path: str | Path) -> dict:
             generated[int(b.stem.split("-")[1])] = {r["video"]: r["captions"][0] for r in rows if r.get("captions")}
         return {"kind": "run", "name": path.name, "generated": generated,
                 "rounds": [[json.loads(ln) for ln in b.read_text().splitlines()] for b in banks]}
-    raise FileNotFoundError(f"{path}: neither results (results.json / fewshot.json) nor a REST run (bank/)")
+    raise DataError(f"{path}: neither results (results.json / fewshot.json) nor a REST run (bank/)")
 
 
 def _png(fig) -> bytes:

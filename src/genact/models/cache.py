@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from genact.io import atomic_write_text
+from genact.io import atomic_write_text, disk_full_is_an_error
+from genact.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class EmbeddingCache:
                     atomic_write_text(meta_file, json.dumps(meta))
         saved = json.loads(meta_file.read_text())
         if saved != meta:
-            raise ValueError(f"{self.dir}: cache holds {saved}, asked for {meta}; use another directory")
+            raise ConfigError(f"{self.dir}: cache holds {saved}, asked for {meta}; use another directory")
         self.dim, self.dtype = dim, np.dtype(dtype)
         self._row_bytes = dim * self.dtype.itemsize
         self._vectors_file, self._keys_file = self.dir / "vectors.bin", self.dir / "keys.jsonl"
@@ -114,11 +115,11 @@ class EmbeddingCache:
             if not new:
                 return
             self._cut_tails()
-            with open(self._vectors_file, "ab") as f:
+            with disk_full_is_an_error(self.dir), open(self._vectors_file, "ab") as f:
                 f.write(np.ascontiguousarray(arr[new]).tobytes())
                 f.flush()
                 os.fsync(f.fileno())
-            with open(self._keys_file, "ab") as f:
+            with disk_full_is_an_error(self.dir), open(self._keys_file, "ab") as f:
                 f.write("".join(json.dumps(keys[i]) + "\n" for i in new).encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, CLIPModel
 
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
@@ -16,6 +15,7 @@ from genact.models.cache import EmbeddingCache
 from genact.models.hub import image_stats, load_preprocessor_config, load_weights, resolve_model_dir
 from genact.models.precision import autocast
 from genact.models.text_batches import length_sorted_batches, pad_right
+from genact.console import progress_bar
 
 
 class FrozenClip(nn.Module):
@@ -94,7 +94,7 @@ class FrozenClip(nn.Module):
         """Encode the texts that `cache` lacks into it (nothing is read back)."""
         todo = cache.missing(texts)
         steps = range(0, len(todo), batch_size * 16)  # length-sorted within each chunk
-        for i in tqdm(steps, desc="CLIP text features", disable=not (progress and todo)):
+        for i in progress_bar(steps, desc="CLIP text features", enabled=bool(progress and todo)):
             chunk = todo[i : i + batch_size * 16]
             cache.put(chunk, self.text_features(chunk, batch_size))
 
@@ -123,7 +123,8 @@ def encode_videos(
     if todo:
         dataset = VideoDataset([items[i] for i in todo], num_frames, clip.transform())
         loader = make_loader(dataset, batch_size, num_workers)
-        for batch in tqdm(iterate(loader, report), total=len(loader), desc="CLIP video features", disable=not progress):
+        for batch in progress_bar(iterate(loader, report), total=len(loader), desc="CLIP video features",
+                                  enabled=progress):
             f = clip.video_features(batch["pixels"]).cpu()
             idx = [todo[j] for j in batch["index"].tolist()]
             if cache is not None:

@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
+from genact.errors import GenactError
 
 # Weights are only ever read from safetensors; pickled formats are not fetched.
 HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(GenactError, RuntimeError):
     """A model id or directory that cannot be resolved; the message says what to do."""
 
 

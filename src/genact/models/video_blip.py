@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -18,7 +19,6 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, BlipConfig, BlipForConditionalGeneration, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
@@ -29,6 +29,8 @@ from genact.models.hub import (
     PREPROCESSOR_CONFIG, image_stats, load_preprocessor_config, load_weights, resolve_model_dir,
 )
 from genact.models.precision import autocast
+from genact.errors import ConfigError
+from genact.console import progress_bar
 
 VIDEO_CONFIG = "genact_video.json"
 ADAPTER_WEIGHTS = "adapters.safetensors"
@@ -105,7 +107,7 @@ class VideoBlip(nn.Module):
         num_layers = blip.config.vision_config.num_hidden_layers
         layers = list(range(num_layers)) if config.adapter_layers is None else list(config.adapter_layers)
         if any(not 0 <= i < num_layers for i in layers):
-            raise ValueError(f"adapter_layers {layers} outside the ViT's {num_layers} layers")
+            raise ConfigError(f"adapter_layers {layers} outside the ViT's {num_layers} layers")
         self.adapter_layers = layers if config.use_adapters else []
         dim = blip.config.vision_config.hidden_size
         self.adapters = nn.ModuleDict({str(i): TemporalAdapter(dim) for i in self.adapter_layers})
@@ -127,7 +129,7 @@ class VideoBlip(nn.Module):
         if (path / ADAPTER_WEIGHTS).exists():
             for key in ("use_adapters", "adapter_layers"):
                 if key in overrides and overrides[key] != fields.get(key):
-                    raise ValueError(f"{path}: {key} is fixed by the saved model ({fields.get(key)})")
+                    raise ConfigError(f"{path}: {key} is fixed by the saved model ({fields.get(key)})")
         model = cls(blip, tokenizer, VideoBlipConfig(**{**fields, **overrides}), load_preprocessor_config(path))
         if (path / ADAPTER_WEIGHTS).exists():
             model.adapters.load_state_dict(load_file(path / ADAPTER_WEIGHTS))
@@ -260,22 +262,24 @@ class VideoBlip(nn.Module):
         if not do_sample and num_beams > 1:
             text_cfg = self.blip.config.text_config
             kwargs["past_key_values"] = BeamCache(DynamicCache(config=text_cfg), DynamicCache(config=text_cfg))
-        out = self.blip.text_decoder.generate(
+        with warnings.catch_warnings():  # the name is `cache` from transformers 5.2x on, `past_key_values` before
+            warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
+            out = self._generate(prompt_ids, memory, num_beams=1 if do_sample else num_beams, do_sample=do_sample,
+                                 num_return_sequences=num_return_sequences, max_new_tokens=max_new_tokens,
+                                 min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty, **kwargs)
+        texts = self.tokenizer.batch_decode(out[:, prompt_ids.shape[1] :], skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def _generate(self, prompt_ids: torch.Tensor, memory: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The text decoder's generate over memory (B, N, d) -> token ids (B', L)."""
+        return self.blip.text_decoder.generate(
             input_ids=prompt_ids,
             encoder_hidden_states=memory,
             encoder_attention_mask=torch.ones(memory.shape[:2], dtype=torch.long, device=memory.device),
             eos_token_id=self.eos_id,
             pad_token_id=self.pad_id,
-            num_beams=1 if do_sample else num_beams,
-            do_sample=do_sample,
-            num_return_sequences=num_return_sequences,
-            max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            repetition_penalty=repetition_penalty,
             **kwargs,
         )
-        texts = self.tokenizer.batch_decode(out[:, prompt_ids.shape[1] :], skip_special_tokens=True)
-        return [t.strip() for t in texts]
 
 
 class BeamCache(EncoderDecoderCache):
@@ -308,7 +312,7 @@ def eval_batches(
     model.eval()
     try:
         with torch.no_grad(), autocast(model.device):
-            yield from tqdm(iterate(loader, report), total=len(loader), desc=desc, disable=not progress)
+            yield from progress_bar(iterate(loader, report), total=len(loader), desc=desc, enabled=progress)
     finally:
         model.train(was_training)
 

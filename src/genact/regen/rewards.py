@@ -5,11 +5,14 @@ higher is better, and never needs gradients.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
+from genact.errors import ConfigError
 from genact.models.hub import load_weights, resolve_model_dir
 from genact.models.text_batches import length_sorted_batches, pad_right
 
@@ -49,9 +52,26 @@ class GrammarScorer:
             raise ValueError(f"regen.grammar={kind!r}: expected mlm or causal")
         self.model, self.tokenizer, self.kind = model.eval().requires_grad_(False), tokenizer, kind
 
+    HEADS = {"mlm": ("ForMaskedLM", "ForPreTraining"), "causal": ("ForCausalLM", "LMHeadModel")}
+
+    @classmethod
+    def check(cls, id_or_dir: str | os.PathLike, kind: str) -> Path:
+        """The model's directory, after checking that it can be had (offline too) and
+        that its head fits `kind` (a masked LM for mlm, a causal LM for causal)."""
+        path = resolve_model_dir(id_or_dir)
+        config = json.loads((path / "config.json").read_text())
+        archs = config.get("architectures") or []
+        if archs and not any(a.endswith(cls.HEADS[kind]) for a in archs) or (kind == "causal" and config.get(
+                "model_type") in ("bert", "roberta") and not config.get("is_decoder")):
+            other = "causal" if kind == "mlm" else "mlm"
+            raise ConfigError(f"regen.grammar_model={id_or_dir} is a {', '.join(archs) or config.get('model_type')}, "
+                              f"not a {'masked' if kind == 'mlm' else 'causal'} LM as regen.grammar={kind} needs "
+                              f"(set regen.grammar={other}, or give another model)")
+        return path
+
     @classmethod
     def from_pretrained(cls, id_or_dir: str | os.PathLike, kind: str = "mlm") -> "GrammarScorer":
-        path = resolve_model_dir(id_or_dir)
+        path = cls.check(id_or_dir, kind)
         auto = AutoModelForMaskedLM if kind == "mlm" else AutoModelForCausalLM
         return cls(load_weights(auto, path), AutoTokenizer.from_pretrained(path), kind)
 

@@ -10,20 +10,22 @@ from pathlib import Path
 
 import torch
 
-from genact.config import ConfigError, RegenConfig
+from genact.config import RegenConfig
 from genact.data.datasets import SkipReport, video_id
 from genact.distributed import cleanup
 from genact.evaluation.clip_tam import class_embeddings
 from genact.models.clip import FrozenClip
+from genact.models.hub import resolve_model_dir
 from genact.regen.rewards import GrammarScorer
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.rest.bank import CaptionBank
 from genact.rest.run import train_to_the_end, training_split
 from genact.rest.stages import video_feature_stage
 from genact.runs import (
-    check_run_dir, check_videos, load_model, release_run_dir, resolve_model_settings, start_run, with_frame_cache,
+    check_run_dir, load_model, record_run, release_run_dir, resolve_model_settings, start_run, with_frame_cache,
 )
-from genact.training import Checkpoints, Metrics
+from genact.training import Checkpoints, Metrics, steps_per_epoch
+from genact.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,12 @@ def run_regen(cfg: RegenConfig) -> Path | None:
     """RL fine-tuning with cfg; returns final/ (None when run.stop_at_step stopped it)."""
     check_run_dir(cfg)
     dc, rc = cfg.data, cfg.regen
-    _check_settings(rc)
+    if rc.w_grammar:
+        GrammarScorer.check(rc.grammar_model, rc.grammar)  # before any work: present, and of the right kind
+    resolve_model_dir(cfg.model.clip)
     split = training_split(cfg)
     if not split.class_names or any(it.label is None for it in split.items):
-        raise ValueError(f"{dc.list or dc.root}: ReGen needs labelled videos (CLS-R scores the true class)")
+        raise DataError(f"{dc.list or dc.root}: ReGen needs labelled videos (CLS-R scores the true class)")
     start = time.time()
     d, run_dir = start_run(cfg)
     metrics = None
@@ -44,7 +48,8 @@ def run_regen(cfg: RegenConfig) -> Path | None:
         metrics = Metrics(run_dir, d.main, cfg.run.tensorboard, Checkpoints.step(checkpoint))
         model = load_model(cfg.model, checkpoint, dc.frames).to(d.device)
         resolve_model_settings(cfg, model)
-        check_videos(run_dir, split.items, d)
+        steps_per_epoch(len(split.items), cfg.optim, d.world)
+        record_run(cfg, run_dir, split.items, d)
         split.items = with_frame_cache(split.items, dc, model)
         clip = FrozenClip.from_pretrained(cfg.model.clip).to(d.device)
         feats = video_feature_stage(clip, run_dir, split.items, dc.frames, d, rc.feature_dtype, rc.clip_batch,
@@ -70,23 +75,11 @@ def run_regen(cfg: RegenConfig) -> Path | None:
         cleanup(d)
 
 
-def _check_settings(rc) -> None:
-    """Stop on a bad regen.* setting before anything heavy is loaded."""
-    choices = {"baseline": ("others", "greedy"), "cls_form": ("ce", "cos", "l2"), "grammar": ("mlm", "causal")}
-    for key, allowed in choices.items():
-        if getattr(rc, key) not in allowed:
-            raise ConfigError(f"regen.{key}={getattr(rc, key)!r}: expected one of {', '.join(allowed)}")
-    if rc.lm_weight > 0 and rc.lm_captions is None:
-        raise ConfigError("regen.lm_weight > 0 needs regen.lm_captions (a REST bank/round-XXX.jsonl)")
-    if rc.baseline == "others" and rc.samples < 2:
-        raise ConfigError("regen.baseline=others needs regen.samples >= 2")
-
-
 def _pseudo_captions(bank_file: str, items: list) -> list[list[str]]:
     """Each training video's REST captions, for the LM term."""
     bank = CaptionBank.load(bank_file)
     where = {k: i for i, k in enumerate(bank.keys)}
     missing = [video_id(it) for it in items if video_id(it) not in where]
     if missing:
-        raise ValueError(f"{bank_file}: no captions for {len(missing)} training video(s), e.g. {missing[0]}")
+        raise DataError(f"{bank_file}: no captions for {len(missing)} training video(s), e.g. {missing[0]}")
     return [bank.captions(where[video_id(it)]) for it in items]

@@ -17,7 +17,8 @@ import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from genact.console import progress_bar
 
 
 def _rows_per_chunk(columns: int, budget_bytes: int) -> int:
@@ -46,7 +47,7 @@ def video_neighbours(
     out = np.empty((n, h), np.int32) if out is None else out
     bank = feats.to(device=device, dtype=torch.float32)
     step = _rows_per_chunk(n, budget_bytes)
-    for s in tqdm(range(rows.start, rows.stop, step), desc="video neighbours", disable=not progress):
+    for s in progress_bar(range(rows.start, rows.stop, step), desc="video neighbours", enabled=progress):
         block = bank[s : min(s + step, rows.stop)] @ bank.T
         # ties (e.g. duplicate videos) resolve to self first
         block[torch.arange(block.shape[0]), torch.arange(s, s + block.shape[0])] = float("inf")
@@ -96,7 +97,7 @@ def approximate_neighbours(
     index.add(x)
     index.nprobe = min(nprobe, lists)
     rows = range(n) if rows is None else rows
-    for s in tqdm(range(rows.start, rows.stop, batch), desc="video neighbours (FAISS)", disable=not progress):
+    for s in progress_bar(range(rows.start, rows.stop, batch), desc="video neighbours (FAISS)", enabled=progress):
         _, found = index.search(x[s : min(s + batch, rows.stop)], h)
         for r, row in enumerate(found):
             i = s + r
@@ -160,7 +161,7 @@ def retrieval_update(
     out_ids = torch.full((len(rows), k), -1, dtype=torch.long)
     out_scores = torch.full((len(rows), k), float("-inf"), dtype=torch.float32)
     step = _rows_per_chunk(texts.shape[0] // 2 + 6 * per_video, budget_bytes)  # a bf16 score is half a float
-    for s in tqdm(range(rows.start, rows.stop, step), desc="retrieval update", disable=not progress):
+    for s in progress_bar(range(rows.start, rows.stop, step), desc="retrieval update", enabled=progress):
         e = min(s + step, rows.stop)
         idx = torch.arange(s, e, device=device)
         nb = torch.from_numpy(np.asarray(neighbours[s:e], dtype=np.int64)).to(device)

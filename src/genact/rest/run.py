@@ -32,11 +32,13 @@ from genact.rest.bank import GENERATED, INIT, CaptionBank
 from genact.rest.pseudo_captions import frame_captions
 from genact.rest.retrieval import import_faiss
 from genact.rest.stages import caption_stage, log_skipped, neighbour_stage, retrieval_stage, video_feature_stage
+from genact.models.hub import resolve_model_dir
 from genact.runs import (
-    check_run_dir, check_videos, epoch_losses, load_model, markdown_table, release_run_dir, resolve_model_settings,
-    save_final, start_run, with_frame_cache, write_report,
+    check_run_dir, epoch_losses, load_model, markdown_table, release_run_dir, resolve_model_settings,
+    record_run, save_final, start_run, with_frame_cache, write_report,
 )
-from genact.training import CaptionTrainer, Checkpoints, Metrics
+from genact.training import CaptionTrainer, Checkpoints, Metrics, steps_per_epoch
+from genact.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,9 @@ class RestRun:
             self.model = load_model(cfg.model, self.checkpoint, cfg.data.frames).to(self.d.device)
             resolve_model_settings(cfg, self.model)
             items = training_split(cfg).items
-            check_videos(self.dir, items, self.d)
+            steps_per_epoch(len(items), cfg.optim, self.d.world)  # before hours of captioning, not after
+            resolve_model_dir(cfg.model.clip)
+            record_run(cfg, self.dir, items, self.d)
             self.items = with_frame_cache(items, cfg.data, self.model)
         except BaseException:
             release_run_dir(self.dir)
@@ -185,7 +189,7 @@ def run_supervised(cfg: SupervisedConfig) -> Path | None:
     split = training_split(cfg)
     items = [it for it in split.items if it.label is not None]
     if not items or not split.class_names:
-        raise ValueError(f"{cfg.data.list or cfg.data.root}: the supervised baseline needs labelled videos")
+        raise DataError(f"{cfg.data.list or cfg.data.root}: the supervised baseline needs labelled videos")
     return train_on_class_names(cfg, items, split.class_names)
 
 
@@ -200,7 +204,8 @@ def train_on_class_names(cfg: SupervisedConfig, items: list[VideoItem], class_na
         metrics = Metrics(run_dir, d.main, cfg.run.tensorboard, Checkpoints.step(checkpoint))
         model = load_model(cfg.model, checkpoint, cfg.data.frames).to(d.device)
         resolve_model_settings(cfg, model)
-        check_videos(run_dir, items, d)
+        steps_per_epoch(len(items), cfg.optim, d.world)
+        record_run(cfg, run_dir, items, d)
         items = with_frame_cache(items, cfg.data, model)
         report = SkipReport()
         trainer = CaptionTrainer(model, items, cfg.optim, cfg.run, d, metrics, report, cfg.data.num_workers)

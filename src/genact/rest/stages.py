@@ -14,13 +14,13 @@ which applies them to the caption bank.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.distributed import Dist, barrier, block, gather_to_main, shard
@@ -29,7 +29,9 @@ from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip, encode_videos, video_key
 from genact.rest.bank import GENERATED, CaptionBank
 from genact.rest.retrieval import approximate_neighbours, retrieval_update, video_neighbours
+from genact.console import progress_bar
 
+log = logging.getLogger(__name__)
 CaptionFn = Callable[[list[VideoItem], SkipReport], dict[int, list[str]]]
 
 
@@ -61,7 +63,7 @@ def caption_stage(
     done = {r["video"] for r in records.read_all()}
     barrier(d)  # every process has read before any writes
     todo = shard([i for i in indices if video_id(items[i]) not in done], d)
-    bar = tqdm(total=len(todo), desc=f"captions ({name})", disable=not (progress and d.main))
+    bar = progress_bar(total=len(todo), desc=f"captions ({name})", enabled=progress and d.main)
     for s in range(0, len(todo), chunk):
         part = todo[s : s + chunk]
         report = SkipReport()
@@ -76,7 +78,9 @@ def caption_stage(
     bar.close()
     barrier(d)
     captions = {r["video"]: r["captions"] for r in records.read_all() if "captions" in r}
-    return {i: captions[video_id(items[i])] for i in indices if video_id(items[i]) in captions}
+    out = {i: captions[video_id(items[i])] for i in indices if video_id(items[i]) in captions}
+    log.info("captions (%s): %d of %d videos captioned", name, len(out), len(indices))
+    return out
 
 
 def video_feature_stage(
@@ -103,6 +107,7 @@ def video_feature_stage(
     log_skipped(run_dir, d, "CLIP video features", report)
     barrier(d)
     vectors, found = read_rank_caches(root, clip.dim, dtype, keys)
+    log.info("CLIP video features: %d of %d videos", int(found.sum()), len(items))
     return {i: vectors[i] for i in found.nonzero().flatten().tolist()}
 
 

@@ -28,6 +28,7 @@ from genact.regen.run import run_regen
 from genact.rest.run import run_rest
 from genact.world.pretrain import CAPTION_PROMPT, pretrain
 from genact.world.world import WorldConfig, build_world
+from genact.errors import ConfigError
 
 log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).parent / "weights"
@@ -72,7 +73,7 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
     cfg, out = cfg or DemoConfig(), Path(out)
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
-        raise ValueError(f"unknown demo methods {sorted(unknown)}; expected some of {METHODS}")
+        raise ConfigError(f"unknown demo methods {sorted(unknown)}; expected some of {METHODS}")
     start = time.time()
     world = build_world(out / "world", WorldConfig(seed=cfg.seed, train_per_class=cfg.train_per_class,
                                                    test_per_class=cfg.test_per_class))
