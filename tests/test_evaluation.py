@@ -145,6 +145,30 @@ def test_few_shot_sampling_is_seeded_and_takes_m_per_class_from_train(tmp_path):
     assert [fewshot_epochs(m) for m in (2, 4, 8, 16)] == [200, 100, 50, 30]
 
 
+def test_run_fewshot_trains_on_train_side_shots_and_tests_on_the_test_side(tmp_path, monkeypatch):
+    import genact.evaluation.fewshot as fewshot
+
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    for c in ("climb", "dive"):
+        lines = [f"{c}_train_{i}.avi 1" for i in range(4)] + [f"{c}_test_{i}.avi 2" for i in range(3)]
+        lines += [f"{c}_unused_{i}.avi 0" for i in range(2)]
+        (splits / f"{c}_test_split1.txt").write_text("\n".join(lines) + "\n")
+        touch(tmp_path / "videos", *[f"{c}/{ln.split()[0]}" for ln in lines])
+    seen = {}
+
+    def capture(test, items, *args, **kwargs):
+        seen.update(test=test, items=items)
+        return {"splits": {}}
+
+    monkeypatch.setattr(fewshot, "finetune_and_evaluate", capture)
+    fewshot.run_fewshot("hmdb51", tmp_path / "videos", splits, "model", "clip", 2, 1, tmp_path / "out", seed=3)
+    picked = [Path(it.path).name for it in seen["items"]]
+    assert len(picked) == 4 and all("_train_" in n for n in picked)
+    assert sorted(it.label for it in seen["items"]) == [0, 0, 1, 1]
+    assert sorted(Path(it.path).name.split("_")[1] for it in seen["test"].items) == ["test"] * 6
+
+
 def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
     """UCF-101 layout, 3 classes of coloured videos, 2 shots each."""
     rng = np.random.default_rng(0)

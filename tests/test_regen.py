@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +13,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from genact.config import RegenConfig, load_config
-from genact.data import read_video, write_video
+from genact.config import OptimConfig, RegenConfig, RegenStepsConfig, RunConfig, load_config
+from genact.data import SkipReport, VideoItem, make_loader, read_video, write_video
+from genact.distributed import Dist
 from genact.evaluation.clip_tam import class_embeddings
 from genact.models import FrozenClip, VideoBlip
 from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
+from genact.regen.rl import RegenTrainer, Rewards
 from genact.regen.run import run_regen
+from genact.training import Metrics
 
 from conftest import blip_tokenizer, coloured_frames
 
@@ -146,6 +150,39 @@ def test_policy_gradient_raises_the_class_reward(world, tiny_blip_dir, tiny_clip
     assert np.mean([r["reward_cls"] for r in rows[-5:]]) > np.mean([r["reward_cls"] for r in rows[:5]])
 
 
+def test_each_sampled_caption_is_rewarded_against_its_own_video(world, tiny_blip_dir, tiny_clip_dir, tmp_path):
+    """Mixed labels and distinct video features: sample j of clip b is scored with
+    clip b's class (CLS-R) and clip b's CLIP feature (CLIP-R), by hand."""
+    items = [VideoItem(str(world[0] / "videos" / f"v{i}.mp4"), label=i % 3) for i in range(4)]
+    clip = FrozenClip.from_pretrained(tiny_clip_dir)
+    feats = F.normalize(torch.randn(4, clip.dim, generator=torch.Generator().manual_seed(5)), dim=1)
+    labels = torch.tensor([it.label for it in items])
+    rc = RegenStepsConfig(samples=3, top_k=20, max_new_tokens=5, w_grammar=0)
+    class_emb = class_embeddings(clip, CLASSES)
+    rewards, calls = Rewards(rc, clip, class_emb, labels, feats), []
+
+    def spy(captions, videos):
+        out = rewards(captions, videos)
+        calls.append((captions, out[1]))
+        return out
+
+    model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=2, use_adapters=False)
+    trainer = RegenTrainer(model, items, OptimConfig(epochs=1, global_batch=4, batch_size=4), RunConfig(
+        dir=str(tmp_path), progress=False, tensorboard=False), Dist(), Metrics(tmp_path, enabled=False), SkipReport(),
+        rewards=spy, regen=rc)
+    batch = next(iter(make_loader(trainer.dataset, 4)))
+    trainer._micro_step(batch, 0)
+    (captions, parts), = calls
+    clips = batch["index"].tolist()
+    assert len(captions) == 3 * len(clips) == 12 and sorted(set(labels[clips].tolist())) == [0, 1, 2]
+    emb = clip.text_features(captions)
+    for j in range(len(captions)):
+        v = clips[j // 3]  # generate returns each clip's samples together
+        assert float(parts["clip"][j]) == pytest.approx(float(emb[j] @ feats[v]), abs=1e-4)
+        want = cls_reward(emb[j : j + 1], class_emb, labels[v : v + 1], "ce", rewards.tau)
+        assert float(parts["cls"][j]) == pytest.approx(float(want[0]), abs=1e-4)
+
+
 def test_zero_weights_change_nothing(world, tiny_blip_dir):
     final = regen(world, "zero", "optim.epochs=3", "optim.lr=1e-3", "optim.weight_decay=0", "regen.w_cls=0",
                   "regen.w_clip=0", "regen.w_grammar=0")
@@ -174,8 +211,13 @@ def test_resume_equals_uninterrupted_and_eval_runs_on_the_result(world, tiny_lms
     assert res["splits"]["train"]["num_videos"] == 8
 
 
+def settings_blip(settings):
+    return Path(next(s for s in settings if s.startswith("model.blip=")).split("=", 1)[1])
+
+
 def test_torchrun_with_the_lm_term(world):
-    """2 processes (gloo), LM loss on REST pseudo-captions beside the policy gradient."""
+    """2 processes (gloo), LM loss on REST pseudo-captions beside the policy gradient:
+    the same weights, samples and rewards as one process."""
     from genact.rest.bank import CaptionBank
 
     root, settings = world
@@ -191,6 +233,14 @@ def test_torchrun_with_the_lm_term(world):
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(ln) for ln in (root / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    one = regen(world, "one", "optim.epochs=2", "optim.lr=1e-3", "regen.w_grammar=0", "regen.lm_weight=0.5",
+                f"regen.lm_captions={root / 'bank.jsonl'}")  # the same run in one process
+    a, b = load_file(one / "model.safetensors"), load_file(root / "ddp" / "final" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert not all(torch.equal(a[k], load_file(settings_blip(settings) / "model.safetensors")[k]) for k in a)
+    ref = [json.loads(ln) for ln in (root / "one" / "metrics.jsonl").read_text().splitlines()]
+    for x, y in zip(rows, ref):  # same samples, same rewards
+        assert x["reward"] == pytest.approx(y["reward"], abs=1e-4) and x["loss"] == pytest.approx(y["loss"], abs=1e-4)
     assert sorted(p.name for p in (root / "ddp" / "features" / "videos").iterdir()) == ["rank0", "rank1"]
     VideoBlip.from_pretrained(root / "ddp" / "final")
     missing = subprocess.run([sys.executable, "-m", "genact", "regen", *settings, f"run.dir={root / 'nolm'}",

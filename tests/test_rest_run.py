@@ -96,9 +96,10 @@ def test_full_run_bank_sources_follow_algorithm_1(full, tiny_clip_dir):
     own_init = {paths[i]: caps for i, caps in init.items()}
     assert set(own_init) == set(bank0.keys) and sorted(gen) == list(range(8))
 
-    nb = np.load(run_dir / "neighbours.npy")
-    assert nb.shape == (8, H) and nb.dtype == np.int32 and (nb[:, 0] == np.arange(8)).all()
     video_feats = torch.load(run_dir / "features" / "train_videos.pt", weights_only=True).float()
+    nb = (video_feats @ video_feats.T).argsort(dim=1, descending=True, stable=True)[:, :H].numpy()  # Eq. 6 by hand
+    saved = np.load(run_dir / "neighbours.npy")
+    assert saved.shape == (8, H) and saved.dtype == np.int32 and (saved == nb).all() and (nb[:, 0] == np.arange(8)).all()
     clip = FrozenClip.from_pretrained(tiny_clip_dir)
     texts = sorted(set(bank1.texts) | {t for caps in init.values() for t in caps} | {g[0] for g in gen.values()})
     feat = dict(zip(texts, clip.text_features(texts)))
@@ -124,6 +125,61 @@ def test_full_run_bank_sources_follow_algorithm_1(full, tiny_clip_dir):
                 assert (source, rnd) == (("generated", 1) if text in gen[i] else ("retrieved", 1))
         scores = [c.score for c in bank1.entries[i]]
         assert scores == sorted(scores, reverse=True)
+
+
+@pytest.fixture(scope="module")
+def three_rounds(world):
+    """3 rounds (R = 2, 6 epochs) with N_I = 2 and with N_I = 1, larger K so that the
+    model's new captions can enter the lists."""
+    runs = {}
+    for n_i in (1, 2):
+        name = f"three-ni{n_i}"
+        rest(world, name, "optim.epochs=6", "rest.keep=5", f"rest.retrieval_rounds={n_i}")
+        runs[n_i] = world[0] / name
+    return runs
+
+
+def check_round_by_brute_force(run_dir, r, h, clip):
+    """Round r's bank = for each video, the best K (K = 5) of its round r - 1 list plus
+    its round-r caption, and of the same lists of its h nearest videos, with the
+    neighbours recomputed from the stored CLIP features (Eq. 6) rather than read back."""
+    prev = CaptionBank.load(run_dir / "bank" / f"round-{r - 1:03d}.jsonl")
+    bank = CaptionBank.load(run_dir / "bank" / f"round-{r:03d}.jsonl")
+    gen = shard_records(run_dir, f"round-{r:03d}")
+    feats = torch.load(run_dir / "features" / "train_videos.pt", weights_only=True).float()
+    nb = (feats @ feats.T).argsort(dim=1, descending=True, stable=True)[:, :h].tolist()
+    lists = [list(dict.fromkeys(prev.captions(i) + [" ".join(g.split()) for g in gen.get(i, [])]))
+             for i in range(len(prev.keys))]
+    texts = sorted({t for lst in lists for t in lst})
+    feat = dict(zip(texts, clip.text_features(texts)))
+    generated_kept = 0
+    for i in range(len(lists)):
+        cands = list(dict.fromkeys(lists[i] + [t for j in nb[i] for t in lists[j]]))
+        expected = sorted(cands, key=lambda t: -float(feats[i] @ feat[t]))[:5]
+        got = bank.entries[i]
+        assert [bank.texts[c.text_id] for c in got] == expected, (r, i)
+        generated_kept += sum(c.source == "generated" and c.round == r for c in got)
+    return generated_kept
+
+
+def test_three_rounds_follow_algorithm_1_with_n_i_retrieval_rounds(three_rounds, tiny_clip_dir):
+    """N_I = 2: round 1 still retrieves from H neighbours, round 2 only re-ranks each
+    video's own list; N_I = 1: both later rounds use the video's own list. Each round
+    starts from the previous round's bank, and the model's new captions enter it."""
+    clip = FrozenClip.from_pretrained(tiny_clip_dir)
+    kept = 0
+    for n_i, run_dir in three_rounds.items():
+        for r in (1, 2):
+            kept += check_round_by_brute_force(run_dir, r, H if r < n_i else 1, clip)
+        banks = [CaptionBank.load(run_dir / "bank" / f"round-{r:03d}.jsonl") for r in range(3)]
+        assert [b.captions(i) for b in banks[:1] for i in range(8)] != [banks[1].captions(i) for i in range(8)]
+        if n_i == 2:  # not vacuous: round 1 took captions from neighbours, round 2 took none
+            assert any(c.source == "retrieved" and c.round == 1 for e in banks[1].entries for c in e)
+            assert not any(c.source == "retrieved" and c.round == 2 for e in banks[2].entries for c in e)
+        metrics = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [m["neighbours_used"] for m in metrics if m["kind"] == "round"] == [H] + [H if r < n_i else 1
+                                                                                       for r in (1, 2)]
+    assert kept > 0  # some round kept a caption the model generated
 
 
 def test_full_run_lowers_the_caption_loss_and_writes_its_records(full, tiny_blip_dir):

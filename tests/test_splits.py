@@ -111,3 +111,42 @@ def test_unlabelled_folder(tmp_path):
     assert all(i.label is None for i in split.items)
     with pytest.raises(DataError, match="no video files"):
         read_folder(tmp_path / "x" / "nothing")
+
+
+def test_every_reader_keeps_a_last_line_without_a_newline(tmp_path):
+    """Split, list and class files saved without a final newline read the same."""
+    import shutil
+
+    cut = tmp_path / "cut"
+    shutil.copytree(FIXTURES, cut)
+    for f in cut.rglob("*"):
+        if f.is_file():
+            f.write_bytes(f.read_bytes().rstrip(b"\n"))
+    videos = tmp_path / "videos"
+    for name in ["a.mp4", "b.mp4", "c.mp4", "--3ouPhoy2A_000020_000030.mp4", "--nQbRBEz2s_000104_000114.mp4",
+                 "zzzzzzzzzz1.mkv", "-0B5dHNvxjA_000002_000012.mp4"]:
+        touch(videos, f"videos/{name}")
+    for path in ["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi", "Archery/v_Archery_g01_c01.avi",
+                 "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi", "Archery/v_Archery_g08_c02.avi"]:
+        touch(videos, path)
+    for f in (FIXTURES / "hmdb51").iterdir():
+        for line in f.read_text().splitlines():
+            touch(videos, "hmdb/" + line.split()[0])
+    for line in (FIXTURES / "k600zs" / "tst_video_metas.jsonl").read_text().splitlines():
+        touch(videos, "k6/" + __import__("json").loads(line)["videoname"] + ".mp4")
+
+    def everything(root):
+        items = lambda s: [(Path(i.path).name, i.label, i.start) for i in s.items]  # noqa: E731
+        return [
+            read_class_file(root / "list" / "classes.csv"), read_class_file(root / "list" / "classes.txt"),
+            items(read_list(root / "list" / "val_space.txt", videos, root / "list" / "classes.csv")),
+            items(read_list(root / "list" / "val_names.csv", videos, root / "list" / "classes.txt")),
+            items(read_kinetics_csv(root / "kinetics" / "train.csv", videos)),
+            items(read_hmdb51(root / "hmdb51", videos, split=1, subset="train")),
+            items(read_ucf101(root / "ucf101", videos, split=1, subset="test")),
+            read_ucf101(root / "ucf101", videos, split=1).class_names,
+            items(read_k600_zs(root / "k600zs", videos, split=1)),
+        ]
+
+    full, without = everything(FIXTURES), everything(cut)
+    assert all(full) and without == full

@@ -39,6 +39,47 @@ def test_static_video_with_zero_adapters_equals_the_image_model(blip_dir):
         assert not torch.allclose(moved, expected, atol=1e-3)
 
 
+def frame_tokens(model: VideoBlip, frames: torch.Tensor) -> torch.Tensor:
+    """The image model's post-layernorm tokens of each frame: (T, 1 + H'W', d)."""
+    vision = model.blip.vision_model
+    return vision(pixel_values=frames).last_hidden_state
+
+
+def test_zero_adapters_average_each_frames_final_tokens_over_time(blip_dir):
+    """On a moving clip: the cross-attention memory is the mean over T of every frame's
+    post-layernorm ViT tokens (not the first frame's, not a mean taken before the
+    final layer norm)."""
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=4).eval()
+    torch.manual_seed(1)
+    clip = torch.randn(2, 4, 3, 32, 32)  # every frame different
+    with torch.no_grad():
+        got = model.encode_video(clip)
+        expected = torch.stack([frame_tokens(model, c).mean(0) for c in clip])
+        assert torch.allclose(got, expected, atol=1e-5)
+        first = torch.stack([frame_tokens(model, c[:1])[0] for c in clip])
+        assert not torch.allclose(got, first, atol=1e-2)
+        norm = model.blip.vision_model.post_layernorm
+        pre_norm_mean = torch.stack([norm(model.blip.vision_model.encoder(
+            model.blip.vision_model.embeddings(c)).last_hidden_state.mean(0)) for c in clip])
+        assert not torch.allclose(got, pre_norm_mean, atol=1e-2)
+
+
+def test_an_adapter_mixes_each_frame_with_its_two_neighbours_only(blip_dir):
+    model = VideoBlip.from_pretrained(blip_dir, num_frames=5)
+    random_adapters(model)
+    torch.manual_seed(2)
+    hidden = torch.randn(5, 1 + 16, 32)  # one clip of T = 5 frames, 4 x 4 patches
+    out = model.adapters["0"](hidden, 5)
+    changed = hidden.clone()
+    changed[4, 1:] += torch.randn(16, 32)  # perturb frame t + 2 = 4 for t = 2
+    again = model.adapters["0"](changed, 5)
+    assert torch.equal(again[:3], out[:3])  # frames 0-2 do not see frame 4
+    assert not torch.allclose(again[3], out[3]) and not torch.allclose(again[4], out[4])
+    changed = hidden.clone()
+    changed[1, 1:] += torch.randn(16, 32)  # frame t - 1 for t = 2 does reach it
+    assert not torch.allclose(model.adapters["0"](changed, 5)[2], out[2])
+
+
 def test_adapters_leave_cls_token_alone_and_can_be_switched_off(blip_dir):
     model = VideoBlip.from_pretrained(blip_dir, num_frames=4)
     random_adapters(model)

@@ -61,7 +61,10 @@ def check_run_dir(cfg: Any) -> None:
             raise ConfigError(f"{run_dir}: holds a run already; pass --resume (run.resume=auto) to continue it, "
                               "or choose another run.dir")
         old, new = _flat(yaml.safe_load(saved.read_text())), _flat(to_dict(cfg))
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+        resumable = set(RESUMABLE_CHANGES)
+        if hasattr(cfg, "regen"):  # ReGen samples captions per micro-batch: other micro-batches, other draws
+            resumable.discard("optim.batch_size")
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in resumable
                       and not (k in MODEL_SETTINGS and new.get(k) is None))
         if diff:
             raise ConfigError(f"{saved}: resuming with a different config ({', '.join(diff)}); "

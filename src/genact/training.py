@@ -7,8 +7,9 @@
   normalisation, for 1 process or 8, and a resumed run sees what an uninterrupted
   one would have.
 - Randomness: frame sampling, augmentation and the caption drawn for a video are
-  seeded by (seed, epoch, index); torch's RNG is reseeded by (seed, step, rank)
-  before every step. Nothing random has to be saved to resume exactly.
+  seeded by (seed, epoch, index); torch's RNG (ReGen's caption sampling) is
+  reseeded by (seed, step, micro-batch) before every micro-batch, so 1 process and
+  8 draw the same. Nothing random has to be saved to resume exactly.
 - Checkpoints: `checkpoints/step-XXXXXXXX/` holds the model (`save_pretrained`) and
   `trainer.pt` (optimizer state and counters); it is written to a temporary
   directory and renamed, then `checkpoints/latest` is replaced atomically, so a
@@ -297,7 +298,6 @@ class CaptionTrainer:
         window = {"loss": 0.0, "n": 0.0, "videos": 0.0, "t0": time.perf_counter(), "stats": {}}
         self.model.train()
         while p.step_in_epoch < self.steps_per_epoch:
-            torch.manual_seed(int(np.random.SeedSequence([self.run.seed, p.global_step, d.rank]).generate_state(1)[0]))
             lr = lr_at(p.global_step, self.total_steps, cfg)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -305,6 +305,8 @@ class CaptionTrainer:
             count = 0.0
             for m in range(per_rank):
                 batch = next(loader)
+                micro = d.rank + m * d.world  # this micro-batch's place in the global batch
+                torch.manual_seed(int(np.random.SeedSequence([self.run.seed, p.global_step, micro]).generate_state(1)[0]))
                 sync = m == per_rank - 1
                 with (nullcontext() if sync or not d.enabled else self.ddp.no_sync()):
                     loss_sum, n, videos, stats = self._micro_step(batch, p.epoch)

@@ -1,0 +1,56 @@
+"""The caption-LM trainer's loss: label smoothing reaches it, and a step's gradient
+does not depend on how the global batch is cut into micro-batches."""
+
+import pytest
+import torch
+
+from genact.config import OptimConfig, RunConfig
+from genact.data import SkipReport, VideoItem
+from genact.distributed import Dist
+from genact.models import VideoBlip
+from genact.training import CaptionTrainer, Metrics
+
+from conftest import CAPTIONS
+
+
+def trainer_on(fitted, tmp_path, **optim) -> CaptionTrainer:
+    root, videos = fitted
+    model = VideoBlip.from_pretrained(root / "model").eval()  # no dropout: deterministic losses
+    items = [VideoItem(str(v)) for v in videos * 2]
+    trainer = CaptionTrainer(model, items, OptimConfig(epochs=1, **optim), RunConfig(dir=str(tmp_path), progress=False,
+                             tensorboard=False), Dist(), Metrics(tmp_path, enabled=False), SkipReport())
+    trainer.captions = [[CAPTIONS[0]], [CAPTIONS[1] + " on a stage"], [CAPTIONS[0]], [CAPTIONS[1] + " on a stage"]]
+    return trainer
+
+
+def test_label_smoothing_reaches_the_loss(fitted, tmp_path):
+    trainer = trainer_on(fitted, tmp_path, global_batch=4, batch_size=4, label_smoothing=0.3)
+    batch = next(trainer._batches(0, 0))
+    loss_sum, tokens, videos, _ = trainer._micro_step(batch, 0)
+    caps = [trainer.captions[i][0] for i in batch["index"].tolist()]
+    with torch.no_grad():
+        smoothed = trainer.model(batch["pixels"], caps, 0.3)
+        plain = trainer.model(batch["pixels"], caps, 0.0)
+    assert float(loss_sum.detach()) / tokens == pytest.approx(float(smoothed.loss), rel=1e-5)
+    assert abs(float(smoothed.loss) - float(plain.loss)) > 1e-3
+
+
+def test_a_steps_gradient_is_the_same_for_any_micro_batch_size(fitted, tmp_path):
+    """Captions of different lengths: the mean over the global batch's tokens, not a
+    mean of micro-batch means."""
+    grads = []
+    for batch_size in (4, 2, 1):
+        trainer = trainer_on(fitted, tmp_path / str(batch_size), global_batch=4, batch_size=batch_size,
+                             label_smoothing=0.2, lr=0.0, min_lr=0.0)
+        per_rank = 4 // batch_size
+        loader = trainer._batches(0, 0)
+        trainer.optimizer.zero_grad()
+        count = 0.0
+        for _ in range(per_rank):
+            loss_sum, n, _, _ = trainer._micro_step(next(loader), 0)
+            loss_sum.backward()
+            count += n
+        trainer._normalise_gradients(count)
+        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(grads[0], grads[2], atol=1e-6)
+    assert grads[0].abs().sum() > 0
