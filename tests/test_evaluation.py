@@ -169,6 +169,27 @@ def test_run_fewshot_trains_on_train_side_shots_and_tests_on_the_test_side(tmp_p
     assert sorted(Path(it.path).name.split("_")[1] for it in seen["test"].items) == ["test"] * 6
 
 
+def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, monkeypatch):
+    import genact.evaluation.fewshot as fewshot
+    from genact.errors import ConfigError
+    from genact.models import VideoBlip
+
+    root, videos = fitted
+    for kind in ("regen", "rest"):
+        model = VideoBlip.from_pretrained(root / "model")
+        model.config.trained_by = kind
+        model.save_pretrained(tmp_path / kind)
+    seen = []
+    monkeypatch.setattr(fewshot, "train_on_class_names", lambda cfg, items, names: seen.append(cfg.optim))
+    test = Split([VideoItem(str(v), i) for i, v in enumerate(videos)], ["a", "b"])
+    for kind, overrides in (("regen", []), ("regen", ["optim.lr=1e-5"]), ("rest", [])):
+        with pytest.raises(ConfigError, match="stopped early"):  # the stand-in trains nothing
+            fewshot.finetune_and_evaluate(test, test.items, "s", str(tmp_path / kind), "clip", tmp_path / "o", {},
+                                          overrides=overrides)
+    assert [(o.lr, o.min_lr, o.weight_decay) for o in seen] == [
+        (2.5e-6, 2.5e-8, 0.01), (1e-5, 2.5e-8, 0.01), (2e-5, 2e-8, 0.001)]
+
+
 def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
     """UCF-101 layout, 3 classes of coloured videos, 2 shots each."""
     rng = np.random.default_rng(0)

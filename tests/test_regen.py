@@ -200,6 +200,7 @@ def test_resume_equals_uninterrupted_and_eval_runs_on_the_result(world, tiny_lms
         assert all(torch.equal(a[k], b[k]) for k in a)
     rows = [json.loads(ln) for ln in (world[0] / "full" / "metrics.jsonl").read_text().splitlines()]
     assert {"reward_cls", "reward_clip", "reward_grammar"} <= set(rows[0])
+    assert VideoBlip.saved_settings(full)["trained_by"] == "regen"
 
     out = subprocess.run([sys.executable, "-m", "genact", "eval", "--protocol", "list", "--data-root",
                           world[0] / "videos", "--splits", world[0] / "train.txt", "--classes",

@@ -202,3 +202,30 @@ def test_beam_search_keeps_cross_attention_cache_in_place_with_the_same_captions
     monkeypatch.setattr(BeamCache, "reorder_cache", EncoderDecoderCache.reorder_cache)
     full = model.generate_from_memory(memory, num_beams=4, max_new_tokens=8, num_return_sequences=2)
     assert calls and fast == full and len(set(fast)) > 1
+
+
+def test_a_model_runs_at_another_input_size_and_its_own_size_is_unchanged(blip_dir, tmp_path):
+    """REST's 224 on BLIP-base's 384, in miniature: 16 on a 32 px model. Position
+    embeddings are interpolated to the smaller patch grid; at the model's own size the
+    memory is exactly what the plain image model gives."""
+    native = VideoBlip.from_pretrained(blip_dir, num_frames=2).eval()
+    torch.manual_seed(3)
+    clip = torch.randn(2, 2, 3, 32, 32)
+    with torch.no_grad():
+        own = native.encode_video(clip)
+        plain = torch.stack([native.blip.vision_model(pixel_values=c).last_hidden_state.mean(0) for c in clip])
+    assert torch.equal(own, plain) and native.transform().size == 32
+    small = VideoBlip.from_pretrained(blip_dir, num_frames=2, image_size=16).eval()
+    assert small.transform().size == 16 and small.transform(train=True).resize_side == 18
+    with torch.no_grad():
+        memory = small.encode_video(clip[..., :16, :16])
+        assert memory.shape == (2, 1 + 4, 32)
+        grid = small.blip.vision_model.embeddings.interpolate_pos_encoding(torch.zeros(1, 5, 32), 16, 16)
+        assert grid.shape == (1, 5, 32) and not torch.allclose(grid[:, 1:2], native.blip.vision_model.embeddings
+                                                                .position_embedding[:, 1:2])
+        assert small.generate(clip[..., :16, :16], max_new_tokens=3)  # captions at the new size
+    small.save_pretrained(tmp_path / "m")
+    assert VideoBlip.from_pretrained(tmp_path / "m").input_size == 16
+    assert VideoBlip.training_short_side(tmp_path / "m") == 18
+    with pytest.raises(ValueError, match="multiple of the ViT's patch size 8"):
+        VideoBlip.from_pretrained(blip_dir, image_size=20)

@@ -59,6 +59,7 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
 def _add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
     """Options of every command that captions videos."""
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's, 8)")
+    p.add_argument("--image-size", type=int, default=None, help="frame side the ViT sees (default: the model's)")
     p.add_argument("--beams", type=int, default=3, help="beam size for caption search")
     p.add_argument("--max-new-tokens", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=8)
@@ -77,8 +78,8 @@ def _captions(args) -> tuple[list, dict[int, str], "SkipReport"]:  # noqa: F821
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     captioner = Captioner.load(args.model, "genact", args.frames, cache_dir, resolve_device(args.device),
-                               batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
-                               max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+                               image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
+                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
     items = video_items(args.videos)
     report = SkipReport()
     return items, captioner(items, report), report
@@ -139,7 +140,7 @@ def cmd_eval(args) -> int:
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     captioner = None
     if args.method != "clip":
-        captioner = Captioner.load(args.model, args.method, args.frames, cache_dir, device,
+        captioner = Captioner.load(args.model, args.method, args.frames, cache_dir, device, image_size=args.image_size,
                                    batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
                                    max_new_tokens=args.max_new_tokens, progress=not args.quiet)
     clip = FrozenClip.from_pretrained(args.clip).to(device)
@@ -207,8 +208,8 @@ def cmd_caption_metrics(args) -> int:
         raise DataError(f"{args.data_root}: none of the videos of {args.annotations}")
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     captioner = Captioner.load(args.model, "genact", args.frames, cache_dir, resolve_device(args.device),
-                               batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
-                               max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+                               image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
+                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
     report = SkipReport()
     caps = captioner(items, report)
     done = sorted(caps)
@@ -286,7 +287,7 @@ def cmd_cache_frames(args) -> int:
     if not cfg.data.frame_cache:
         raise ConfigError("say where the cache goes: data.frame_cache=DIR (the runs then read it from there)")
     cfg.data.frames = cfg.data.frames or VideoBlip.saved_settings(cfg.model.blip).get("num_frames", 8)
-    side = args.short_side or VideoBlip.training_short_side(cfg.model.blip)
+    side = args.short_side or VideoBlip.training_short_side(cfg.model.blip, cfg.model.image_size)
     d = init_distributed("cpu", cfg.run.dist_timeout_min)
     try:
         written, report = build_frame_cache(training_split(cfg).items, cfg.data.frame_cache, cfg.data.frames, side,

@@ -202,6 +202,8 @@ class ModelConfig:
     use_adapters: bool = True
     adapter_layers: list[int] | None = None  # None = after every ViT layer
     prompt: str | None = None  # None = the model's (a saved genact model's, else "a video of")
+    # frame side the ViT sees; None = the model's (a saved genact model's, else BLIP's own: 384 for BLIP-base)
+    image_size: int | None = bounded(None, 1)
 
 
 @dataclass
@@ -298,7 +300,9 @@ class RegenStepsConfig:
     tau: float | None = bounded(None, 0, open_low=True)  # CLS-R softmax temperature; None = CLIP's (1 / logit_scale)
     grammar: Literal["mlm", "causal"] = "mlm"  # mlm: BERT pseudo-log-likelihood; causal: GPT-2 mean log-likelihood
     grammar_model: str = "bert-base-uncased"
-    standardise: bool = False  # each reward to zero mean, unit std over the micro-batch before weighting
+    # each reward to zero mean, unit std over the micro-batch before weighting, so the weights mean what they
+    # say: raw CLS-R spreads ~18x wider than CLIP-R (docs/regen.md, "Reward scales")
+    standardise: bool = True
     lm_weight: float = bounded(0.0, 0)  # weight of an LM loss on REST pseudo-captions
     lm_captions: str | None = None  # the REST bank they come from (bank/round-XXX.jsonl)
     templates: list[str] = field(default_factory=lambda: ["{}"])  # class-name templates for CLS-R

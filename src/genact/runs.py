@@ -41,7 +41,7 @@ RESUMABLE_CHANGES = ("run.dir", "run.resume", "run.stop_at_step", "run.progress"
 
 
 # left unset (None), these take the model's value; config.yaml records the value used
-MODEL_SETTINGS = ("data.frames", "model.prompt")
+MODEL_SETTINGS = ("data.frames", "model.prompt", "model.image_size")
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -155,23 +155,26 @@ def load_model(model_cfg, checkpoint: Path | None, num_frames: int | None) -> Vi
         log.info("resuming from %s", checkpoint)
         return VideoBlip.from_pretrained(checkpoint / "model")
     path = model_cfg.blip
-    given = {"num_frames": num_frames, "prompt": model_cfg.prompt}
+    given = {"num_frames": num_frames, "prompt": model_cfg.prompt, "image_size": model_cfg.image_size}
     overrides = {k: v for k, v in given.items() if v is not None}
     if not (resolve_model_dir(path) / ADAPTER_WEIGHTS).exists():  # no trained adapters: choose the layout
         overrides.update(use_adapters=model_cfg.use_adapters, adapter_layers=model_cfg.adapter_layers)
     model = VideoBlip.from_pretrained(path, **overrides)
     saved = VideoBlip.saved_settings(path)
-    for key, name in (("prompt", "model.prompt"), ("num_frames", "data.frames")):
+    for key, name in (("prompt", "model.prompt"), ("num_frames", "data.frames"), ("image_size", "model.image_size")):
         where = ("set in the config" if given[key] is not None else
-                 f"the saved model's, {path}" if key in saved else f"genact's default; {path} has none")
-        log.info("%s = %r (%s)", name, getattr(model.config, key), where)
+                 f"the saved model's, {path}" if saved.get(key) is not None else f"genact's default; {path} has none")
+        value = model.input_size if key == "image_size" else getattr(model.config, key)
+        log.info("%s = %r (%s)", name, value, where)
     return model
 
 
 def resolve_model_settings(cfg: Any, model: VideoBlip) -> None:
-    """Fill the config's unset model settings (model.prompt, data.frames) with the
-    values the loaded model uses, for the stages that read them from the config."""
-    cfg.model.prompt, cfg.data.frames = model.config.prompt, model.config.num_frames
+    """Fill the config's unset model settings (model.prompt, data.frames,
+    model.image_size) with the values the loaded model uses, for the stages that
+    read them from the config."""
+    cfg.model.prompt, cfg.data.frames, cfg.model.image_size = model.config.prompt, model.config.num_frames, \
+        model.input_size
 
 
 def with_frame_cache(items: list[VideoItem], data_cfg, model: VideoBlip) -> list[VideoItem]:

@@ -90,10 +90,12 @@ class Captioner:
 
     @classmethod
     def load(cls, model: str, method: str, frames: int | None, cache_dir: Path, device: torch.device,
-             **kwargs) -> "Captioner":
+             image_size: int | None = None, **kwargs) -> "Captioner":
         overrides = {"num_frames": 1} if method == "blip-frame" else ({"num_frames": frames} if frames else {})
-        net = VideoBlip.from_pretrained(model, **overrides).to(device).eval()
+        net = VideoBlip.from_pretrained(model, **overrides, **({"image_size": image_size} if image_size else {}))
+        net = net.to(device).eval()
         settings = {"frames": net.config.num_frames, "prompt": net.config.prompt, "method": method,
+                    **({"image_size": net.input_size} if net.config.image_size else {}),
                     **{k: kwargs[k] for k in ("num_beams", "max_new_tokens") if k in kwargs}}
         fp = model_fingerprint(resolve_model_dir(model), settings)
         return cls(net, CaptionCache(cache_dir, fp), **kwargs)

@@ -21,6 +21,7 @@ from genact.data.splits import Split, read_list
 from genact.evaluation.evaluate import Captioner, evaluate
 from genact.evaluation.protocols import protocol_splits
 from genact.models.clip import FrozenClip
+from genact.models.video_blip import VideoBlip
 from genact.rest.run import train_on_class_names
 from genact.errors import ConfigError, DataError
 
@@ -30,6 +31,20 @@ SHOTS = (2, 4, 8, 16)
 
 def fewshot_epochs(shots: int) -> int:
     return max(400 // shots, 30)
+
+
+# ReGen supp. A.2: few-shot fine-tuning of a ReGen model uses ReGen's settings
+REGEN_FEWSHOT = ("optim.lr=2.5e-6", "optim.min_lr=2.5e-8", "optim.weight_decay=0.01")
+
+
+def optim_for(model: str) -> tuple[str, ...]:
+    """The optimiser settings (overrides) for fine-tuning `model`: ReGen's for a model
+    a ReGen run made (its genact_video.json says so), REST Table 10's otherwise."""
+    kind = VideoBlip.saved_settings(model).get("trained_by")
+    chosen = REGEN_FEWSHOT if kind == "regen" else ()
+    log.info("few-shot optimiser for a %s model: %s", kind or "non-genact",
+             ", ".join(chosen) if chosen else "REST Table 10's (lr 2e-5, weight decay 0.001)")
+    return chosen
 
 
 def sample_shots(split: Split, shots: int, seed: int = 0) -> list[VideoItem]:
@@ -96,7 +111,7 @@ def finetune_and_evaluate(
     cfg = load_config(SupervisedConfig, None, [
         f"model.blip={model}", f"run.dir={run_dir / 'train'}", f"run.seed={seed}",
         f"optim.epochs={fewshot_epochs(shots)}", f"run.progress={str(progress).lower()}", "run.resume=auto",
-        *(overrides or []),
+        *optim_for(model), *(overrides or []),
     ])
     if len(items) < cfg.optim.global_batch:  # e.g. 2 shots x 10 classes: one step per epoch
         cfg.optim.global_batch = max(len(items) // cfg.optim.batch_size, 1) * cfg.optim.batch_size

@@ -44,6 +44,8 @@ class VideoBlipConfig:
     use_adapters: bool = True
     adapter_layers: list[int] | None = None  # ViT layers followed by an adapter; None = all
     prompt: str = "a video of"
+    image_size: int | None = None  # input side; None = the BLIP's own (else its position embeddings are interpolated)
+    trained_by: str | None = None  # the genact run that made it: rest, regen or supervised (few-shot too)
 
 
 @dataclass
@@ -111,6 +113,9 @@ class VideoBlip(nn.Module):
         self.adapter_layers = layers if config.use_adapters else []
         dim = blip.config.vision_config.hidden_size
         self.adapters = nn.ModuleDict({str(i): TemporalAdapter(dim) for i in self.adapter_layers})
+        patch = blip.config.vision_config.patch_size
+        if config.image_size is not None and (config.image_size < patch or config.image_size % patch):
+            raise ConfigError(f"image size {config.image_size}: must be a multiple of the ViT's patch size {patch}")
         text = blip.config.text_config
         self.bos_id, self.eos_id, self.pad_id = text.bos_token_id, text.sep_token_id, text.pad_token_id
 
@@ -156,16 +161,22 @@ class VideoBlip(nn.Module):
         (directory / VIDEO_CONFIG).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
 
     @staticmethod
-    def training_short_side(id_or_dir: str | os.PathLike) -> int:
-        """The short side training resizes clips to, from the model's config alone
+    def training_short_side(id_or_dir: str | os.PathLike, image_size: int | None = None) -> int:
+        """The short side training resizes clips to, from the model's configs alone
         (no weights are loaded); what `genact cache-frames` stores."""
-        config = BlipConfig.from_pretrained(resolve_model_dir(id_or_dir))
-        return VideoTransform(size=config.vision_config.image_size, train=True).resize_side
+        size = image_size or VideoBlip.saved_settings(id_or_dir).get("image_size")
+        size = size or BlipConfig.from_pretrained(resolve_model_dir(id_or_dir)).vision_config.image_size
+        return VideoTransform(size=size, train=True).resize_side
+
+    @property
+    def input_size(self) -> int:
+        """The side of the frames the ViT sees (config.image_size, else BLIP's own)."""
+        return self.config.image_size or self.blip.config.vision_config.image_size
 
     def transform(self, train: bool = False) -> VideoTransform:
-        """The clip transform with BLIP's input size and its processor's mean / std."""
+        """The clip transform at the model's input size with its processor's mean / std."""
         mean, std = image_stats(self.preprocessor)
-        return VideoTransform(size=self.blip.config.vision_config.image_size, mean=mean, std=std, train=train)
+        return VideoTransform(size=self.input_size, mean=mean, std=std, train=train)
 
     def compile_vision(self) -> None:
         """torch.compile the video encoder (ViT + adapters) of this instance; same
@@ -181,7 +192,8 @@ class VideoBlip(nn.Module):
         """pixels (B, T, 3, H, W) -> cross-attention memory (B, 1 + H'W', d)."""
         b, t = pixels.shape[:2]
         vision = self.blip.vision_model
-        hidden = vision.embeddings(pixels.flatten(0, 1))
+        # position embeddings resized to the input's patch grid (unchanged at BLIP's own size)
+        hidden = vision.embeddings(pixels.flatten(0, 1), interpolate_pos_encoding=True)
         for i, layer in enumerate(vision.encoder.layers):
             hidden = layer(hidden)
             if str(i) in self.adapters:

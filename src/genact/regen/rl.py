@@ -98,5 +98,7 @@ class RegenTrainer(CaptionTrainer):
             tokens = out.num_tokens.view(len(idx), per_clip)[:, n].clamp(min=1)
             loss = loss + rc.lm_weight * (-logprob[:, n] / tokens).sum()
         stats = {"reward": float(reward.mean()), "advantage_std": float(adv.std(unbiased=False)),
-                 **{f"reward_{k}": float(v.mean()) for k, v in parts.items()}, **text_stats(sampled)}
+                 **{f"reward_{k}": float(v.mean()) for k, v in parts.items()},
+                 **{f"reward_{k}_std": float(v.std(unbiased=False)) for k, v in parts.items()},  # before weighting
+                 **text_stats(sampled)}
         return loss, float(len(idx)), len(idx), stats

@@ -229,7 +229,10 @@ def train_to_the_end(trainer: CaptionTrainer, cfg, run_dir: Path, start: float, 
 
 
 def finish_run(trainer: CaptionTrainer, cfg, run_dir: Path, start: float, num_videos: int) -> Path:
-    """Write final/ and summary.md (and report.json) once training is complete."""
+    """Write final/ (recording which kind of run made it) and summary.md (and
+    report.json) once training is complete."""
+    trainer.model.config.trained_by = "rest" if hasattr(cfg, "rest") else "regen" if hasattr(cfg, "regen") \
+        else "supervised"
     final = save_final(trainer.model, run_dir, trainer.d)
     if trainer.d.main:
         write_summary(run_dir, cfg, time.time() - start, num_videos, len(trainer.items))

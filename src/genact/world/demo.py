@@ -68,6 +68,27 @@ def foundation_models(out: Path) -> tuple[Path, Path]:
     return out / "pretrained" / "blip", out / "pretrained" / "clip"
 
 
+def demo_settings(cfg: DemoConfig, world: Path, blip: Path, clip_dir: Path, progress: bool) -> list[str]:
+    """The config overrides every demo training run shares (data, models, optimiser)."""
+    videos, splits = world / "videos", world / "splits"
+    return [
+        "data.format=list", f"data.root={videos}", f"data.list={splits / 'train.txt'}",
+        f"data.classes={splits / 'classes_seen.txt'}", f"data.frames={cfg.frames}", "data.num_workers=0",
+        f"model.blip={blip}", f"model.clip={clip_dir}", f"model.prompt={CAPTION_PROMPT}", f"run.seed={cfg.seed}",
+        f"run.progress={str(progress).lower()}", "run.resume=auto", "optim.global_batch=32", "optim.batch_size=16",
+        f"optim.lr={cfg.lr}", f"optim.min_lr={cfg.lr / 100}",
+    ]
+
+
+def run_demo_regen(cfg: DemoConfig, common: list[str], rest_final: Path, run_dir: Path,
+                   extra: tuple[str, ...] = ()) -> Path:
+    """The demo's ReGen run from its REST model (CLS-R and CLIP-R); returns final/."""
+    return run_regen(load_config(RegenConfig, None, [
+        *common, f"model.blip={rest_final}", f"optim.epochs={cfg.regen_epochs}", f"optim.lr={cfg.regen_lr}",
+        f"optim.min_lr={cfg.regen_lr / 100}", "regen.w_grammar=0", "regen.samples=4", "regen.max_new_tokens=8",
+        f"run.dir={run_dir}", *extra]))
+
+
 def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: bool = True) -> str:
     """Run everything into `out`; returns the printed table."""
     cfg, out = cfg or DemoConfig(), Path(out)
@@ -97,13 +118,7 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
 
     score("clip", "clip", None)
     score("frame-captioner", "blip-frame", blip)
-    common = [
-        "data.format=list", f"data.root={videos}", f"data.list={splits / 'train.txt'}",
-        f"data.classes={splits / 'classes_seen.txt'}", f"data.frames={cfg.frames}", "data.num_workers=0",
-        f"model.blip={blip}", f"model.clip={clip_dir}", f"model.prompt={CAPTION_PROMPT}", f"run.seed={cfg.seed}",
-        f"run.progress={str(progress).lower()}", "run.resume=auto", "optim.global_batch=32", "optim.batch_size=16",
-        f"optim.lr={cfg.lr}", f"optim.min_lr={cfg.lr / 100}",
-    ]
+    common = demo_settings(cfg, world, blip, clip_dir, progress)
     rest = [*common, f"optim.epochs={cfg.rest_epochs}", f"rest.epochs_per_round={cfg.rest_epochs // cfg.rest_rounds}",
             f"rest.prompts=[{CAPTION_PROMPT}]", "rest.max_new_tokens=8", "rest.caption_batch=32", "rest.keep=3"]
     needs_rest = wanted & {"rest", "regen", "2-shot", "8-shot"}
@@ -114,11 +129,7 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
             score(name, "genact", final)
     rest_final = out / "runs" / "rest" / "final"
     if "regen" in wanted:
-        regen = run_regen(load_config(RegenConfig, None, [
-            *common, f"model.blip={rest_final}", f"optim.epochs={cfg.regen_epochs}", f"optim.lr={cfg.regen_lr}",
-            f"optim.min_lr={cfg.regen_lr / 100}", "regen.w_grammar=0", "regen.samples=4", "regen.max_new_tokens=8",
-            f"run.dir={out / 'runs' / 'regen'}"]))
-        score("regen", "genact", regen)
+        score("regen", "genact", run_demo_regen(cfg, common, rest_final, out / "runs" / "regen"))
     pool = read_list(splits / "fewshot.txt", videos, splits / "classes_unseen.txt")
     for shots in (2, 8):
         if f"{shots}-shot" not in wanted:
