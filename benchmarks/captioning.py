@@ -9,7 +9,7 @@ and the 12-layer BERT decoder with 30,524 word pieces) and decode frames with th
 `read_video`, so the comparison is the captioning alone:
 - plain: for every frame and prompt, `BlipProcessor(images=frame, text=prompt)` and
   `BlipForConditionalGeneration.generate` (one frame at a time);
-- genact: `genact.rest.pseudo_captions.frame_captions`, as `genact rest` runs it: one
+- genact: `genact.inference.frame_captions`, as `genact rest` runs it: one
   ViT pass per frame serves the three prompts, and beam search runs on B x T frames
   at once.
 Beam search (3 beams) is forced to the same length on both sides (min = max new
@@ -33,7 +33,7 @@ from transformers import BlipForConditionalGeneration, BlipImageProcessor, BlipP
 from genact.config import DEFAULT_PROMPTS
 from genact.data import VideoItem, read_video, write_video
 from genact.models.video_blip import VideoBlip
-from genact.rest.pseudo_captions import frame_captions
+from genact.inference.captions import frame_captions
 
 sys.path.insert(0, str(Path(__file__).parent))
 from decode import moving_frames  # noqa: E402

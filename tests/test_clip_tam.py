@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from genact.data import VideoItem
-from genact.evaluation import ClipTam, caption_scores, class_embeddings, mean_std, per_class_accuracy, topk_accuracy
-from genact.models import EmbeddingCache, FrozenClip, encode_videos
+from genact.evaluation import ClipTam, caption_scores, mean_std, per_class_accuracy, topk_accuracy
+from genact.inference import encode_videos
+from genact.models import EmbeddingCache, FrozenClip, class_embeddings
 
 
 def test_accuracies_on_hand_made_embeddings():

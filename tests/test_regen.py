@@ -16,8 +16,7 @@ from safetensors.torch import load_file
 from genact.config import OptimConfig, RegenConfig, RegenStepsConfig, RunConfig, load_config
 from genact.data import SkipReport, VideoItem, make_loader, read_video, write_video
 from genact.distributed import Dist
-from genact.evaluation.clip_tam import class_embeddings
-from genact.models import FrozenClip, VideoBlip
+from genact.models import FrozenClip, VideoBlip, class_embeddings
 from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.regen.run import run_regen

@@ -19,7 +19,7 @@ import torch
 from genact.config import ConfigError, ModelConfig, RegenConfig, load_config
 from genact.data import SkipReport, VideoItem, write_video
 from genact.distributed import Dist
-from genact.evaluation.evaluate import CaptionCache, Captioner
+from genact.inference.captions import CaptionCache, Captioner
 from genact.models import EmbeddingCache, ModelNotFoundError, VideoBlip
 from genact.rest.stages import caption_stage
 from genact.runs import load_model, lock_run_dir, release_run_dir, resolve_model_settings
@@ -148,9 +148,9 @@ def test_captions_are_saved_as_they_go_and_a_rerun_reuses_them(fitted, tmp_path,
     captioner = Captioner.load(str(root / "model"), "genact", None, tmp_path / "cache", torch.device("cpu"),
                                progress=False, max_new_tokens=5)
     captioner.chunk = 2
-    import genact.evaluation.evaluate as evaluate
+    import genact.inference.captions as captions
 
-    real, calls = evaluate.caption_videos, []
+    real, calls = captions.caption_videos, []
 
     def killed_after_two_chunks(model, its, *args, **kwargs):
         calls.append(len(its))
@@ -158,10 +158,10 @@ def test_captions_are_saved_as_they_go_and_a_rerun_reuses_them(fitted, tmp_path,
             raise KeyboardInterrupt  # stands for a kill: nothing after the second chunk is saved
         return real(model, its, *args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "caption_videos", killed_after_two_chunks)
+    monkeypatch.setattr(captions, "caption_videos", killed_after_two_chunks)
     with pytest.raises(KeyboardInterrupt):
         captioner(items, SkipReport())
-    monkeypatch.setattr(evaluate, "caption_videos", real)
+    monkeypatch.setattr(captions, "caption_videos", real)
     again = Captioner.load(str(root / "model"), "genact", None, tmp_path / "cache", torch.device("cpu"),
                            progress=False, max_new_tokens=5)
     caps = again(items, SkipReport())

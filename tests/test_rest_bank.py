@@ -6,7 +6,8 @@ import torch
 from genact.data import VideoItem
 from genact.io import atomic_dir, atomic_write_text
 from genact.models import VideoBlip
-from genact.rest import CaptionBank, frame_captions, retrieval_update
+from genact.inference import frame_captions
+from genact.rest import CaptionBank, retrieval_update
 
 
 def test_bank_provenance_through_a_retrieval_round(tmp_path):

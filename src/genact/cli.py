@@ -74,7 +74,7 @@ def _captions(args) -> tuple[list, dict[int, str], "SkipReport"]:  # noqa: F821
     """Caption the command line's videos through the caption cache, so a rerun after
     a kill reuses what was saved (every 64 videos)."""
     from genact.data import SkipReport
-    from genact.evaluation.evaluate import Captioner, default_cache_dir
+    from genact.inference.captions import Captioner, default_cache_dir
 
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     captioner = Captioner.load(args.model, "genact", args.frames, cache_dir, resolve_device(args.device),
@@ -129,7 +129,8 @@ def cmd_classify(args) -> int:
 
 def cmd_eval(args) -> int:
     from genact.data import SkipReport
-    from genact.evaluation.evaluate import Captioner, default_cache_dir, evaluate
+    from genact.evaluation.evaluate import evaluate
+    from genact.inference.captions import Captioner, default_cache_dir
     from genact.evaluation.protocols import protocol_splits
     from genact.models import FrozenClip
 
@@ -195,7 +196,7 @@ def cmd_fewshot(args) -> int:
 def cmd_caption_metrics(args) -> int:
     from genact.data import SkipReport
     from genact.evaluation.caption_metrics import caption_metrics, read_vatex
-    from genact.evaluation.evaluate import Captioner, default_cache_dir
+    from genact.inference.captions import Captioner, default_cache_dir
     from genact.io import atomic_write_text
 
     items, refs, missing = read_vatex(args.annotations, args.data_root)

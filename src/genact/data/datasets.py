@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from genact.data.video import CachedClip, VideoDecodeError, read_cached, read_video
+from genact.io import ShardLog
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,12 @@ class VideoItem:
     frames: CachedClip | None = None
 
 
-def video_id(item: VideoItem) -> str:
-    """A video's name in caption banks and frame caches: its path, plus the time
-    window when it has one."""
+def video_id(item: VideoItem, num_frames: int | None = None) -> str:
+    """A video's name in caption banks, run records and frame caches: its path, plus
+    the time window when it has one. With `num_frames`, the key of its T-frame clip in
+    caption and feature caches: path, window and T."""
+    if num_frames is not None:
+        return f"{item.path}|{item.start}|{item.end}|T={num_frames}"
     return item.path if item.start is None and item.end is None else f"{item.path}|{item.start}|{item.end}"
 
 
@@ -161,6 +166,13 @@ class SkipReport:
         for path, error in failed:
             self.skipped.append((path, error))
             log.warning("skipping unreadable video %s", error)
+
+    def record(self, run_dir: Path, rank: int, stage: str) -> None:
+        """Append the skipped videos to the run's list of unreadable videos
+        (`logs/skipped.rank<r>.jsonl`, merged into report.json at the end)."""
+        if self.skipped:
+            ShardLog(run_dir / "logs", "skipped", rank).append(
+                [{"stage": stage, "path": p, "error": e} for p, e in self.skipped])
 
     def summary(self) -> str:
         if not self.skipped:

@@ -3,10 +3,9 @@
 from genact.evaluation.clip_tam import (
     ClipTam,
     caption_scores,
-    class_embeddings,
     mean_std,
     per_class_accuracy,
     topk_accuracy,
 )
 
-__all__ = ["ClipTam", "caption_scores", "class_embeddings", "mean_std", "per_class_accuracy", "topk_accuracy"]
+__all__ = ["ClipTam", "caption_scores", "mean_std", "per_class_accuracy", "topk_accuracy"]

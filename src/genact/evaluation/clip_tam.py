@@ -9,16 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from genact.models.cache import EmbeddingCache
-from genact.models.clip import FrozenClip
-
-
-def class_embeddings(
-    clip: FrozenClip, class_names: Sequence[str], templates: Sequence[str] = ("{}",), cache: EmbeddingCache | None = None
-) -> torch.Tensor:
-    """(C, D): per class, the L2-normalised mean of its prompt-template text features."""
-    texts = [t.format(name) for name in class_names for t in templates]
-    feats = clip.encode_texts(texts, cache).view(len(class_names), len(templates), -1)
-    return F.normalize(feats.mean(1), dim=-1)
+from genact.models.clip import FrozenClip, class_embeddings
 
 
 def caption_scores(caption_emb: torch.Tensor, class_emb: torch.Tensor) -> torch.Tensor:

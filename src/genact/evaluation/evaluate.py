@@ -9,113 +9,27 @@ same videos with other class names or templates generates nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock
 
-from genact.data.datasets import SkipReport, VideoItem
+from genact.data.datasets import SkipReport
 from genact.data.splits import Split
 from genact.errors import ConfigError, DataError
-from genact.evaluation.clip_tam import caption_scores, class_embeddings, mean_std, per_class_accuracy, topk_accuracy
-from genact.io import ShardLog, atomic_write_text
+from genact.evaluation.clip_tam import caption_scores, mean_std, per_class_accuracy, topk_accuracy
+from genact.inference.captions import Captioner, model_fingerprint
+from genact.inference.features import encode_videos
+from genact.io import atomic_write_text
 from genact.models.cache import EmbeddingCache
-from genact.models.clip import FrozenClip, encode_videos, video_key
-from genact.models.hub import resolve_model_dir
-from genact.models.video_blip import VideoBlip, caption_videos
-from genact.console import progress_bar
+from genact.models.clip import FrozenClip, class_embeddings
 
 log = logging.getLogger(__name__)
 METHODS = ("genact", "blip-frame", "clip")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("GENACT_CACHE", Path.home() / ".cache" / "genact"))
-
-
-def model_fingerprint(model_dir: Path, settings: dict) -> str:
-    """Short hash of a model directory's weights (names, sizes, first MiB) and the
-    decoding settings: the key of its caption cache."""
-    h = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
-    for f in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.json")):
-        h.update(f.name.encode() + str(f.stat().st_size).encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(1 << 20))
-    return h.hexdigest()[:16]
-
-
-class CaptionCache:
-    """Captions of one model + settings, keyed by video (append-only JSON lines).
-    Any number of processes may share it: appends take a file lock, and a caption is
-    only ever stored under the key of the video it describes."""
-
-    def __init__(self, cache_dir: Path, fingerprint: str):
-        self.log = ShardLog(cache_dir / "captions", fingerprint, 0)
-        self._lock = FileLock(f"{self.log.file}.lock")
-        self.captions: dict[str, str] = {}
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Take in what other processes have added."""
-        rows = self.log.read_all()
-        self.captions.update({r["key"]: r["caption"] for r in rows if isinstance(r, dict) and "caption" in r})
-
-    def add(self, new: dict[str, str]) -> None:
-        with self._lock:
-            self.log.append([{"key": k, "caption": c} for k, c in new.items()])
-        self.captions.update(new)
-
-
-@dataclass
-class Captioner:
-    """A captioning model with its cache; `generated` counts captions made (not cached).
-    Captions are saved every `chunk` videos, so a killed run loses at most one chunk."""
-
-    model: VideoBlip
-    cache: CaptionCache
-    batch_size: int = 8
-    num_workers: int = 0
-    num_beams: int = 3
-    max_new_tokens: int = 30
-    progress: bool = True
-    chunk: int = 64
-    generated: int = 0
-
-    @classmethod
-    def load(cls, model: str, method: str, frames: int | None, cache_dir: Path, device: torch.device,
-             image_size: int | None = None, **kwargs) -> "Captioner":
-        overrides = {"num_frames": 1} if method == "blip-frame" else ({"num_frames": frames} if frames else {})
-        net = VideoBlip.from_pretrained(model, **overrides, **({"image_size": image_size} if image_size else {}))
-        net = net.to(device).eval()
-        settings = {"frames": net.config.num_frames, "prompt": net.config.prompt, "method": method,
-                    **({"image_size": net.input_size} if net.config.image_size else {}),
-                    **{k: kwargs[k] for k in ("num_beams", "max_new_tokens") if k in kwargs}}
-        fp = model_fingerprint(resolve_model_dir(model), settings)
-        return cls(net, CaptionCache(cache_dir, fp), **kwargs)
-
-    def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
-        """{item index: caption} for the readable items."""
-        keys = [video_key(it, self.model.config.num_frames) for it in items]
-        self.cache.refresh()
-        todo = [i for i, k in enumerate(keys) if k not in self.cache.captions]
-        bar = progress_bar(total=len(todo), desc="captioning", enabled=bool(self.progress and todo))
-        for s in range(0, len(todo), self.chunk):
-            part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
-            caps = caption_videos(self.model, [items[i] for i in part], self.batch_size, self.num_workers, report,
-                                  False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
-            self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
-            self.generated += len(caps)
-            self.cache.refresh()
-            bar.update(min(self.chunk, len(todo) - s))
-        bar.close()
-        return {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
 
 
 @dataclass

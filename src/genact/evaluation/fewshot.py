@@ -18,7 +18,8 @@ import torch
 from genact.config import SupervisedConfig, load_config
 from genact.data.datasets import VideoItem
 from genact.data.splits import Split, read_list
-from genact.evaluation.evaluate import Captioner, evaluate
+from genact.evaluation.evaluate import evaluate
+from genact.inference.captions import Captioner
 from genact.evaluation.protocols import protocol_splits
 from genact.models.clip import FrozenClip
 from genact.models.video_blip import VideoBlip

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from transformers import AutoTokenizer, CLIPModel
 
-from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
 from genact.data.transforms import VideoTransform
 from genact.models.cache import EmbeddingCache
 from genact.models.hub import image_stats, load_preprocessor_config, load_weights, resolve_model_dir
 from genact.models.precision import autocast
-from genact.models.text_batches import length_sorted_batches, pad_right
 from genact.console import progress_bar
+from genact.models.text_batches import length_sorted_batches, pad_right
 
 
 class FrozenClip(nn.Module):
@@ -99,38 +100,10 @@ class FrozenClip(nn.Module):
             cache.put(chunk, self.text_features(chunk, batch_size))
 
 
-def video_key(item: VideoItem, num_frames: int) -> str:
-    """Cache key of a clip's video feature: path, window and frame count."""
-    return f"{item.path}|{item.start}|{item.end}|T={num_frames}"
-
-
-def encode_videos(
-    clip: FrozenClip,
-    items: list[VideoItem],
-    num_frames: int = 8,
-    cache: EmbeddingCache | None = None,
-    batch_size: int = 16,
-    num_workers: int = 0,
-    report: SkipReport | None = None,
-    progress: bool = True,
-) -> dict[int, torch.Tensor]:
-    """CLIP video features of `items` (eval sampling). Returns {item index: (D,)};
-    unreadable videos are absent and recorded in `report`."""
-    report = report if report is not None else SkipReport()
-    keys = [video_key(it, num_frames) for it in items]
-    todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
-    feats: dict[int, torch.Tensor] = {}
-    if todo:
-        dataset = VideoDataset([items[i] for i in todo], num_frames, clip.transform())
-        loader = make_loader(dataset, batch_size, num_workers)
-        for batch in progress_bar(iterate(loader, report), total=len(loader), desc="CLIP video features",
-                                  enabled=progress):
-            f = clip.video_features(batch["pixels"]).cpu()
-            idx = [todo[j] for j in batch["index"].tolist()]
-            if cache is not None:
-                cache.put([keys[i] for i in idx], f)
-            feats.update(zip(idx, f))
-    if cache is not None:
-        done = [i for i, k in enumerate(keys) if k in cache]
-        feats.update(zip(done, cache.get([keys[i] for i in done])))
-    return feats
+def class_embeddings(
+    clip: FrozenClip, class_names: Sequence[str], templates: Sequence[str] = ("{}",), cache: EmbeddingCache | None = None
+) -> torch.Tensor:
+    """(C, D): per class, the L2-normalised mean of its prompt-template text features."""
+    texts = [t.format(name) for name in class_names for t in templates]
+    feats = clip.encode_texts(texts, cache).view(len(class_names), len(templates), -1)
+    return F.normalize(feats.mean(1), dim=-1)

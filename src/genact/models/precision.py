@@ -6,12 +6,9 @@ from contextlib import nullcontext
 
 import torch
 
-from genact.config import ConfigError
-
 
 def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast on GPU (precision auto / bf16), full precision otherwise."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"optim.precision={precision!r}: expected auto, bf16 or fp32")
+    """bf16 autocast on GPU (precision auto / bf16), full precision otherwise
+    (`optim.precision` is checked when the config loads)."""
     use = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else nullcontext()

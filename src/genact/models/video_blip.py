@@ -14,7 +14,6 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -22,15 +21,12 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BlipConfig, BlipForConditionalGeneration, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader
 from genact.data.transforms import VideoTransform
+from genact.errors import ConfigError
 from genact.models.attention import use_sdpa
 from genact.models.hub import (
     PREPROCESSOR_CONFIG, image_stats, load_preprocessor_config, load_weights, resolve_model_dir,
 )
-from genact.models.precision import autocast
-from genact.errors import ConfigError
-from genact.console import progress_bar
 
 VIDEO_CONFIG = "genact_video.json"
 ADAPTER_WEIGHTS = "adapters.safetensors"
@@ -305,46 +301,3 @@ class BeamCache(EncoderDecoderCache):
         self.self_attention_cache.reorder_cache(beam_idx)
 
 
-def eval_batches(
-    model: VideoBlip,
-    items: list[VideoItem],
-    num_frames: int,
-    batch_size: int = 8,
-    num_workers: int = 0,
-    report: SkipReport | None = None,
-    progress: bool = True,
-    desc: str = "captioning",
-) -> Iterator[dict]:
-    """Batches of eval-sampled clips in `model`'s input format, with a progress bar;
-    the model is in eval mode, no_grad and (on GPU) bf16 autocast while they are
-    consumed. Unreadable videos are left out and recorded in `report`."""
-    report = report if report is not None else SkipReport()
-    loader = make_loader(VideoDataset(items, num_frames, model.transform(train=False)), batch_size, num_workers)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), autocast(model.device):
-            yield from progress_bar(iterate(loader, report), total=len(loader), desc=desc, enabled=progress)
-    finally:
-        model.train(was_training)
-
-
-def caption_videos(
-    model: VideoBlip,
-    items: list[VideoItem],
-    batch_size: int = 8,
-    num_workers: int = 0,
-    report: SkipReport | None = None,
-    progress: bool = True,
-    **generate_kwargs,
-) -> dict[int, list[str]]:
-    """Caption every item (eval frame sampling). Returns {item index: captions}
-    (num_return_sequences per video); unreadable videos are absent and in `report`."""
-    n = generate_kwargs.get("num_return_sequences", 1)
-    out: dict[int, list[str]] = {}
-    batches = eval_batches(model, items, model.config.num_frames, batch_size, num_workers, report, progress)
-    for batch in batches:
-        texts = model.generate(batch["pixels"].to(model.device), **generate_kwargs)
-        for j, idx in enumerate(batch["index"].tolist()):
-            out[idx] = texts[j * n : (j + 1) * n]
-    return out

@@ -48,8 +48,6 @@ class GrammarScorer:
     """
 
     def __init__(self, model, tokenizer, kind: str):
-        if kind not in ("mlm", "causal"):
-            raise ValueError(f"regen.grammar={kind!r}: expected mlm or causal")
         self.model, self.tokenizer, self.kind = model.eval().requires_grad_(False), tokenizer, kind
 
     HEADS = {"mlm": ("ForMaskedLM", "ForPreTraining"), "causal": ("ForCausalLM", "LMHeadModel")}

@@ -61,8 +61,6 @@ class RegenTrainer(CaptionTrainer):
     def __init__(self, *args, rewards: Rewards, regen: RegenStepsConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.rewards, self.rc = rewards, regen
-        if regen.baseline not in ("others", "greedy"):
-            raise ValueError(f"regen.baseline={regen.baseline!r}: expected others or greedy")
 
     def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, float, int, dict[str, float]]:
         """Policy-gradient loss summed over the micro-batch's videos (each video's mean

@@ -13,14 +13,13 @@ import torch
 from genact.config import RegenConfig
 from genact.data.datasets import SkipReport, video_id
 from genact.distributed import cleanup
-from genact.evaluation.clip_tam import class_embeddings
-from genact.models.clip import FrozenClip
+from genact.inference.features import video_feature_stage
+from genact.models.clip import FrozenClip, class_embeddings
 from genact.models.hub import resolve_model_dir
 from genact.regen.rewards import GrammarScorer
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.rest.bank import CaptionBank
 from genact.rest.run import train_to_the_end, training_split
-from genact.rest.stages import video_feature_stage
 from genact.runs import (
     check_run_dir, load_model, record_run, release_run_dir, resolve_model_settings, start_run, with_frame_cache,
 )

@@ -1,9 +1,8 @@
 """REST: pseudo-captions, CLIP retrieval over a caption bank, and self-training."""
 
 from genact.rest.bank import Caption, CaptionBank
-from genact.rest.pseudo_captions import DEFAULT_PROMPTS, frame_captions
 from genact.rest.retrieval import pad_ragged, retrieval_update, video_neighbours
 from genact.rest.run import run_rest, run_supervised
 
-__all__ = ["Caption", "CaptionBank", "DEFAULT_PROMPTS", "frame_captions", "pad_ragged", "retrieval_update",
+__all__ = ["Caption", "CaptionBank", "pad_ragged", "retrieval_update",
            "run_rest", "run_supervised", "video_neighbours"]

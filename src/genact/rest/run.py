@@ -27,11 +27,11 @@ from genact.data.splits import Split, load_split
 from genact.distributed import barrier, cleanup
 from genact.io import atomic_write_text
 from genact.models.clip import FrozenClip
-from genact.models.video_blip import caption_videos
+from genact.inference.captions import caption_videos, frame_captions
+from genact.inference.features import video_feature_stage
 from genact.rest.bank import GENERATED, INIT, CaptionBank
-from genact.rest.pseudo_captions import frame_captions
 from genact.rest.retrieval import import_faiss
-from genact.rest.stages import caption_stage, log_skipped, neighbour_stage, retrieval_stage, video_feature_stage
+from genact.rest.stages import caption_stage, neighbour_stage, retrieval_stage
 from genact.models.hub import resolve_model_dir
 from genact.runs import (
     check_run_dir, epoch_losses, load_model, markdown_table, release_run_dir, resolve_model_settings,
@@ -107,7 +107,7 @@ class RestRun:
                 bank = CaptionBank.load(_bank_path(self.dir, r))
                 trainer.captions = [bank.captions(i) for i in range(len(train_items))]
                 stopped = not trainer.train_until(min((r + 1) * per_round, epochs))
-                log_skipped(self.dir, self.d, "training", report)
+                report.record(self.dir, self.d.rank, "training")
                 report.skipped.clear()
                 if stopped:
                     return None
@@ -224,7 +224,7 @@ def train_to_the_end(trainer: CaptionTrainer, cfg, run_dir: Path, start: float, 
     """Train up to optim.epochs, then write final/ and summary.md; None when
     run.stop_at_step stopped the run first."""
     done = trainer.train_until(cfg.optim.epochs)
-    log_skipped(run_dir, trainer.d, "training", trainer.report)
+    trainer.report.record(run_dir, trainer.d.rank, "training")
     return finish_run(trainer, cfg, run_dir, start, num_videos) if done else None
 
 

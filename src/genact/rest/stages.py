@@ -22,26 +22,18 @@ from typing import Callable
 import numpy as np
 import torch
 
+from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.distributed import Dist, barrier, block, gather_to_main, shard
+from genact.inference.features import read_rank_caches, stored_keys
 from genact.io import ShardLog
 from genact.models.cache import EmbeddingCache
-from genact.models.clip import FrozenClip, encode_videos, video_key
+from genact.models.clip import FrozenClip
 from genact.rest.bank import GENERATED, CaptionBank
 from genact.rest.retrieval import approximate_neighbours, retrieval_update, video_neighbours
-from genact.console import progress_bar
 
 log = logging.getLogger(__name__)
 CaptionFn = Callable[[list[VideoItem], SkipReport], dict[int, list[str]]]
-
-
-def log_skipped(run_dir: Path, d: Dist, stage: str, report: SkipReport, start: int = 0) -> None:
-    """Record report.skipped[start:] in the run's list of unreadable videos."""
-    new = report.skipped[start:]
-    if new:
-        ShardLog(run_dir / "logs", "skipped", d.rank).append(
-            [{"stage": stage, "path": p, "error": e} for p, e in new]
-        )
 
 
 def caption_stage(
@@ -73,7 +65,7 @@ def caption_stage(
                                                   {"error": errors.get(items[i].path, "no caption")})}
                 for j, i in enumerate(part)]
         records.append(rows)
-        log_skipped(run_dir, d, f"captions {name}", report)
+        report.record(run_dir, d.rank, f"captions {name}")
         bar.update(len(part))
     bar.close()
     barrier(d)
@@ -81,60 +73,6 @@ def caption_stage(
     out = {i: captions[video_id(items[i])] for i in indices if video_id(items[i]) in captions}
     log.info("captions (%s): %d of %d videos captioned", name, len(out), len(indices))
     return out
-
-
-def video_feature_stage(
-    clip: FrozenClip,
-    run_dir: Path,
-    items: list[VideoItem],
-    num_frames: int,
-    d: Dist,
-    dtype: str = "float16",
-    batch_size: int = 32,
-    num_workers: int = 0,
-    progress: bool = True,
-) -> dict[int, torch.Tensor]:
-    """CLIP video features {item index: (D,)} for every readable item, computed once
-    (per-process caches under features/videos/) and read back by every process."""
-    root = run_dir / "features" / "videos"
-    keys = [video_key(it, num_frames) for it in items]
-    done = stored_keys(root, clip.dim, dtype, d)
-    todo = shard([i for i, k in enumerate(keys) if k not in done], d)
-    own = EmbeddingCache(root / f"rank{d.rank}", clip.dim, dtype)
-    report = SkipReport()
-    encode_videos(clip, [items[i] for i in todo], num_frames, own, batch_size, num_workers, report,
-                  progress and d.main)
-    log_skipped(run_dir, d, "CLIP video features", report)
-    barrier(d)
-    vectors, found = read_rank_caches(root, clip.dim, dtype, keys)
-    log.info("CLIP video features: %d of %d videos", int(found.sum()), len(items))
-    return {i: vectors[i] for i in found.nonzero().flatten().tolist()}
-
-
-def stored_keys(root: Path, dim: int, dtype: str, d: Dist) -> set[str]:
-    """The keys in every process's cache under root/rank*/, read by all processes
-    before any of them writes."""
-    done: set[str] = set()
-    for sub in sorted(root.glob("rank*")):
-        done.update(EmbeddingCache(sub, dim, dtype).rows)
-    barrier(d)
-    return done
-
-
-def read_rank_caches(root: Path, dim: int, dtype: str, keys: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The vectors of `keys` from every process's cache under root/rank*/: float32
-    (len(keys), dim) (zeros where absent) and a bool (len(keys),) mask of those found."""
-    vectors, found = torch.zeros(len(keys), dim), torch.zeros(len(keys), dtype=torch.bool)
-    where: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        where.setdefault(k, []).append(i)
-    for sub in sorted(root.glob("rank*")):
-        cache = EmbeddingCache(sub, dim, dtype)
-        names = [k for k in cache.rows if k in where]
-        pos = [i for k in names for i in where[k]]
-        vectors[pos] = cache.get([k for k in names for _ in where[k]])
-        found[pos] = True
-    return vectors, found
 
 
 def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], d: Dist, dtype: str = "float16",

@@ -19,7 +19,8 @@ import torch
 from genact.config import RegenConfig, RestConfig, load_config
 from genact.data.splits import read_list
 from genact.evaluation.clip_tam import mean_std
-from genact.evaluation.evaluate import Captioner, evaluate
+from genact.evaluation.evaluate import evaluate
+from genact.inference.captions import Captioner
 from genact.evaluation.fewshot import finetune_and_evaluate, sample_shots
 from genact.evaluation.report import build_report
 from genact.io import atomic_write_text

@@ -1,0 +1,192 @@
+"""Captioning loops over videos: batches of eval-sampled clips, video captions,
+REST's initial frame captions, and the cached captioner that `genact caption`,
+`classify`, `eval`, few-shot and the demo share.
+
+Captions are cached on disk per model, decoding settings and video, so scoring the
+same videos with other class names or templates generates nothing, and a killed run
+loses at most one chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from filelock import FileLock
+
+from genact.config import DEFAULT_PROMPTS
+from genact.console import progress_bar
+from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
+from genact.io import ShardLog
+from genact.models.hub import resolve_model_dir
+from genact.models.precision import autocast
+from genact.models.video_blip import VideoBlip
+
+
+def eval_batches(
+    model: VideoBlip,
+    items: list[VideoItem],
+    num_frames: int,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    report: SkipReport | None = None,
+    progress: bool = True,
+    desc: str = "captioning",
+) -> Iterator[dict]:
+    """Batches of eval-sampled clips in `model`'s input format, with a progress bar;
+    the model is in eval mode, no_grad and (on GPU) bf16 autocast while they are
+    consumed. Unreadable videos are left out and recorded in `report`."""
+    report = report if report is not None else SkipReport()
+    loader = make_loader(VideoDataset(items, num_frames, model.transform(train=False)), batch_size, num_workers)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), autocast(model.device):
+            yield from progress_bar(iterate(loader, report), total=len(loader), desc=desc, enabled=progress)
+    finally:
+        model.train(was_training)
+
+
+def caption_videos(
+    model: VideoBlip,
+    items: list[VideoItem],
+    batch_size: int = 8,
+    num_workers: int = 0,
+    report: SkipReport | None = None,
+    progress: bool = True,
+    **generate_kwargs,
+) -> dict[int, list[str]]:
+    """Caption every item (eval frame sampling). Returns {item index: captions}
+    (num_return_sequences per video); unreadable videos are absent and in `report`."""
+    n = generate_kwargs.get("num_return_sequences", 1)
+    out: dict[int, list[str]] = {}
+    batches = eval_batches(model, items, model.config.num_frames, batch_size, num_workers, report, progress)
+    for batch in batches:
+        texts = model.generate(batch["pixels"].to(model.device), **generate_kwargs)
+        for j, idx in enumerate(batch["index"].tolist()):
+            out[idx] = texts[j * n : (j + 1) * n]
+    return out
+
+
+def frame_captions(
+    model: VideoBlip,
+    items: list[VideoItem],
+    num_frames: int = 8,
+    prompts: tuple[str, ...] | list[str] = DEFAULT_PROMPTS,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    report: SkipReport | None = None,
+    progress: bool = True,
+    **generate_kwargs,
+) -> dict[int, list[str]]:
+    """Caption each of the T frames of every video under each prompt with the image
+    model (each frame is a one-frame clip, so adapters play no part). One ViT pass per
+    frame serves all prompts; decoding is batched over B*T frames per prompt.
+
+    A caption made under the model's own prompt ("a video of") is kept without it,
+    since training puts that prompt back; other prompts ("a person is") stay part of
+    the caption. Duplicates are merged. Returns {item index: distinct captions};
+    unreadable videos are absent and counted in `report`.
+    """
+    out: dict[int, list[str]] = {}
+    batches = eval_batches(model, items, num_frames, batch_size, num_workers, report, progress, "initial captions")
+    for batch in batches:
+        pixels = batch["pixels"].to(model.device)
+        b, t = pixels.shape[:2]
+        memory = model.encode_video(pixels.flatten(0, 1).unsqueeze(1))  # (B*T, N, d)
+        per_video: list[list[str]] = [[] for _ in range(b)]
+        for prompt in prompts:
+            texts = model.generate_from_memory(memory, prompt=prompt, **generate_kwargs)
+            keep_prompt = prompt.strip() != model.config.prompt.strip()
+            for j, text in enumerate(texts):
+                per_video[j // t].append(f"{prompt} {text}".strip() if keep_prompt else text)
+        for idx, caps in zip(batch["index"].tolist(), per_video):
+            out[idx] = list(dict.fromkeys(c for c in caps if c))
+    return out
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GENACT_CACHE", Path.home() / ".cache" / "genact"))
+
+
+def model_fingerprint(model_dir: Path, settings: dict) -> str:
+    """Short hash of a model directory's weights (names, sizes, first MiB) and the
+    decoding settings: the key of its caption cache."""
+    h = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
+    for f in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.json")):
+        h.update(f.name.encode() + str(f.stat().st_size).encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+class CaptionCache:
+    """Captions of one model + settings, keyed by video (append-only JSON lines).
+    Any number of processes may share it: appends take a file lock, and a caption is
+    only ever stored under the key of the video it describes."""
+
+    def __init__(self, cache_dir: Path, fingerprint: str):
+        self.log = ShardLog(cache_dir / "captions", fingerprint, 0)
+        self._lock = FileLock(f"{self.log.file}.lock")
+        self.captions: dict[str, str] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Take in what other processes have added."""
+        rows = self.log.read_all()
+        self.captions.update({r["key"]: r["caption"] for r in rows if isinstance(r, dict) and "caption" in r})
+
+    def add(self, new: dict[str, str]) -> None:
+        with self._lock:
+            self.log.append([{"key": k, "caption": c} for k, c in new.items()])
+        self.captions.update(new)
+
+
+@dataclass
+class Captioner:
+    """A captioning model with its cache; `generated` counts captions made (not cached).
+    Captions are saved every `chunk` videos, so a killed run loses at most one chunk."""
+
+    model: VideoBlip
+    cache: CaptionCache
+    batch_size: int = 8
+    num_workers: int = 0
+    num_beams: int = 3
+    max_new_tokens: int = 30
+    progress: bool = True
+    chunk: int = 64
+    generated: int = 0
+
+    @classmethod
+    def load(cls, model: str, method: str, frames: int | None, cache_dir: Path, device: torch.device,
+             image_size: int | None = None, **kwargs) -> "Captioner":
+        overrides = {"num_frames": 1} if method == "blip-frame" else ({"num_frames": frames} if frames else {})
+        net = VideoBlip.from_pretrained(model, **overrides, **({"image_size": image_size} if image_size else {}))
+        net = net.to(device).eval()
+        settings = {"frames": net.config.num_frames, "prompt": net.config.prompt, "method": method,
+                    **({"image_size": net.input_size} if net.config.image_size else {}),
+                    **{k: kwargs[k] for k in ("num_beams", "max_new_tokens") if k in kwargs}}
+        fp = model_fingerprint(resolve_model_dir(model), settings)
+        return cls(net, CaptionCache(cache_dir, fp), **kwargs)
+
+    def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
+        """{item index: caption} for the readable items."""
+        keys = [video_id(it, self.model.config.num_frames) for it in items]
+        self.cache.refresh()
+        todo = [i for i, k in enumerate(keys) if k not in self.cache.captions]
+        bar = progress_bar(total=len(todo), desc="captioning", enabled=bool(self.progress and todo))
+        for s in range(0, len(todo), self.chunk):
+            part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
+            caps = caption_videos(self.model, [items[i] for i in part], self.batch_size, self.num_workers, report,
+                                  False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+            self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
+            self.generated += len(caps)
+            self.cache.refresh()
+            bar.update(min(self.chunk, len(todo) - s))
+        bar.close()
+        return {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}

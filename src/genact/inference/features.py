@@ -1,0 +1,104 @@
+"""CLIP feature loops over videos: features of any list of videos (optionally
+cached), and the sharded, resumable stage that REST and ReGen runs use (each process
+encodes its share into its own cache; every process reads all of them back)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from genact.console import progress_bar
+from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
+from genact.distributed import Dist, barrier, shard
+from genact.models.cache import EmbeddingCache
+from genact.models.clip import FrozenClip
+
+log = logging.getLogger(__name__)
+
+
+def encode_videos(
+    clip: FrozenClip,
+    items: list[VideoItem],
+    num_frames: int = 8,
+    cache: EmbeddingCache | None = None,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    report: SkipReport | None = None,
+    progress: bool = True,
+) -> dict[int, torch.Tensor]:
+    """CLIP video features of `items` (eval sampling). Returns {item index: (D,)};
+    unreadable videos are absent and recorded in `report`."""
+    report = report if report is not None else SkipReport()
+    keys = [video_id(it, num_frames) for it in items]
+    todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
+    feats: dict[int, torch.Tensor] = {}
+    if todo:
+        dataset = VideoDataset([items[i] for i in todo], num_frames, clip.transform())
+        loader = make_loader(dataset, batch_size, num_workers)
+        for batch in progress_bar(iterate(loader, report), total=len(loader), desc="CLIP video features",
+                                  enabled=progress):
+            f = clip.video_features(batch["pixels"]).cpu()
+            idx = [todo[j] for j in batch["index"].tolist()]
+            if cache is not None:
+                cache.put([keys[i] for i in idx], f)
+            feats.update(zip(idx, f))
+    if cache is not None:
+        done = [i for i, k in enumerate(keys) if k in cache]
+        feats.update(zip(done, cache.get([keys[i] for i in done])))
+    return feats
+
+
+def video_feature_stage(
+    clip: FrozenClip,
+    run_dir: Path,
+    items: list[VideoItem],
+    num_frames: int,
+    d: Dist,
+    dtype: str = "float16",
+    batch_size: int = 32,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> dict[int, torch.Tensor]:
+    """CLIP video features {item index: (D,)} for every readable item, computed once
+    (per-process caches under features/videos/) and read back by every process."""
+    root = run_dir / "features" / "videos"
+    keys = [video_id(it, num_frames) for it in items]
+    done = stored_keys(root, clip.dim, dtype, d)
+    todo = shard([i for i, k in enumerate(keys) if k not in done], d)
+    own = EmbeddingCache(root / f"rank{d.rank}", clip.dim, dtype)
+    report = SkipReport()
+    encode_videos(clip, [items[i] for i in todo], num_frames, own, batch_size, num_workers, report,
+                  progress and d.main)
+    report.record(run_dir, d.rank, "CLIP video features")
+    barrier(d)
+    vectors, found = read_rank_caches(root, clip.dim, dtype, keys)
+    log.info("CLIP video features: %d of %d videos", int(found.sum()), len(items))
+    return {i: vectors[i] for i in found.nonzero().flatten().tolist()}
+
+
+def stored_keys(root: Path, dim: int, dtype: str, d: Dist) -> set[str]:
+    """The keys in every process's cache under root/rank*/, read by all processes
+    before any of them writes."""
+    done: set[str] = set()
+    for sub in sorted(root.glob("rank*")):
+        done.update(EmbeddingCache(sub, dim, dtype).rows)
+    barrier(d)
+    return done
+
+
+def read_rank_caches(root: Path, dim: int, dtype: str, keys: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vectors of `keys` from every process's cache under root/rank*/: float32
+    (len(keys), dim) (zeros where absent) and a bool (len(keys),) mask of those found."""
+    vectors, found = torch.zeros(len(keys), dim), torch.zeros(len(keys), dtype=torch.bool)
+    where: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        where.setdefault(k, []).append(i)
+    for sub in sorted(root.glob("rank*")):
+        cache = EmbeddingCache(sub, dim, dtype)
+        names = [k for k in cache.rows if k in where]
+        pos = [i for k in names for i in where[k]]
+        vectors[pos] = cache.get([k for k in names for _ in where[k]])
+        found[pos] = True
+    return vectors, found
