@@ -23,7 +23,7 @@ from genact.data import read_list
 from genact.evaluation.evaluate import evaluate
 from genact.inference.captions import Captioner
 from genact.models import FrozenClip
-from genact.training import Metrics
+from genact.metrics import Metrics
 from genact.world.demo import DemoConfig, demo_settings, foundation_models, run_demo_regen
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from genact.data import Split, VideoItem, read_hmdb51, write_video
 from genact.evaluation.evaluate import SplitResult, results_table, score_split, summarise
-from genact.evaluation.fewshot import fewshot_epochs, sample_shots
+from genact.supervised import fewshot_epochs, sample_shots
 from genact.evaluation.protocols import protocol_splits
 
 from conftest import FIXTURES, coloured_frames
@@ -162,7 +162,8 @@ def test_run_fewshot_trains_on_train_side_shots_and_tests_on_the_test_side(tmp_p
         return {"splits": {}}
 
     monkeypatch.setattr(fewshot, "finetune_and_evaluate", capture)
-    fewshot.run_fewshot("hmdb51", tmp_path / "videos", splits, "model", "clip", 2, 1, tmp_path / "out", seed=3)
+    fewshot.run_fewshot("hmdb51", tmp_path / "videos", splits, "model", clip="clip", shots=2, split=1,
+                        out_dir=tmp_path / "out", seed=3)
     picked = [Path(it.path).name for it in seen["items"]]
     assert len(picked) == 4 and all("_train_" in n for n in picked)
     assert sorted(it.label for it in seen["items"]) == [0, 0, 1, 1]
@@ -184,8 +185,8 @@ def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, mon
     test = Split([VideoItem(str(v), i) for i, v in enumerate(videos)], ["a", "b"])
     for kind, overrides in (("regen", []), ("regen", ["optim.lr=1e-5"]), ("rest", [])):
         with pytest.raises(ConfigError, match="stopped early"):  # the stand-in trains nothing
-            fewshot.finetune_and_evaluate(test, test.items, "s", str(tmp_path / kind), "clip", tmp_path / "o", {},
-                                          overrides=overrides)
+            fewshot.finetune_and_evaluate(test, test.items, str(tmp_path / kind), clip="clip", name="s",
+                                          run_dir=tmp_path / "o", meta={}, overrides=overrides)
     assert [(o.lr, o.min_lr, o.weight_decay) for o in seen] == [
         (2.5e-6, 2.5e-8, 0.01), (1e-5, 2.5e-8, 0.01), (2e-5, 2e-8, 0.001)]
 

@@ -20,7 +20,7 @@ from genact.models import FrozenClip, VideoBlip, class_embeddings
 from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.regen.run import run_regen
-from genact.training import Metrics
+from genact.metrics import Metrics
 
 from conftest import blip_tokenizer, coloured_frames
 

@@ -20,7 +20,8 @@ from genact.data import read_folder, read_video, write_video
 from genact.models import FrozenClip, VideoBlip
 from genact.rest.bank import CaptionBank
 from genact.rest.run import run_rest
-from genact.training import Checkpoints, Metrics
+from genact.checkpoints import Checkpoints
+from genact.metrics import Metrics
 
 from conftest import coloured_frames
 

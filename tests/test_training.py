@@ -8,7 +8,8 @@ from genact.config import OptimConfig, RunConfig
 from genact.data import SkipReport, VideoItem
 from genact.distributed import Dist
 from genact.models import VideoBlip
-from genact.training import CaptionTrainer, Metrics
+from genact.metrics import Metrics
+from genact.training import CaptionTrainer
 
 from conftest import CAPTIONS
 

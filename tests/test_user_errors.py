@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import genact.cli as cli
+import genact.evaluation.cli as evaluation_cli
 from genact.config import RegenConfig, RestConfig, load_config
 from genact.data import VideoDataset, VideoItem, VideoTransform, read_class_file, read_folder, read_list, read_video
 from genact.data import Split, write_video
@@ -264,7 +265,7 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, cap
         raise ValueError("a genuine bug")
 
     for func in (user_mistake, bug):
-        monkeypatch.setattr(cli, "cmd_report", func)
+        monkeypatch.setattr(evaluation_cli, "cmd_report", func)
         if func is bug:
             with pytest.raises(ValueError, match="a genuine bug"):
                 cli.main(["report", "r", "--out", "o"])

@@ -31,6 +31,20 @@ class Dist:
         return self.world > 1
 
 
+def pick_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """The device `name` asks for: auto (cuda when a GPU is visible, else cpu), cpu,
+    cuda or cuda:N; under torchrun (`local_rank`), plain cuda is the process's GPU.
+    Asking for cuda without a GPU is a ConfigError."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name} asked for, but no CUDA GPU is visible")
+        if ":" not in name and local_rank is not None:
+            name = f"cuda:{local_rank}"
+    return torch.device(name)
+
+
 def init_distributed(device: str = "auto", timeout_min: int = 120) -> Dist:
     """Join the torchrun process group if there is one and pick this process's device.
 
@@ -38,15 +52,9 @@ def init_distributed(device: str = "auto", timeout_min: int = 120) -> Dist:
     """
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError("run.device asks for cuda, but no CUDA GPU is visible")
-        dev = torch.device(device if ":" in device or world == 1 else f"cuda:{local_rank}")
+    dev = pick_device(device, local_rank if world > 1 else None)
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device(device)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))

@@ -1,4 +1,8 @@
-"""A training run's directory: starting or resuming it, its model, and its reports.
+"""A training run's life, one for every trainer (REST, ReGen, the supervised
+baseline, few-shot): `Run` joins torchrun, locks and checks `run.dir`, resumes or
+starts (checkpoint, metrics, model), records the config and videos once the start
+has passed its checks, trains to the end and writes final/ and the summary.
+
 
     runs/rest_k400/
       config.yaml            the full config the run uses
@@ -16,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +28,17 @@ import yaml
 from filelock import FileLock, Timeout
 
 from genact.config import ConfigError, save_config, to_dict
-from genact.data.datasets import VideoItem, video_id
+from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.data.frame_cache import use_frame_cache
-from genact.distributed import Dist, all_reduce_sum, barrier, init_distributed
-from genact.io import ShardLog, atomic_dir, atomic_write_text
+from genact.data.splits import Split, load_split
+from genact.distributed import Dist, all_reduce_sum, barrier, cleanup, init_distributed
+from genact.io import atomic_dir, atomic_write_text
 from genact.models.hub import resolve_model_dir
 from genact.models.video_blip import ADAPTER_WEIGHTS, VideoBlip
+from genact.run_summary import write_summary
+from genact.checkpoints import Checkpoints
+from genact.metrics import Metrics
+from genact.training import CaptionTrainer, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +113,7 @@ def start_run(cfg: Any) -> tuple[Dist, Path]:
     is written until `record_run`, so a start that fails its checks leaves nothing
     that blocks the corrected command. The caller releases the lock with
     release_run_dir when the run ends."""
-    run_dir, saved = Path(cfg.run.dir), Path(cfg.run.dir) / "config.yaml"
+    run_dir = Path(cfg.run.dir)
     d = init_distributed(cfg.run.device, cfg.run.dist_timeout_min)
     busy = ""
     if d.main:
@@ -115,9 +125,6 @@ def start_run(cfg: Any) -> tuple[Dist, Path]:
         raise ConfigError(busy or f"{run_dir}: in use by another genact process")
     try:
         check_run_dir(cfg)
-        if d.main:
-            log.info("run directory %s (%d process%s, %s)%s", run_dir, d.world, "es" if d.world > 1 else "", d.device,
-                     ", resuming" if saved.exists() else "")
         barrier(d)
     except BaseException:
         release_run_dir(run_dir)
@@ -184,35 +191,96 @@ def with_frame_cache(items: list[VideoItem], data_cfg, model: VideoBlip) -> list
     return use_frame_cache(items, data_cfg.frame_cache, model.config.num_frames, side)
 
 
-def save_final(model: VideoBlip, run_dir: Path, d: Dist) -> Path:
-    """The trained model as `final/`, written atomically by the main process."""
-    path = run_dir / "final"
-    if d.main:
-        with atomic_dir(path) as tmp:
-            model.save_pretrained(tmp)
-    barrier(d)
-    return path
+def training_split(cfg: Any) -> Split:
+    """The training split a run config names."""
+    dc = cfg.data
+    split = load_split(dc.format, dc.root, dc.list, dc.classes, dc.subset, dc.split, dc.limit)
+    log.info("%d videos in the training split", len(split.items))
+    return split
 
 
-def write_report(run_dir: Path) -> list[dict]:
-    """Merge every process's unreadable-video records into report.json."""
-    rows = ShardLog(run_dir / "logs", "skipped", 0).read_all()
-    merged: dict[str, dict] = {}
-    for r in rows:
-        entry = merged.setdefault(r["path"], {"path": r["path"], "error": r["error"], "stages": []})
-        if r["stage"] not in entry["stages"]:
-            entry["stages"].append(r["stage"])
-    skipped = sorted(merged.values(), key=lambda e: e["path"])
-    atomic_write_text(run_dir / "report.json", json.dumps({"skipped_videos": skipped}, indent=2) + "\n")
-    return skipped
+class Run:
+    """One training run, as a context manager every trainer shares:
 
+        with Run(cfg, log) as run:                  # torchrun, run.dir's lock and checks, checkpoint, metrics
+            model = run.load_model()                # the checkpoint's, or the configured one
+            run.record(items)                       # the checks that need the videos; config.yaml, videos.json
+            trainer = run.trainer(CaptionTrainer, model, run.frame_cache(items, model))
+            return run.train_to_the_end(len(items))  # optim.epochs, then final/ and summary.md
 
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
+    Leaving it (normally or not) closes the metrics, drops DDP before the process
+    group, releases the lock and leaves torchrun's group.
+    """
 
+    def __init__(self, cfg: Any, logger: logging.Logger):
+        self.cfg, self.log, self.started = cfg, logger, time.time()
+        self.trainer_: CaptionTrainer | None = None
 
-def epoch_losses(train_records: list[dict]) -> dict[int, float]:
-    """Last logged training loss of each epoch (from metrics.jsonl `train` records)."""
-    return {r["epoch"]: r["loss"] for r in train_records}
+    def __enter__(self) -> "Run":
+        self.dist, self.dir = start_run(self.cfg)
+        try:
+            self.checkpoint = Checkpoints(self.dir).latest()
+            self.metrics = Metrics(self.dir, self.dist.main, self.cfg.run.tensorboard, Checkpoints.step(self.checkpoint))
+        except BaseException:
+            release_run_dir(self.dir)
+            raise
+        self.log.info("%s run in %s (%d process%s, %s)%s", type(self.cfg).__name__.removesuffix("Config"), self.dir,
+                      self.dist.world, "es" if self.dist.world > 1 else "", self.dist.device,
+                      f", resuming from {self.checkpoint.name}" if self.checkpoint else "")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.trainer_ is not None:
+            self.trainer_.close()  # DDP's reducer goes before the process group it holds
+        self.metrics.close()
+        release_run_dir(self.dir)
+        cleanup(self.dist)
+
+    def load_model(self) -> VideoBlip:
+        """The checkpoint's model when resuming, else the configured one; the config's
+        unset model settings are filled in with the model's (see load_model)."""
+        model = load_model(self.cfg.model, self.checkpoint, self.cfg.data.frames).to(self.dist.device)
+        resolve_model_settings(self.cfg, model)
+        return model
+
+    def record(self, items: list[VideoItem]) -> None:
+        """Check what needs the training videos (the global batch), then record the
+        run (config.yaml, videos.json; see record_run)."""
+        steps_per_epoch(len(items), self.cfg.optim, self.dist.world)
+        record_run(self.cfg, self.dir, items, self.dist)
+
+    def frame_cache(self, items: list[VideoItem], model: VideoBlip) -> list[VideoItem]:
+        return with_frame_cache(items, self.cfg.data, model)
+
+    def trainer(self, cls: type[CaptionTrainer], model: VideoBlip, items: list[VideoItem], **kwargs) -> CaptionTrainer:
+        """The run's trainer (CaptionTrainer or a subclass), restored from the checkpoint."""
+        self.trainer_ = cls(model, items, self.cfg.optim, self.cfg.run, self.dist, self.metrics, SkipReport(),
+                            self.cfg.data.num_workers, **kwargs)
+        if self.checkpoint is not None:
+            self.trainer_.restore(self.checkpoint)
+        return self.trainer_
+
+    def train_until(self, end_epoch: int) -> bool:
+        """Train to the start of `end_epoch`; False when run.stop_at_step stopped it.
+        Videos that failed to decode are recorded in the run's report."""
+        done = self.trainer_.train_until(end_epoch)
+        self.trainer_.report.record(self.dir, self.dist.rank, "training")
+        self.trainer_.report.skipped.clear()
+        return done
+
+    def train_to_the_end(self, num_videos: int) -> Path | None:
+        """Train to optim.epochs, then finish; None when run.stop_at_step stopped it."""
+        return self.finish(num_videos) if self.train_until(self.cfg.optim.epochs) else None
+
+    def finish(self, num_videos: int) -> Path:
+        """Write final/ (recording which kind of run made it) and summary.md."""
+        model = self.trainer_.model
+        model.config.trained_by = "rest" if hasattr(self.cfg, "rest") else "regen" if hasattr(self.cfg, "regen") \
+            else "supervised"
+        final = self.dir / "final"
+        if self.dist.main:
+            with atomic_dir(final) as tmp:
+                model.save_pretrained(tmp)
+            write_summary(self.dir, self.cfg, time.time() - self.started, num_videos, len(self.trainer_.items))
+        barrier(self.dist)
+        return final

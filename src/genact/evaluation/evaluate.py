@@ -161,3 +161,16 @@ def evaluate(
     out["table"] = results_table(results, summary)
     return out
 
+
+def closing_lines(res: dict, data_root: str | Path) -> list[str]:
+    """What `genact eval` says last: listed videos not found, and the unreadable ones
+    (`skipped N unreadable video(s), e.g. ...`)."""
+    splits = res["splits"].values()
+    lines = []
+    missing = sum(len(r["missing"]) for r in splits)
+    if missing:
+        lines.append(f"{missing} listed video(s) not found below {data_root} (listed per split in results.json)")
+    report = SkipReport([tuple(s) for r in splits for s in r["skipped"]])
+    if report.skipped:
+        lines.append(report.summary())
+    return lines

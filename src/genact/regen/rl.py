@@ -69,8 +69,8 @@ class RegenTrainer(CaptionTrainer):
             return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0.0, 0, {}
         rc, n = self.rc, self.rc.samples
         idx = batch["index"]
-        pixels = batch["pixels"].to(self.d.device, non_blocking=True)
-        with torch.no_grad(), autocast(self.d.device, self.cfg.precision):
+        pixels = batch["pixels"].to(self.dist.device, non_blocking=True)
+        with torch.no_grad(), autocast(self.dist.device, self.optim.precision):
             memory = self.model.encode_video(pixels)
             sampled = self.model.generate_from_memory(
                 memory, do_sample=True, num_return_sequences=n, temperature=rc.temperature, top_k=rc.top_k,
@@ -80,14 +80,14 @@ class RegenTrainer(CaptionTrainer):
         videos = idx.repeat_interleave(n)
         reward, parts = self.rewards(sampled, videos)
         base = self.rewards(greedy, idx)[0] if greedy is not None else None
-        adv = advantages(reward, n, base).to(self.d.device)
+        adv = advantages(reward, n, base).to(self.dist.device)
         lm = rc.lm_weight > 0
         texts = []
         for b, i in enumerate(idx.tolist()):
             texts += sampled[b * n : (b + 1) * n]
             if lm:
                 texts.append(pick_caption(self.captions[i], self.run.seed, epoch, i))
-        with autocast(self.d.device, self.cfg.precision):
+        with autocast(self.dist.device, self.optim.precision):
             out = self.ddp(pixels, texts, 0.0)
         per_clip = n + int(lm)
         logprob = out.logprob.view(len(idx), per_clip)

@@ -5,73 +5,50 @@ labelled video set, with the run-directory, resume and torchrun conventions of
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
 
 from genact.config import RegenConfig
-from genact.data.datasets import SkipReport, video_id
-from genact.distributed import cleanup
+from genact.data.datasets import video_id
+from genact.errors import DataError
 from genact.inference.features import video_feature_stage
 from genact.models.clip import FrozenClip, class_embeddings
 from genact.models.hub import resolve_model_dir
 from genact.regen.rewards import GrammarScorer
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.rest.bank import CaptionBank
-from genact.rest.run import train_to_the_end, training_split
-from genact.runs import (
-    check_run_dir, load_model, record_run, release_run_dir, resolve_model_settings, start_run, with_frame_cache,
-)
-from genact.training import Checkpoints, Metrics, steps_per_epoch
-from genact.errors import DataError
+from genact.runs import Run, training_split
 
 log = logging.getLogger(__name__)
 
 
 def run_regen(cfg: RegenConfig) -> Path | None:
     """RL fine-tuning with cfg; returns final/ (None when run.stop_at_step stopped it)."""
-    check_run_dir(cfg)
     dc, rc = cfg.data, cfg.regen
     if rc.w_grammar:
         GrammarScorer.check(rc.grammar_model, rc.grammar)  # before any work: present, and of the right kind
     resolve_model_dir(cfg.model.clip)
-    split = training_split(cfg)
-    if not split.class_names or any(it.label is None for it in split.items):
-        raise DataError(f"{dc.list or dc.root}: ReGen needs labelled videos (CLS-R scores the true class)")
-    start = time.time()
-    d, run_dir = start_run(cfg)
-    metrics = None
-    try:
-        checkpoint = Checkpoints(run_dir).latest()
-        metrics = Metrics(run_dir, d.main, cfg.run.tensorboard, Checkpoints.step(checkpoint))
-        model = load_model(cfg.model, checkpoint, dc.frames).to(d.device)
-        resolve_model_settings(cfg, model)
-        steps_per_epoch(len(split.items), cfg.optim, d.world)
-        record_run(cfg, run_dir, split.items, d)
-        split.items = with_frame_cache(split.items, dc, model)
-        clip = FrozenClip.from_pretrained(cfg.model.clip).to(d.device)
-        feats = video_feature_stage(clip, run_dir, split.items, dc.frames, d, rc.feature_dtype, rc.clip_batch,
-                                    dc.num_workers, cfg.run.progress and d.main)
-        usable = [i for i in range(len(split.items)) if i in feats]
-        items = [split.items[i] for i in usable]
-        labels = torch.tensor([it.label for it in items])
-        class_emb = class_embeddings(clip, split.class_names, rc.templates)
-        grammar = GrammarScorer.from_pretrained(rc.grammar_model, rc.grammar).to(d.device) if rc.w_grammar else None
-        rewards = Rewards(rc, clip, class_emb.cpu(), labels, torch.stack([feats[i] for i in usable]), grammar)
-        report = SkipReport()
-        trainer = RegenTrainer(model, items, cfg.optim, cfg.run, d, metrics, report, dc.num_workers,
-                               rewards=rewards, regen=rc)
-        if checkpoint is not None:
-            trainer.restore(checkpoint)
+    with Run(cfg, log) as run:
+        split = training_split(cfg)
+        if not split.class_names or any(it.label is None for it in split.items):
+            raise DataError(f"{dc.list or dc.root}: ReGen needs labelled videos (CLS-R scores the true class)")
+        model = run.load_model()
+        run.record(split.items)
+        clip = FrozenClip.from_pretrained(cfg.model.clip).to(run.dist.device)
+        all_items = run.frame_cache(split.items, model)
+        feats = video_feature_stage(clip, run.dir, all_items, dc.frames, run.dist, rc.feature_dtype, rc.clip_batch,
+                                    dc.num_workers, cfg.run.progress and run.dist.main)
+        usable = [i for i in range(len(all_items)) if i in feats]
+        items = [all_items[i] for i in usable]
+        grammar = GrammarScorer.from_pretrained(rc.grammar_model, rc.grammar).to(run.dist.device) \
+            if rc.w_grammar else None
+        rewards = Rewards(rc, clip, class_embeddings(clip, split.class_names, rc.templates).cpu(),
+                          torch.tensor([it.label for it in items]), torch.stack([feats[i] for i in usable]), grammar)
+        trainer = run.trainer(RegenTrainer, model, items, rewards=rewards, regen=rc)
         if rc.lm_weight > 0:
             trainer.captions = _pseudo_captions(rc.lm_captions, items)
-        return train_to_the_end(trainer, cfg, run_dir, start, len(split.items))
-    finally:
-        if metrics is not None:
-            metrics.close()
-        release_run_dir(run_dir)
-        cleanup(d)
+        return run.train_to_the_end(len(split.items))
 
 
 def _pseudo_captions(bank_file: str, items: list) -> list[list[str]]:

@@ -2,7 +2,7 @@
 
 from genact.rest.bank import Caption, CaptionBank
 from genact.rest.retrieval import pad_ragged, retrieval_update, video_neighbours
-from genact.rest.run import run_rest, run_supervised
+from genact.rest.run import run_rest
 
 __all__ = ["Caption", "CaptionBank", "pad_ragged", "retrieval_update",
-           "run_rest", "run_supervised", "video_neighbours"]
+           "run_rest", "video_neighbours"]

@@ -21,7 +21,8 @@ from genact.data.splits import read_list
 from genact.evaluation.clip_tam import mean_std
 from genact.evaluation.evaluate import evaluate
 from genact.inference.captions import Captioner
-from genact.evaluation.fewshot import finetune_and_evaluate, sample_shots
+from genact.evaluation.fewshot import finetune_and_evaluate
+from genact.supervised import sample_shots
 from genact.evaluation.report import build_report
 from genact.io import atomic_write_text
 from genact.models.clip import FrozenClip
@@ -137,12 +138,11 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
             continue
         items = sample_shots(pool, shots, cfg.seed)
         res = finetune_and_evaluate(
-            test, items, "unseen", str(rest_final), str(clip_dir), out / "runs" / f"{shots}shot",
-            {"protocol": "world-unseen", "shots": shots}, cfg.seed,
-            [f"data.frames={cfg.frames}", "data.num_workers=0", "optim.batch_size=8", "optim.global_batch=16",
-             f"optim.lr={cfg.fewshot_lr}", f"optim.min_lr={cfg.fewshot_lr / 100}",
-             f"optim.epochs={max(60 // shots, 10)}",
-             f"model.prompt={CAPTION_PROMPT}"],
+            test, items, str(rest_final), clip=str(clip_dir), name="unseen", run_dir=out / "runs" / f"{shots}shot",
+            meta={"protocol": "world-unseen", "shots": shots}, seed=cfg.seed,
+            overrides=[f"data.frames={cfg.frames}", "data.num_workers=0", "optim.batch_size=8",
+                       "optim.global_batch=16", f"optim.lr={cfg.fewshot_lr}", f"optim.min_lr={cfg.fewshot_lr / 100}",
+                       f"optim.epochs={max(60 // shots, 10)}", f"model.prompt={CAPTION_PROMPT}"],
             cache_dir=cache, progress=progress)
         rows.append((f"{shots}-shot", res))
     table = demo_table(rows, len(test.class_names))

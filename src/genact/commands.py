@@ -1,0 +1,71 @@
+"""What the sub-commands share: their common options, a run config from the command
+line, and the closing lines. Each package registers its own sub-commands
+(`genact.rest.cli`, `genact.regen.cli`, `genact.evaluation.cli`, `genact.world.cli`);
+`genact.cli` puts them together. Nothing heavy is imported here, so `--help` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
+    """Options of every command that captions videos."""
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's, 8)")
+    p.add_argument("--image-size", type=int, default=None, help="frame side the ViT sees (default: the model's)")
+    p.add_argument("--beams", type=int, default=3, help="beam size for caption search")
+    p.add_argument("--max-new-tokens", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes for decoding")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    if cache:
+        p.add_argument("--cache-dir", help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """Options of the training commands: `CONFIG.yaml key=value ...`, --resume, --quiet."""
+    p.add_argument("settings", nargs="*", metavar="CONFIG.yaml | key=value",
+                   help="a config file from configs/, then overrides such as optim.lr=1e-5 run.dir=runs/x")
+    p.add_argument("--resume", action="store_true", help="continue the run in run.dir (same as run.resume=auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+
+
+def run_settings(args: argparse.Namespace, cls: type) -> Any:
+    """A run config of dataclass `cls` from `CONFIG.yaml key=value ...` (the file is optional)."""
+    from genact.config import load_config
+    from genact.errors import ConfigError
+
+    files = [s for s in args.settings if "=" not in s]
+    overrides = [s for s in args.settings if "=" in s]
+    if len(files) > 1:
+        raise ConfigError(f"one config file at most, got {files}")
+    if getattr(args, "resume", False):
+        overrides.append("run.resume=auto")
+    if getattr(args, "quiet", False):
+        overrides.append("run.progress=false")
+    return load_config(cls, files[0] if files else None, overrides)
+
+
+def cache_dir(args: argparse.Namespace) -> Path:
+    """--cache-dir, else $GENACT_CACHE or ~/.cache/genact."""
+    from genact.inference.captions import default_cache_dir
+
+    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+
+def trained(final: Path | None) -> int:
+    """The closing line of a training command (on the main process)."""
+    if final is not None and int(os.environ.get("RANK", "0")) == 0:
+        print(f"genact: trained model in {final}", file=sys.stderr)
+    return 0
+
+
+def finish(report: Any, done: int) -> int:
+    """The closing line about unreadable videos; exit status 1 when nothing was done."""
+    if report.skipped:
+        print(f"genact: {report.summary()}", file=sys.stderr)
+    return 0 if done else 1

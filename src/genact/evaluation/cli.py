@@ -1,0 +1,154 @@
+"""`genact eval`, `genact fewshot`, `genact caption-metrics` and `genact report`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from genact.commands import add_decoding_args, cache_dir, finish
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from genact.distributed import pick_device
+    from genact.errors import ConfigError
+    from genact.evaluation.evaluate import closing_lines, evaluate
+    from genact.evaluation.protocols import protocol_splits
+    from genact.inference.captions import Captioner
+    from genact.models import FrozenClip
+
+    if args.method != "clip" and not args.model:
+        raise ConfigError(f"--method {args.method} needs --model")
+    device = pick_device(args.device)
+    splits = protocol_splits(args.protocol, args.data_root, args.splits, args.classes, args.split)
+    cache = cache_dir(args)
+    captioner = None
+    if args.method != "clip":
+        captioner = Captioner.load(args.model, args.method, args.frames, cache, device, image_size=args.image_size,
+                                   batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
+                                   max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+    clip = FrozenClip.from_pretrained(args.clip).to(device)
+    out_dir = Path(args.out or f"results/{args.protocol}-{args.method}")
+    meta = {"protocol": args.protocol, "model": args.model, "clip": args.clip}
+    frames = args.frames or (captioner.model.config.num_frames if captioner else 8)
+    res = evaluate(splits, args.method, clip, captioner, args.template, out_dir, meta, cache, frames, not args.quiet)
+    print(res["table"])
+    print(f"genact: results in {out_dir / 'results.json'}"
+          + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""), file=sys.stderr)
+    for line in closing_lines(res, args.data_root):
+        print(f"genact: {line}", file=sys.stderr)
+    return 0
+
+
+def cmd_fewshot(args: argparse.Namespace) -> int:
+    from genact.errors import ConfigError
+    from genact.evaluation.fewshot import fewshot_summary, run_fewshot
+    from genact.supervised import SHOTS
+
+    shots = list(SHOTS) if args.all else [args.shots]
+    splits = [1, 2, 3] if args.all else [args.split]
+    if args.train_list and (args.all or len(shots) > 1):
+        raise ConfigError("--train-list fixes one shot count and split; it cannot go with --all")
+    out = Path(args.out or f"results/fewshot-{args.protocol}")
+    top1: dict[int, dict[int, float]] = {}
+    for m in shots:
+        for k in splits:
+            res = run_fewshot(args.protocol, args.data_root, args.splits, args.model, clip=args.clip, shots=m, split=k,
+                              out_dir=out, seed=args.seed, train_list=args.train_list, overrides=args.settings,
+                              templates=args.template, progress=not args.quiet)
+            top1.setdefault(m, {})[k] = res["splits"][f"split{k}"]["top1"]
+    print(fewshot_summary(out, args.protocol, args.model, args.seed, top1))
+    print(f"genact: few-shot results in {out / 'fewshot.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_caption_metrics(args: argparse.Namespace) -> int:
+    from genact.data import SkipReport
+    from genact.distributed import pick_device
+    from genact.errors import DataError
+    from genact.evaluation.caption_metrics import caption_metrics, read_vatex
+    from genact.inference.captions import Captioner
+    from genact.io import atomic_write_text
+
+    items, refs, missing = read_vatex(args.annotations, args.data_root)
+    if missing:
+        print(f"genact: {len(missing)} of {len(missing) + len(items)} annotated videos not found below "
+              f"{args.data_root}, e.g. {missing[0]}", file=sys.stderr)
+    if args.limit:
+        items, refs = items[: args.limit], refs[: args.limit]
+    if not items:
+        raise DataError(f"{args.data_root}: none of the videos of {args.annotations}")
+    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir(args), pick_device(args.device),
+                               image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
+                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+    report = SkipReport()
+    caps = captioner(items, report)
+    done = sorted(caps)
+    scores, note = caption_metrics([refs[i] for i in done], [caps[i] for i in done])
+    for name, value in scores.items():
+        print(f"{name:<8} {100 * value:6.2f}")
+    if note:
+        print(f"genact: {note}", file=sys.stderr)
+    out = Path(args.out or "results/caption-metrics")
+    result = {"model": args.model, "annotations": args.annotations, "videos": len(done), "scores": scores,
+              "note": note, "missing": missing, "skipped": report.skipped,
+              "captions": [{"video": items[i].path, "caption": caps[i], "references": refs[i]} for i in done]}
+    atomic_write_text(out / "caption_metrics.json", json.dumps(result, indent=1) + "\n")
+    return finish(report, len(done))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from genact.evaluation.report import build_report
+
+    path = build_report(args.sources, args.out)
+    print(f"genact: report in {path}", file=sys.stderr)
+    return 0
+
+
+def add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="zero-shot evaluation on a protocol (HMDB-51, UCF-101, K600, K400, list)")
+    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101", "k600-zs", "k600-gzs", "k400-val", "list"])
+    p.add_argument("--data-root", required=True, help="folder with the dataset's videos")
+    p.add_argument("--splits", required=True, help="split files: a folder, or the CSV / list file")
+    p.add_argument("--classes", help="class file (protocol list)")
+    p.add_argument("--split", type=int, action="append", help="split number(s) to run (default: all)")
+    p.add_argument("--method", default="genact", choices=["genact", "blip-frame", "clip"])
+    p.add_argument("--model", help="VideoBlip / BLIP: hub id or directory (not needed for --method clip)")
+    p.add_argument("--clip", required=True, help="CLIP: hub id or directory")
+    p.add_argument("--template", action="append", default=None, help="class prompt template (default '{}')")
+    add_decoding_args(p, cache=True)
+    p.add_argument("--out", help="results folder (default results/<protocol>-<method>)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("fewshot", help="few-shot: fine-tune on M videos per class (class names as captions), then eval")
+    p.add_argument("settings", nargs="*", metavar="key=value", help="training overrides, e.g. optim.batch_size=4")
+    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101"])
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--splits", required=True, help="the protocol's split folder")
+    p.add_argument("--model", required=True, help="the model to fine-tune (REST / ReGen run's final/, or a hub id)")
+    p.add_argument("--clip", required=True)
+    p.add_argument("--shots", type=int, default=2, help="videos per class (2, 4, 8, 16)")
+    p.add_argument("--split", type=int, default=1)
+    p.add_argument("--all", action="store_true", help="shots 2, 4, 8, 16 x splits 1-3 in one table")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-list", help="use this ViFi-CLIP style `path label` list instead of sampling")
+    p.add_argument("--template", action="append", default=None)
+    p.add_argument("--out", help="folder for runs and results (default results/fewshot-<protocol>)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fewshot)
+
+    p = sub.add_parser("caption-metrics", help="BLEU / METEOR / ROUGE-L / CIDEr against VaTeX-style references")
+    p.add_argument("--model", required=True)
+    p.add_argument("--annotations", required=True, help="VaTeX JSON: a list of {videoID, enCap: [...]}")
+    p.add_argument("--data-root", required=True, help="videos named <videoID>.<ext> anywhere below")
+    p.add_argument("--limit", type=int, help="the first N videos only")
+    add_decoding_args(p, cache=True)
+    p.add_argument("--out", help="folder for caption_metrics.json (default results/caption-metrics)")
+    p.set_defaults(func=cmd_caption_metrics)
+
+    p = sub.add_parser("report", help="an HTML report (tables vs the papers, t-SNE, cosines, caption evolution)")
+    p.add_argument("sources", nargs="+", metavar="RUN_OR_RESULTS",
+                   help="results folders of genact eval / fewshot, and REST run directories")
+    p.add_argument("--out", required=True, help="folder for report.html and its PNGs")
+    p.set_defaults(func=cmd_report)

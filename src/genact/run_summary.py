@@ -1,0 +1,77 @@
+"""What a finished run leaves for people: `report.json` (unreadable videos, merged
+over processes) and `summary.md` (what was trained on, each epoch's last logged
+training values, REST's retrieval rounds, the skipped videos)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from genact.io import ShardLog, atomic_write_text
+from genact.metrics import Metrics
+
+# train-record fields that are bookkeeping, not a measurement of the epoch
+_NOT_SHOWN = ("kind", "step", "time", "epoch", "lr", "videos_per_s")
+
+
+def write_report(run_dir: Path) -> list[dict]:
+    """Merge every process's unreadable-video records into report.json."""
+    rows = ShardLog(run_dir / "logs", "skipped", 0).read_all()
+    merged: dict[str, dict] = {}
+    for r in rows:
+        entry = merged.setdefault(r["path"], {"path": r["path"], "error": r["error"], "stages": []})
+        if r["stage"] not in entry["stages"]:
+            entry["stages"].append(r["stage"])
+    skipped = sorted(merged.values(), key=lambda e: e["path"])
+    atomic_write_text(run_dir / "report.json", json.dumps({"skipped_videos": skipped}, indent=2) + "\n")
+    return skipped
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def epoch_table(train_records: list[dict]) -> str:
+    """The last logged values of each epoch: the loss and whatever else the trainer
+    logs (ReGen: each reward's mean and spread, the advantage spread, caption stats)."""
+    last = {r["epoch"]: r for r in train_records}
+    keys = [k for k in dict.fromkeys(k for r in last.values() for k in r) if k not in _NOT_SHOWN]
+    rows = [[e + 1] + [f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "") for k in keys]
+            for e, r in sorted(last.items())]
+    return markdown_table(["epoch", *keys], rows)
+
+
+def _rounds_table(rounds: list[dict]) -> str:
+    return markdown_table(
+        ["round", "neighbours", "videos changed", "new captions", "mean cosine", "distinct captions",
+         "init / retrieved / generated"],
+        [[r["step"], r["neighbours_used"], r["videos_changed"], r["captions_new"], r["mean_cosine"],
+          r["distinct_captions"],
+          f"{r.get('captions_init', 0)} / {r.get('captions_retrieved', 0)} / {r.get('captions_generated', 0)}"]
+         for r in rounds])
+
+
+def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_trained: int) -> None:
+    """summary.md: what was trained on, each epoch's training values, each retrieval
+    round (REST), skipped videos."""
+    metrics = Metrics(run_dir, enabled=False)
+    skipped = write_report(run_dir)
+    lines = [f"# Run summary: {run_dir.name}", "",
+             f"- videos in the split: {num_videos}; trained on: {num_trained}; unreadable: {len(skipped)}",
+             f"- epochs: {cfg.optim.epochs}; global batch {cfg.optim.global_batch}; lr {cfg.optim.lr} -> "
+             f"{cfg.optim.min_lr}; time {seconds / 60:.1f} min (the last session, if resumed)",
+             f"- final model: `{run_dir / 'final'}`", ""]
+    train = metrics.read("train")
+    if train:
+        lines += ["## Training (last logged values of each epoch)", "", epoch_table(train), ""]
+    rounds = metrics.read("round")
+    if rounds:
+        lines += ["## Retrieval rounds", "", _rounds_table(rounds), ""]
+    if skipped:
+        lines += ["## Unreadable videos (skipped)", ""]
+        lines += [f"- `{s['path']}` ({', '.join(s['stages'])}): {s['error']}" for s in skipped[:50]]
+        lines += [f"- ... {len(skipped) - 50} more in report.json" if len(skipped) > 50 else "", ""]
+    atomic_write_text(run_dir / "summary.md", "\n".join(lines).rstrip() + "\n")
