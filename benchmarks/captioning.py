@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,9 +34,8 @@ from genact.data import VideoItem, read_video, write_video
 from genact.models.video_blip import VideoBlip
 from genact.inference.captions import frame_captions
 
-sys.path.insert(0, str(Path(__file__).parent))
 from decode import moving_frames  # noqa: E402
-from gpu_throughput import random_blip  # noqa: E402
+from gpu_throughput import random_blip  # a sibling script: benchmarks/ is on sys.path when run
 
 
 def save_blip(directory: Path, image_size: int) -> Path:

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +31,8 @@ from genact.data import VideoDataset, VideoItem, make_loader, write_video
 from genact.data.frame_cache import build_frame_cache, use_frame_cache
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
 
-sys.path.insert(0, str(Path(__file__).parent))
 from decode import moving_frames  # noqa: E402
-from gpu_throughput import captions, random_blip  # noqa: E402
+from gpu_throughput import captions, random_blip  # a sibling script: benchmarks/ is on sys.path when run
 
 
 def small_blip(hidden: int, size: int, frames: int, vocab_dir: Path) -> VideoBlip:

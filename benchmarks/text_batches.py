@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,9 +36,7 @@ from transformers import CLIPConfig, CLIPModel
 
 from genact.models.clip import FrozenClip
 from genact.models.text_batches import length_sorted_batches
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from conftest import clip_tokenizer  # noqa: E402  (CLIP's real BPE, from open_clip's merges file)
+from genact.testing import clip_tokenizer  # CLIP's real BPE, from open_clip's merges file
 
 WORDS = ("a man woman child dog person group of people is are playing riding holding throwing a ball guitar "
          "bike horse on in the at with field stage street water park near his her while wearing red blue shirt "

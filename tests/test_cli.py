@@ -9,7 +9,7 @@ import pytest
 
 from genact.models import VideoBlip
 
-from conftest import CAPTIONS
+from helpers import CAPTIONS
 
 
 def run(*args, env=None):

@@ -15,8 +15,9 @@ from genact.data import Split, VideoItem, read_hmdb51, write_video
 from genact.evaluation.evaluate import SplitResult, results_table, score_split, summarise
 from genact.supervised import fewshot_epochs, sample_shots
 from genact.evaluation.protocols import protocol_splits
+from genact.testing import coloured_frames
 
-from conftest import FIXTURES, coloured_frames
+from helpers import FIXTURES
 
 
 def run(*args):

@@ -21,8 +21,8 @@ from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_rew
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.regen.run import run_regen
 from genact.metrics import Metrics
+from genact.testing import blip_tokenizer, coloured_frames
 
-from conftest import blip_tokenizer, coloured_frames
 
 CLASSES = ["swimming", "playing guitar", "riding a bike"]
 

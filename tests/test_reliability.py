@@ -23,8 +23,8 @@ from genact.inference.captions import CaptionCache, Captioner
 from genact.models import EmbeddingCache, ModelNotFoundError, VideoBlip
 from genact.rest.stages import caption_stage
 from genact.runs import load_model, lock_run_dir, release_run_dir, resolve_model_settings
+from genact.testing import coloured_frames
 
-from conftest import coloured_frames
 
 
 def value_of(key: str, dim: int = 8) -> np.ndarray:

@@ -22,8 +22,8 @@ from genact.rest.bank import CaptionBank
 from genact.rest.run import run_rest
 from genact.checkpoints import Checkpoints
 from genact.metrics import Metrics
+from genact.testing import coloured_frames
 
-from conftest import coloured_frames
 
 K, H = 3, 3
 

@@ -7,7 +7,7 @@ from genact.data import (
 )
 from genact.errors import DataError
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 
 def touch(root: Path, *names: str) -> None:

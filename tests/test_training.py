@@ -11,7 +11,7 @@ from genact.models import VideoBlip
 from genact.metrics import Metrics
 from genact.training import CaptionTrainer
 
-from conftest import CAPTIONS
+from helpers import CAPTIONS
 
 
 def trainer_on(fitted, tmp_path, **optim) -> CaptionTrainer:

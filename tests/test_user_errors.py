@@ -23,8 +23,8 @@ from genact.io import DiskFullError, atomic_dir, atomic_write_text
 from genact.models import FrozenClip
 from genact.regen.rewards import GrammarScorer
 from genact.rest.run import run_rest
+from genact.testing import coloured_frames
 
-from conftest import coloured_frames
 
 
 def genact(*args, cwd=None):

@@ -6,8 +6,8 @@ from genact.data import (
     Fork, SkipReport, VideoDataset, VideoDecodeError, VideoItem, VideoTransform, iterate, make_loader, read_video,
     sample_indices, write_video,
 )
+from genact.testing import frame_level, numbered_frames
 
-from conftest import frame_level, numbered_frames
 
 
 def test_eval_sampling_takes_segment_centres():

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
+import torch.distributed as tdist
 from genact.errors import ConfigError
 
 
@@ -55,55 +55,55 @@ def init_distributed(device: str = "auto", timeout_min: int = 120) -> Dist:
     dev = pick_device(device, local_rank if world > 1 else None)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    if world > 1 and not tdist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))
+        tdist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))
     return Dist(rank, world, local_rank, dev)
 
 
-def barrier(d: Dist) -> None:
-    if d.enabled:
-        dist.barrier()
+def barrier(dist: Dist) -> None:
+    if dist.enabled:
+        tdist.barrier()
 
 
-def shard(indices: list[int], d: Dist) -> list[int]:
+def shard(indices: list[int], dist: Dist) -> list[int]:
     """This process's share of `indices` (every world-th, from its rank)."""
-    return indices[d.rank :: d.world]
+    return indices[dist.rank :: dist.world]
 
 
-def block(n: int, d: Dist) -> range:
+def block(n: int, dist: Dist) -> range:
     """This process's contiguous share of range(n) (the shares tile it in rank order)."""
-    return range(d.rank * n // d.world, (d.rank + 1) * n // d.world)
+    return range(dist.rank * n // dist.world, (dist.rank + 1) * n // dist.world)
 
 
-def gather_to_main(obj, d: Dist) -> list | None:
+def gather_to_main(obj, dist: Dist) -> list | None:
     """Every process's `obj` (picklable) as a list in rank order on the main process;
     None on the others."""
-    if not d.enabled:
+    if not dist.enabled:
         return [obj]
-    out: list | None = [None] * d.world if d.main else None
-    dist.gather_object(obj, out, dst=0)
+    out: list | None = [None] * dist.world if dist.main else None
+    tdist.gather_object(obj, out, dst=0)
     return out
 
 
-def union_keys(keys: list[str], d: Dist) -> list[str]:
+def union_keys(keys: list[str], dist: Dist) -> list[str]:
     """The sorted union of every process's `keys` (so all take part in the same reductions)."""
-    if not d.enabled:
+    if not dist.enabled:
         return sorted(keys)
-    gathered: list = [None] * d.world
-    dist.all_gather_object(gathered, list(keys))
+    gathered: list = [None] * dist.world
+    tdist.all_gather_object(gathered, list(keys))
     return sorted({k for ks in gathered for k in ks})
 
 
-def all_reduce_sum(values: list[float], d: Dist) -> list[float]:
+def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:
     """Element-wise sum of a short list of floats over processes."""
-    if not d.enabled:
+    if not dist.enabled:
         return values
-    t = torch.tensor(values, dtype=torch.float64, device=d.device if d.device.type == "cuda" else "cpu")
-    dist.all_reduce(t)
+    t = torch.tensor(values, dtype=torch.float64, device=dist.device if dist.device.type == "cuda" else "cpu")
+    tdist.all_reduce(t)
     return t.tolist()
 
 
-def cleanup(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup(dist: Dist) -> None:
+    if dist.enabled and tdist.is_initialized():
+        tdist.destroy_process_group()

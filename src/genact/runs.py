@@ -114,32 +114,32 @@ def start_run(cfg: Any) -> tuple[Dist, Path]:
     that blocks the corrected command. The caller releases the lock with
     release_run_dir when the run ends."""
     run_dir = Path(cfg.run.dir)
-    d = init_distributed(cfg.run.device, cfg.run.dist_timeout_min)
+    dist = init_distributed(cfg.run.device, cfg.run.dist_timeout_min)
     busy = ""
-    if d.main:
+    if dist.main:
         try:
             lock_run_dir(run_dir)
         except ConfigError as e:
             busy = str(e)
-    if all_reduce_sum([float(bool(busy))], d)[0]:  # every process learns that the directory is taken
+    if all_reduce_sum([float(bool(busy))], dist)[0]:  # every process learns that the directory is taken
         raise ConfigError(busy or f"{run_dir}: in use by another genact process")
     try:
         check_run_dir(cfg)
-        barrier(d)
+        barrier(dist)
     except BaseException:
         release_run_dir(run_dir)
         raise
-    return d, run_dir
+    return dist, run_dir
 
 
-def record_run(cfg: Any, run_dir: Path, items: list[VideoItem], d: Dist) -> None:
+def record_run(cfg: Any, run_dir: Path, items: list[VideoItem], dist: Dist) -> None:
     """Once a start has passed its checks: write the config and the training videos
     (`config.yaml`, `videos.json`); from then on the directory holds a run. On resume,
     refuse in one line if the videos changed, since the run's per-video state (banks,
     neighbours, data order) is laid out over them."""
     path, ids = run_dir / "videos.json", [video_id(it) for it in items]
     resuming = (run_dir / "config.yaml").exists()
-    barrier(d)  # every process has looked before the main one writes
+    barrier(dist)  # every process has looked before the main one writes
     if resuming and path.exists():
         saved = json.loads(path.read_text())
         if saved != ids:
@@ -147,11 +147,11 @@ def record_run(cfg: Any, run_dir: Path, items: list[VideoItem], d: Dist) -> None
             what = ", ".join(f"{len(v)} {k} (e.g. {v[0]})" for k, v in (("added", added), ("removed", removed)) if v)
             raise ConfigError(f"{run_dir}: the training videos changed since the run started "
                               f"({what or 'same videos, another order'}); restore them, or start a new run.dir")
-    elif d.main:
+    elif dist.main:
         atomic_write_text(path, json.dumps(ids) + "\n")
-    if d.main and not resuming:
+    if dist.main and not resuming:
         save_config(cfg, run_dir / "config.yaml")
-    barrier(d)
+    barrier(dist)
 
 
 def load_model(model_cfg, checkpoint: Path | None, num_frames: int | None) -> VideoBlip:

@@ -132,17 +132,17 @@ def use_frame_cache(items: list[VideoItem], root: str | Path | None, num_frames:
     return out
 
 
-def _prepare(root: Path, meta: dict, d: Dist) -> None:
+def _prepare(root: Path, meta: dict, dist: Dist) -> None:
     """Start or continue a cache at `root` with `meta`; another cache there is removed."""
-    if d.main:
+    if dist.main:
         old = _read_meta(root)
         if old is not None and old != meta:
             log.info("frame cache %s was built with %s; rebuilding for %s", root, old, meta)
             shutil.rmtree(root)
         root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(root / "meta.json", json.dumps(meta) + "\n")
-    barrier(d)
-    prefix = f"shard-r{d.rank:03d}-"
+    barrier(dist)
+    prefix = f"shard-r{dist.rank:03d}-"
     for data in root.glob(prefix + "*.bin"):
         if not data.with_suffix(".json").exists():
             data.unlink()  # cut short by a kill
@@ -189,7 +189,7 @@ def build_frame_cache(
     quality: int = 90,
     shard_videos: int = 1000,
     num_workers: int = 0,
-    d: Dist | None = None,
+    dist: Dist | None = None,
     progress: bool = True,
 ) -> tuple[int, SkipReport]:
     """Decode the T eval frames of every video not yet cached up to date into `root`.
@@ -200,16 +200,16 @@ def build_frame_cache(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"frame cache format {fmt!r}: choose one of {FORMATS}")
-    d = d or Dist()
+    dist = dist or Dist()
     root = Path(root)
     _prepare(root, {"version": VERSION, "num_frames": num_frames, "short_side": short_side, "format": fmt,
-                    "quality": quality if fmt == "jpeg" else None}, d)
+                    "quality": quality if fmt == "jpeg" else None}, dist)
     entries = load_entries(root)
     todo = [it for it in items if not _current(entries.get(video_id(it)), it.path)]
-    mine = todo[d.rank :: d.world]
+    mine = todo[dist.rank :: dist.world]
     log.info("frame cache %s: %d of %d videos cached, %d to decode (%d in this process)",
              root, len(items) - len(todo), len(items), len(todo), len(mine))
-    writer = _ShardWriter(root, d.rank, shard_videos)
+    writer = _ShardWriter(root, dist.rank, shard_videos)
     report, written = SkipReport(), 0
     dataset = VideoDataset(mine, num_frames, _Encode(short_side, fmt, quality))
     loader = DataLoader(dataset, batch_size=None, num_workers=num_workers)
@@ -224,5 +224,5 @@ def build_frame_cache(
             writer.add(video_id(item), stat, frames, tuple(int(v) for v in hw))
             written += 1
     writer.close()
-    barrier(d)
+    barrier(dist)
     return written, report

@@ -55,7 +55,7 @@ def video_feature_stage(
     run_dir: Path,
     items: list[VideoItem],
     num_frames: int,
-    d: Dist,
+    dist: Dist,
     dtype: str = "float16",
     batch_size: int = 32,
     num_workers: int = 0,
@@ -65,26 +65,26 @@ def video_feature_stage(
     (per-process caches under features/videos/) and read back by every process."""
     root = run_dir / "features" / "videos"
     keys = [video_id(it, num_frames) for it in items]
-    done = stored_keys(root, clip.dim, dtype, d)
-    todo = shard([i for i, k in enumerate(keys) if k not in done], d)
-    own = EmbeddingCache(root / f"rank{d.rank}", clip.dim, dtype)
+    done = stored_keys(root, clip.dim, dtype, dist)
+    todo = shard([i for i, k in enumerate(keys) if k not in done], dist)
+    own = EmbeddingCache(root / f"rank{dist.rank}", clip.dim, dtype)
     report = SkipReport()
     encode_videos(clip, [items[i] for i in todo], num_frames, own, batch_size, num_workers, report,
-                  progress and d.main)
-    report.record(run_dir, d.rank, "CLIP video features")
-    barrier(d)
+                  progress and dist.main)
+    report.record(run_dir, dist.rank, "CLIP video features")
+    barrier(dist)
     vectors, found = read_rank_caches(root, clip.dim, dtype, keys)
     log.info("CLIP video features: %d of %d videos", int(found.sum()), len(items))
     return {i: vectors[i] for i in found.nonzero().flatten().tolist()}
 
 
-def stored_keys(root: Path, dim: int, dtype: str, d: Dist) -> set[str]:
+def stored_keys(root: Path, dim: int, dtype: str, dist: Dist) -> set[str]:
     """The keys in every process's cache under root/rank*/, read by all processes
     before any of them writes."""
     done: set[str] = set()
     for sub in sorted(root.glob("rank*")):
         done.update(EmbeddingCache(sub, dim, dtype).rows)
-    barrier(d)
+    barrier(dist)
     return done
 
 

@@ -42,7 +42,7 @@ def caption_stage(
     items: list[VideoItem],
     indices: list[int],
     caption_fn: CaptionFn,
-    d: Dist,
+    dist: Dist,
     chunk: int = 1024,
     progress: bool = True,
 ) -> dict[int, list[str]]:
@@ -51,11 +51,11 @@ def caption_stage(
     share; videos that fail are recorded once and absent from the result. Records are
     keyed by video (`video_id`), so a resumed stage matches them to videos, not to
     list positions."""
-    records = ShardLog(run_dir / "captions", name, d.rank)
+    records = ShardLog(run_dir / "captions", name, dist.rank)
     done = {r["video"] for r in records.read_all()}
-    barrier(d)  # every process has read before any writes
-    todo = shard([i for i in indices if video_id(items[i]) not in done], d)
-    bar = progress_bar(total=len(todo), desc=f"captions ({name})", enabled=progress and d.main)
+    barrier(dist)  # every process has read before any writes
+    todo = shard([i for i in indices if video_id(items[i]) not in done], dist)
+    bar = progress_bar(total=len(todo), desc=f"captions ({name})", enabled=progress and dist.main)
     for s in range(0, len(todo), chunk):
         part = todo[s : s + chunk]
         report = SkipReport()
@@ -65,29 +65,29 @@ def caption_stage(
                                                   {"error": errors.get(items[i].path, "no caption")})}
                 for j, i in enumerate(part)]
         records.append(rows)
-        report.record(run_dir, d.rank, f"captions {name}")
+        report.record(run_dir, dist.rank, f"captions {name}")
         bar.update(len(part))
     bar.close()
-    barrier(d)
+    barrier(dist)
     captions = {r["video"]: r["captions"] for r in records.read_all() if "captions" in r}
     out = {i: captions[video_id(items[i])] for i in indices if video_id(items[i]) in captions}
     log.info("captions (%s): %d of %d videos captioned", name, len(out), len(indices))
     return out
 
 
-def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], d: Dist, dtype: str = "float16",
+def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], dist: Dist, dtype: str = "float16",
                        progress: bool = True) -> torch.Tensor:
     """CLIP text features (M, D) float32 of `texts`; each distinct text is encoded once
     over all rounds, by one process (per-process caches under features/texts/)."""
     root = run_dir / "features" / "texts"
-    done = stored_keys(root, clip.dim, dtype, d)
-    todo = shard([t for t in dict.fromkeys(texts) if t not in done], d)
-    clip.cache_texts(todo, EmbeddingCache(root / f"rank{d.rank}", clip.dim, dtype), progress=progress and d.main)
-    barrier(d)
+    done = stored_keys(root, clip.dim, dtype, dist)
+    todo = shard([t for t in dict.fromkeys(texts) if t not in done], dist)
+    clip.cache_texts(todo, EmbeddingCache(root / f"rank{dist.rank}", clip.dim, dtype), progress=progress and dist.main)
+    barrier(dist)
     return read_rank_caches(root, clip.dim, dtype, texts)[0]
 
 
-def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, d: Dist, progress: bool,
+def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, dist: Dist, progress: bool,
                     index: str = "exact", nprobe: int = 64) -> np.ndarray:
     """Top-h neighbours (N, h) int32, computed once into `neighbours.npy` (memory-mapped),
     each process filling its block of rows; index: exact (`video_neighbours`) or
@@ -99,20 +99,20 @@ def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, d: Dist, progres
         if saved.shape == (n, h):
             return saved
     tmp = path.with_name(".neighbours.tmp.npy")
-    if d.main:
+    if dist.main:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int32, shape=(n, h)).flush()
-    barrier(d)
+    barrier(dist)
     out = np.load(tmp, mmap_mode="r+")
     if index == "exact":
-        video_neighbours(feats, h, d.device, out=out, progress=progress, rows=block(n, d))
+        video_neighbours(feats, h, dist.device, out=out, progress=progress, rows=block(n, dist))
     else:
-        approximate_neighbours(feats, h, nprobe, out=out, progress=progress, rows=block(n, d))
+        approximate_neighbours(feats, h, nprobe, out=out, progress=progress, rows=block(n, dist))
     out.flush()
     del out
-    barrier(d)
-    if d.main:
+    barrier(dist)
+    if dist.main:
         os.replace(tmp, path)
-    barrier(d)
+    barrier(dist)
     return np.load(path, mmap_mode="r")
 
 
@@ -125,7 +125,7 @@ def retrieval_stage(
     clip: FrozenClip,
     run_dir: Path,
     keep: int,
-    d: Dist,
+    dist: Dist,
     feature_dtype: str = "float16",
     progress: bool = True,
 ) -> dict[str, float] | None:
@@ -135,10 +135,10 @@ def retrieval_stage(
     the round's metrics: videos whose list changed, captions new to their video's
     list (the model's new captions included), mean video-caption cosine, distinct
     texts. The other processes return None and leave their bank as it was."""
-    text_feats = text_feature_stage(clip, run_dir, bank.texts, d, feature_dtype, progress)
-    ids, scores = retrieval_update(neighbours[:, :h], bank.padded(), video_feats, text_feats, keep, d.device,
-                                   progress=progress, rows=block(len(bank.entries), d))
-    parts = gather_to_main((ids, scores), d)
+    text_feats = text_feature_stage(clip, run_dir, bank.texts, dist, feature_dtype, progress)
+    ids, scores = retrieval_update(neighbours[:, :h], bank.padded(), video_feats, text_feats, keep, dist.device,
+                                   progress=progress, rows=block(len(bank.entries), dist))
+    parts = gather_to_main((ids, scores), dist)
     if parts is None:
         return None
     ids, scores = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
