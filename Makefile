@@ -35,6 +35,8 @@ bench: setup
 	$(BIN)/python benchmarks/frame_cache.py --out bench/frame_cache.json
 	$(BIN)/python benchmarks/retrieval_scale.py --faiss 64 --out bench/retrieval.jsonl
 	$(BIN)/python benchmarks/text_batches.py --out bench/text_batches.json
+	$(BIN)/genact demo --out bench/demo --quiet
+	$(BIN)/python benchmarks/regen_rewards.py --demo bench/demo --out bench/regen_rewards.json
 	if $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
 		$(BIN)/python benchmarks/gpu_throughput.py --out bench/gpu_throughput.json; fi
 

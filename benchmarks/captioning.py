@@ -35,7 +35,7 @@ from genact.models.video_blip import VideoBlip
 from genact.inference.captions import frame_captions
 
 from decode import moving_frames  # noqa: E402
-from gpu_throughput import random_blip  # a sibling script: benchmarks/ is on sys.path when run
+from helpers import random_blip  # benchmarks/ is on sys.path when a script runs
 
 
 def save_blip(directory: Path, image_size: int) -> Path:

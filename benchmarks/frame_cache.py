@@ -32,7 +32,7 @@ from genact.data.frame_cache import build_frame_cache, use_frame_cache
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
 
 from decode import moving_frames  # noqa: E402
-from gpu_throughput import captions, random_blip  # a sibling script: benchmarks/ is on sys.path when run
+from helpers import captions, random_blip  # benchmarks/ is on sys.path when a script runs
 
 
 def small_blip(hidden: int, size: int, frames: int, vocab_dir: Path) -> VideoBlip:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import BlipConfig, BlipForConditionalGeneration, CLIPConfig, CLIPModel
+from transformers import CLIPConfig, CLIPModel
 from transformers.models.blip.modeling_blip import BlipAttention
 
 from genact.config import OptimConfig
@@ -32,12 +32,11 @@ from genact.models.clip import FrozenClip
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
 from genact.training import build_optimizer
-from genact.world.pretrain import blip_tokenizer, clip_tokenizer
+from genact.world.pretrain import clip_tokenizer
+from helpers import WORDS, captions, random_blip  # benchmarks/ is on sys.path when a script runs
 
 # dense bf16 tensor-core peak, FLOP/s (NVIDIA data sheets, SXM parts)
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "B200": 2250e12}
-WORDS = ("a man woman person is playing riding cooking dancing guitar horse food on stage field kitchen "
-         "with the of in and outside").split()
 
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # CPU only to smoke-test the script
@@ -64,29 +63,8 @@ def timed(fn, steps: int, warmup: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def random_blip(size: int, vocab_dir: Path, hidden: int | None = None, layers: int = 12):
-    """A random-weight image BLIP and its tokenizer: transformers' default BLIP
-    configuration (ViT-B/16 and the 12-layer BERT decoder, 30,524 word pieces), or,
-    with `hidden`, both towers that wide and `layers` deep (64-wide heads, 4x MLPs)."""
-    tok = blip_tokenizer(WORDS, vocab_dir)
-    torch.manual_seed(0)
-    tower = {} if hidden is None else dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=4 * hidden,
-                                           num_attention_heads=max(hidden // 64, 1))
-    text = dict(vocab_size=30524, bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
-                pad_token_id=tok.pad_token_id, **tower)
-    if hidden is not None:
-        text["encoder_hidden_size"] = hidden
-    cfg = BlipConfig(text_config=text, vision_config=dict(image_size=size, patch_size=16, initializer_range=0.02,
-                                                          **tower))
-    return BlipForConditionalGeneration(cfg), tok
-
-
 def build_blip(size: int, frames: int, tmp_vocab: str) -> VideoBlip:
     return VideoBlip(*random_blip(size, Path(tmp_vocab)), VideoBlipConfig(num_frames=frames))
-
-
-def captions(n: int, g: torch.Generator) -> list[str]:
-    return [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (12,), generator=g).tolist()) for _ in range(n)]
 
 
 def model_flops(model: VideoBlip, pixels: torch.Tensor, caps: list[str]) -> float:

@@ -200,6 +200,8 @@ def test_resume_equals_uninterrupted_and_eval_runs_on_the_result(world, tiny_lms
     rows = [json.loads(ln) for ln in (world[0] / "full" / "metrics.jsonl").read_text().splitlines()]
     assert {"reward_cls", "reward_clip", "reward_grammar"} <= set(rows[0])
     assert VideoBlip.saved_settings(full)["trained_by"] == "regen"
+    summary = (world[0] / "full" / "summary.md").read_text()  # ReGen's own values, epoch by epoch
+    assert "| epoch | loss |" in summary and "reward_cls_std" in summary and "| reward_grammar |" in summary
 
     out = subprocess.run([sys.executable, "-m", "genact", "eval", "--protocol", "list", "--data-root",
                           world[0] / "videos", "--splits", world[0] / "train.txt", "--classes",

@@ -8,9 +8,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genact.commands import add_decoding_args, cache_dir, finish
 from genact.errors import GenactError
+
+if TYPE_CHECKING:
+    from genact.data import SkipReport
 
 log = logging.getLogger("genact")
 
@@ -48,7 +52,7 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def _captions(args) -> tuple[list, dict[int, str], "SkipReport"]:  # noqa: F821
+def _captions(args) -> tuple[list, dict[int, str], SkipReport]:
     """Caption the command line's videos through the caption cache, so a rerun after
     a kill reuses what was saved (every 64 videos)."""
     from genact.data import SkipReport

@@ -166,22 +166,29 @@ def retrieval_update(
         idx = torch.arange(s, e, device=device)
         nb = torch.from_numpy(np.asarray(neighbours[s:e], dtype=np.int64)).to(device)
         cand = torch.cat([caps[idx], caps[nb].flatten(1)], dim=1)  # (b, C + H*C), -1 = none
-        # identical caption ids count once: sort, then drop each repeat of the previous id
-        cand, _ = cand.sort(dim=1)
-        drop = cand < 0
-        drop[:, 1:] |= cand[:, 1:] == cand[:, :-1]
-        v = videos[s:e].to(device)
-        rough = (v.to(torch.bfloat16) @ texts_bf16.T).gather(1, cand.clamp(min=0)).float()  # (b, C + H*C)
-        rough = rough.masked_fill(drop, float("-inf"))
-        kk = min(k, rough.shape[1])
-        kth = rough.topk(kk, dim=1).values[:, -1:]
-        close = (rough >= kth - 2 * eps) & ~drop  # holds the exact top K
-        width = max(int(close.sum(1).max()), kk)
-        pos = rough.masked_fill(~close, float("-inf")).topk(width, dim=1).indices  # (b, width)
-        ids, valid = cand.gather(1, pos), close.gather(1, pos)
-        exact = torch.einsum("bd,bwd->bw", v, texts[ids.clamp(min=0)].float()).masked_fill(~valid, float("-inf"))
-        top_scores, top_pos = exact.topk(kk, dim=1)
-        top_ids = ids.gather(1, top_pos).masked_fill(top_scores == float("-inf"), -1)
-        out_ids[s - rows.start : e - rows.start, :kk] = top_ids.cpu()
-        out_scores[s - rows.start : e - rows.start, :kk] = top_scores.cpu()
+        top_ids, top_scores = _exact_top_k(videos[s:e].to(device), cand, texts, texts_bf16, k, eps)
+        out_ids[s - rows.start : e - rows.start, : top_ids.shape[1]] = top_ids.cpu()
+        out_scores[s - rows.start : e - rows.start, : top_ids.shape[1]] = top_scores.cpu()
     return out_ids, out_scores
+
+
+def _exact_top_k(v: torch.Tensor, cand: torch.Tensor, texts: torch.Tensor, texts_bf16: torch.Tensor, k: int,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two passes of `retrieval_update` for a chunk: videos v (b, D), candidate
+    text ids cand (b, c) (-1 = none) -> the top-k ids (b, k') and float32 scores, k' =
+    min(k, c), -1 / -inf where fewer distinct candidates exist."""
+    # identical caption ids count once: sort, then drop each repeat of the previous id
+    cand, _ = cand.sort(dim=1)
+    drop = cand < 0
+    drop[:, 1:] |= cand[:, 1:] == cand[:, :-1]
+    rough = (v.to(torch.bfloat16) @ texts_bf16.T).gather(1, cand.clamp(min=0)).float()  # (b, c)
+    rough = rough.masked_fill(drop, float("-inf"))
+    kk = min(k, rough.shape[1])
+    kth = rough.topk(kk, dim=1).values[:, -1:]
+    close = (rough >= kth - 2 * eps) & ~drop  # holds the exact top K
+    width = max(int(close.sum(1).max()), kk)
+    pos = rough.masked_fill(~close, float("-inf")).topk(width, dim=1).indices  # (b, width)
+    ids, valid = cand.gather(1, pos), close.gather(1, pos)
+    exact = torch.einsum("bd,bwd->bw", v, texts[ids.clamp(min=0)].float()).masked_fill(~valid, float("-inf"))
+    top_scores, top_pos = exact.topk(kk, dim=1)
+    return ids.gather(1, top_pos).masked_fill(top_scores == float("-inf"), -1), top_scores

@@ -91,6 +91,21 @@ def run_demo_regen(cfg: DemoConfig, common: list[str], rest_final: Path, run_dir
         f"run.dir={run_dir}", *extra]))
 
 
+def run_demo_rest(cfg: DemoConfig, common: list[str], out: Path, wanted: set[str]) -> list[tuple[str, Path]]:
+    """The REST rows that `wanted` asks for (REST itself whenever a later row needs it):
+    [(row, final/)]."""
+    rest = [*common, f"optim.epochs={cfg.rest_epochs}", f"rest.epochs_per_round={cfg.rest_epochs // cfg.rest_rounds}",
+            f"rest.prompts=[{CAPTION_PROMPT}]", "rest.max_new_tokens=8", "rest.caption_batch=32", "rest.keep=3"]
+    needs_rest = wanted & {"rest", "regen", "2-shot", "8-shot"}
+    finals = []
+    for name, extra in (("rest-h1", ["rest.neighbours=1"]), ("rest", ["rest.neighbours=20"]),
+                        ("rest-no-adapters", ["rest.neighbours=20", "model.use_adapters=false"])):
+        if name in wanted or (name == "rest" and needs_rest):
+            run_dir = f"run.dir={out / 'runs' / name}"
+            finals.append((name, run_rest(load_config(RestConfig, None, [*rest, *extra, run_dir]))))
+    return finals
+
+
 def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: bool = True) -> str:
     """Run everything into `out`; returns the printed table."""
     cfg, out = cfg or DemoConfig(), Path(out)
@@ -121,14 +136,8 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
     score("clip", "clip", None)
     score("frame-captioner", "blip-frame", blip)
     common = demo_settings(cfg, world, blip, clip_dir, progress)
-    rest = [*common, f"optim.epochs={cfg.rest_epochs}", f"rest.epochs_per_round={cfg.rest_epochs // cfg.rest_rounds}",
-            f"rest.prompts=[{CAPTION_PROMPT}]", "rest.max_new_tokens=8", "rest.caption_batch=32", "rest.keep=3"]
-    needs_rest = wanted & {"rest", "regen", "2-shot", "8-shot"}
-    for name, extra in (("rest-h1", ["rest.neighbours=1"]), ("rest", ["rest.neighbours=20"]),
-                        ("rest-no-adapters", ["rest.neighbours=20", "model.use_adapters=false"])):
-        if name in wanted or (name == "rest" and needs_rest):
-            final = run_rest(load_config(RestConfig, None, [*rest, *extra, f"run.dir={out / 'runs' / name}"]))
-            score(name, "genact", final)
+    for name, final in run_demo_rest(cfg, common, out, wanted):
+        score(name, "genact", final)
     rest_final = out / "runs" / "rest" / "final"
     if "regen" in wanted:
         score("regen", "genact", run_demo_regen(cfg, common, rest_final, out / "runs" / "regen"))

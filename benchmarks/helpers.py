@@ -1,0 +1,36 @@
+"""What the benchmark scripts share: random-weight BLIP models of the real
+configurations (no weights are downloaded) and caption-like word sequences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import BlipConfig, BlipForConditionalGeneration
+
+from genact.world.pretrain import blip_tokenizer
+
+
+WORDS = ("a man woman person is playing riding cooking dancing guitar horse food on stage field kitchen "
+         "with the of in and outside").split()
+
+
+def random_blip(size: int, vocab_dir: Path, hidden: int | None = None, layers: int = 12):
+    """A random-weight image BLIP and its tokenizer: transformers' default BLIP
+    configuration (ViT-B/16 and the 12-layer BERT decoder, 30,524 word pieces), or,
+    with `hidden`, both towers that wide and `layers` deep (64-wide heads, 4x MLPs)."""
+    tok = blip_tokenizer(WORDS, vocab_dir)
+    torch.manual_seed(0)
+    tower = {} if hidden is None else dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=4 * hidden,
+                                           num_attention_heads=max(hidden // 64, 1))
+    text = dict(vocab_size=30524, bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
+                pad_token_id=tok.pad_token_id, **tower)
+    if hidden is not None:
+        text["encoder_hidden_size"] = hidden
+    cfg = BlipConfig(text_config=text, vision_config=dict(image_size=size, patch_size=16, initializer_range=0.02,
+                                                          **tower))
+    return BlipForConditionalGeneration(cfg), tok
+
+
+def captions(n: int, g: torch.Generator) -> list[str]:
+    return [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (12,), generator=g).tolist()) for _ in range(n)]
