@@ -65,6 +65,8 @@ def test_four_processes_share_one_cache_and_every_value_stays_under_its_key(tmp_
     rows = [json.loads(ln) for ln in (tmp_path / "eval" / "captions" / "fp.rank0.jsonl").read_text().splitlines()]
     assert len(rows) == sum(len(set(keys[:2])) for w in range(4) for keys in worker_keys(w, 40))
     assert all(r["caption"] == f"caption of {r['key']}" for r in rows)
+    seen = CaptionCache(tmp_path / "eval", "fp").captions
+    assert seen == {r["key"]: f"caption of {r['key']}" for r in rows}
 
 
 def write_raw_cache(directory, keys, rows):

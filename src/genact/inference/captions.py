@@ -134,12 +134,26 @@ class CaptionCache:
         self.log = ShardLog(cache_dir / "captions", fingerprint, 0)
         self._lock = FileLock(f"{self.log.file}.lock")
         self.captions: dict[str, str] = {}
+        self._offset = 0  # bytes of the file taken in
         self.refresh()
 
     def refresh(self) -> None:
-        """Take in what other processes have added."""
-        rows = self.log.read_all()
-        self.captions.update({r["key"]: r["caption"] for r in rows if isinstance(r, dict) and "caption" in r})
+        """Take in the complete lines added since the last look (by any process); a
+        line cut short by a kill is skipped."""
+        if not self.log.file.exists():
+            return
+        with open(self.log.file, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next look
+        self._offset += end
+        for line in data[:end].splitlines():
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(row, dict) and isinstance(row.get("key"), str) and "caption" in row:
+                self.captions[row["key"]] = row["caption"]
 
     def add(self, new: dict[str, str]) -> None:
         with self._lock:
@@ -182,6 +196,9 @@ class Captioner:
         bar = progress_bar(total=len(todo), desc="captioning", enabled=bool(self.progress and todo))
         for s in range(0, len(todo), self.chunk):
             part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
+            if not part:
+                bar.update(min(self.chunk, len(todo) - s))
+                continue
             caps = caption_videos(self.model, [items[i] for i in part], self.batch_size, self.num_workers, report,
                                   False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
             self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
