@@ -27,6 +27,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     import transformers
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the web app's requests to itself
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
@@ -106,6 +107,7 @@ def cmd_classify(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from genact import __version__
+    from genact.app.cli import add_app_commands
     from genact.evaluation.cli import add_evaluation_commands
     from genact.regen.cli import add_regen_commands
     from genact.rest.cli import add_rest_commands
@@ -136,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_regen_commands(sub)
     add_evaluation_commands(sub)
     add_world_commands(sub)
+    add_app_commands(sub)
     return parser
 
 

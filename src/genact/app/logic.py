@@ -1,0 +1,183 @@
+"""What the web app shows, as plain functions over genact's library (no model or data
+code of its own): a video's frames, captions and top-5 classes; a run's config,
+curves, per-video caption history and an evaluation's per-class accuracy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from genact.data import VideoItem, read_video
+from genact.data.splits import readable_name
+from genact.errors import GenactError
+from genact.evaluation import ClipTam
+from genact.inference.captions import caption_videos
+from genact.metrics import Metrics
+from genact.models import FrozenClip, VideoBlip
+from genact.rest.bank import CaptionBank
+
+VIEW_SIDE = 160  # frames are shown at least this tall (the miniature world's are 32 px)
+
+
+@dataclass
+class Models:
+    """The captioner (video model), the image captioner (one frame) and CLIP."""
+
+    video: VideoBlip
+    image: VideoBlip
+    clip: FrozenClip
+
+    @classmethod
+    def load(cls, model: str, image_model: str, clip: str, prompt: str | None = None) -> "Models":
+        overrides = {"prompt": prompt} if prompt else {}
+        video = VideoBlip.from_pretrained(model, **overrides).eval()
+        image = VideoBlip.from_pretrained(image_model, num_frames=1, **overrides).eval()
+        return cls(video, image, FrozenClip.from_pretrained(clip))
+
+
+def upscale(frame: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
+    """A uint8 (H, W, 3) frame enlarged by a whole factor (nearest) to at least `side` tall."""
+    k = max(1, -(-side // frame.shape[0]))
+    return frame.repeat(k, axis=0).repeat(k, axis=1)
+
+
+def parse_classes(text: str) -> list[str]:
+    """Class names typed one per line (blank lines dropped); an error if none or repeated."""
+    names = [readable_name(ln) for ln in text.splitlines() if ln.strip()]
+    if not names:
+        raise GenactError("type at least one class name, one per line")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise GenactError(f"class name(s) given more than once: {', '.join(repeated)}")
+    return names
+
+
+def try_video(models: Models, path: str, class_text: str, template: str = "{}", *, frames: int = 8,
+              beams: int = 3) -> dict:
+    """Caption a video with the video model and its middle frame with the image model,
+    and classify the video caption into the typed classes (CLIP-TAM). Returns frames
+    (T uint8 images), both captions and the top-5 {class: cosine}."""
+    names = parse_classes(class_text)
+    template = template.strip() or "{}"
+    if "{}" not in template:
+        raise GenactError(f"the template {template!r} has no {{}} for the class name")
+    models.video.config.num_frames = frames
+    clip_frames = read_video(path, frames)  # a VideoDecodeError names the file
+    item = [VideoItem(path)]
+    video = caption_videos(models.video, item, progress=False, num_beams=beams, max_new_tokens=20)[0][0]
+    middle = torch.from_numpy(clip_frames[frames // 2][None])
+    with torch.no_grad():
+        pixels = models.image.transform()(middle.numpy())[None]
+        image = models.image.generate(pixels, num_beams=beams, max_new_tokens=20)[0]
+    tam = ClipTam(models.clip, names, [template])
+    top = tam.topk([video], min(5, len(names)))[0]
+    return {"frames": [upscale(f) for f in clip_frames], "video_caption": video, "image_caption": image,
+            "top5": {name: round(score, 4) for name, score in top}}
+
+
+# ---- looking inside runs ----------------------------------------------------------
+def find_runs(root: str | Path) -> list[str]:
+    """Run directories (config.yaml) and evaluation results (results.json) below `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = {p.parent for p in root.rglob("config.yaml")} | {p.parent for p in root.rglob("results.json")}
+    return sorted(str(p) for p in found if "checkpoints" not in p.parts)
+
+
+def run_kind(path: str | Path) -> str:
+    path = Path(path)
+    if (path / "results.json").exists():
+        return "evaluation"
+    if (path / "bank").is_dir():
+        return "REST"
+    cfg = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else None
+    if cfg is None:
+        raise GenactError(f"{path}: not a genact run (no config.yaml) nor an evaluation (no results.json)")
+    return "ReGen" if "regen" in cfg else "supervised"
+
+
+def run_config(path: str | Path) -> str:
+    path = Path(path)
+    file = path / "config.yaml" if (path / "config.yaml").exists() else path / "results.json"
+    return file.read_text()
+
+
+def curves_figure(path: str | Path):
+    """A matplotlib figure: training loss and learning rate by step, ReGen's rewards,
+    REST's per-round bank statistics; None when the run logged nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = Metrics(path, enabled=False)
+    train, rounds = metrics.read("train"), metrics.read("round")
+    if not train:
+        return None
+    rewards = sorted({k for r in train for k in r if k.startswith("reward") and not k.endswith("_std")})
+    panels = [("loss", ["loss"]), ("learning rate", ["lr"])] + ([("rewards", rewards)] if rewards else [])
+    panels += [("bank by round", ["mean_cosine"])] if rounds else []
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], panels):
+        records = rounds if title == "bank by round" else train
+        for key in keys:
+            ax.plot([r["step"] for r in records], [r.get(key, np.nan) for r in records], marker=".", label=key)
+        ax.set_title(title)
+        ax.set_xlabel("round" if title == "bank by round" else "step")
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def bank_videos(path: str | Path, limit: int = 2000) -> list[str]:
+    """The first `limit` training videos of a REST run (round 0's bank); others can be
+    typed into the page's box."""
+    first = Path(path) / "bank" / "round-000.jsonl"
+    return CaptionBank.load(first).keys[:limit] if first.exists() else []
+
+
+def caption_history(path: str | Path, video: str) -> list[list]:
+    """Rows [round, caption, source, round made, CLIP score] of `video` in every round's bank."""
+    rows = []
+    for bank_file in sorted((Path(path) / "bank").glob("round-*.jsonl")):
+        r = int(bank_file.stem.split("-")[1])
+        for line in bank_file.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["video"] == video:
+                rows += [[r, c["text"], c["source"], c["round"], c["score"]] for c in entry["captions"]]
+    return rows
+
+
+def video_frames(run: str | Path, video: str, frames: int = 8) -> list[np.ndarray]:
+    """A training video's T eval frames, enlarged for the page ([] if unreadable). A
+    relative path is relative to where the run was started: the run directory's
+    nearest parent folder that has it."""
+    path = Path(video.split("|")[0])
+    if not path.is_absolute():
+        path = next((p / path for p in Path(run).resolve().parents if (p / path).exists()), path)
+    try:
+        return [upscale(f) for f in read_video(path, frames)]
+    except GenactError:
+        return []
+
+
+def per_class(path: str | Path, worst: int = 3) -> tuple[list[list], list[list]]:
+    """An evaluation's per-class top-1 (worst first) and, for its `worst` classes,
+    example videos with their captions and top-5: ([split, class, top-1], [split, class,
+    video, caption, top-5])."""
+    res = json.loads((Path(path) / "results.json").read_text())
+    table, examples = [], []
+    for split, r in res["splits"].items():
+        scored = sorted((acc, name) for name, acc in r["per_class"].items() if acc is not None)
+        table += [[split, name, round(acc, 2)] for acc, name in scored]
+        for _, name in scored[:worst]:
+            examples += [[split, name, v["video"], v["caption"], ", ".join(v["top5"])]
+                         for v in r["videos"] if v["label"] == name][:2]
+    return table, examples

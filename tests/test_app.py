@@ -1,0 +1,142 @@
+"""`genact app` in a real browser: Playwright drives the system's Chromium against the
+app served by the command a user runs (the shipped miniature-world models)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from genact.app.logic import Models, try_video
+from genact.config import RestConfig, load_config
+from genact.data import write_video
+from genact.rest.bank import CaptionBank
+from genact.rest.run import run_rest
+from genact.testing import coloured_frames
+from genact.world.demo import SHIPPED
+from genact.world.pretrain import CAPTION_PROMPT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: .ci/run installs Debian's chromium")
+    pytest.skip("no Chromium: `apt-get install -y chromium` (Debian) runs these browser tests",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
+    """A finished tiny REST run under runs/, as the run browser finds it."""
+    root = tmp_path_factory.mktemp("app")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (8, 32, 40), i % 3, 150))
+    run_rest(load_config(RestConfig, None, [
+        f"data.root={root / 'videos'}", f"model.blip={tiny_blip_dir}", f"model.clip={tiny_clip_dir}",
+        "data.frames=2", "data.num_workers=0", "optim.epochs=2", "optim.global_batch=2", "optim.batch_size=2",
+        "rest.epochs_per_round=1", "rest.neighbours=2", "rest.max_new_tokens=4", "run.progress=false",
+        f"run.dir={root / 'runs' / 'rest-tiny'}"]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(runs):
+    """`genact app` on a free port, as a user starts it; its URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "genact", "app", "--runs", str(runs / "runs"), "--port", str(port),
+                             "--cache-dir", str(runs / "cache")], stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "genact: app on" in line:
+                break
+        assert proc.poll() is None, "genact app exited"
+        assert f"http://127.0.0.1:{port}" in line
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser(app):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app):
+    """A fresh page on the app for each test."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(app)
+    yield page
+    page.close()
+
+
+def test_a_clip_dropped_in_gets_its_caption_and_top5_as_the_library_gives_them(page, runs):
+    clip = sorted((runs / "cache" / "app-examples").glob("*.mp4"))[0]  # a world clip the app wrote
+    classes = "swaying ball\npulsing ball\nbouncing kite\ndrifting box\nflickering ring\ncircling cross"
+    page.click("#tab-try-button")
+    page.locator("#video-in input[type=file]").set_input_files(str(clip))
+    page.locator("#classes-in textarea").fill(classes)
+    page.click("#run-button")
+    caption = page.locator("#video-caption textarea")
+    expect(caption).not_to_have_value("", timeout=60000)
+    models = Models.load(str(SHIPPED / "blip"), str(SHIPPED / "blip"), str(SHIPPED / "clip"), prompt=CAPTION_PROMPT)
+    want = try_video(models, str(clip), classes)
+    assert caption.input_value() == want["video_caption"]
+    assert page.locator("#image-caption textarea").input_value() == want["image_caption"]
+    top5 = page.locator("#top5").inner_text()
+    shown = [name for name in classes.splitlines() if name in top5]
+    assert sorted(shown) == sorted(want["top5"]) and len(shown) == 5
+    best = max(want["top5"], key=want["top5"].get)
+    assert top5.split("\n").index(best) < min(top5.split("\n").index(n) for n in shown if n != best)
+    assert page.locator("#frames img").count() == 8
+
+
+def test_bad_input_gets_a_message_on_the_page_and_the_server_keeps_running(page, runs):
+    bad = runs / "corrupt.mp4"
+    bad.write_bytes(b"not a video at all")
+    page.click("#tab-try-button")
+    page.locator("#video-in input[type=file]").set_input_files(str(bad))
+    page.click("#run-button")
+    expect(page.locator("#message")).to_contain_text("Cannot do that", timeout=60000)
+    page.locator("#classes-in textarea").fill("  \n")
+    page.click("#run-button")
+    expect(page.locator("#message")).to_contain_text("class name", timeout=60000)
+    page.click("#tab-run-button")
+    page.locator("#run-pick input").fill(str(runs / "videos"))
+    page.locator("#run-pick input").press("Enter")
+    expect(page.locator("#run-message")).to_contain_text("not a genact run", timeout=60000)
+
+
+def test_the_run_browser_shows_a_videos_captions_with_their_provenance(page, runs):
+    run = runs / "runs" / "rest-tiny"
+    page.click("#tab-run-button")
+    page.locator("#run-pick input").click()
+    page.locator("ul[role=listbox] li", has_text=str(run)).click()  # the run directories found below --runs
+    expect(page.locator("#run-message")).to_contain_text("REST", timeout=60000)
+    page.click("#show-button")
+    history = page.locator("#history")
+    bank = CaptionBank.load(run / "bank" / "round-001.jsonl")  # the page's first video: the bank's first
+    row = json.loads((run / "bank" / "round-001.jsonl").read_text().splitlines()[0])
+    expect(history).to_contain_text(row["captions"][0]["text"], timeout=60000)
+    text = history.inner_text()
+    for c in row["captions"]:
+        assert c["text"] in text and c["source"] in text
+    assert bank.keys[0] == row["video"]
+    page.locator("#config-box button").first.click()  # the config, folded away by default
+    expect(page.locator("#run-config")).to_contain_text("frames: 2", timeout=30000)
