@@ -62,7 +62,7 @@ def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_train
     lines = [f"# Run summary: {run_dir.name}", "",
              f"- videos in the split: {num_videos}; trained on: {num_trained}; unreadable: {len(skipped)}",
              f"- epochs: {cfg.optim.epochs}; global batch {cfg.optim.global_batch}; lr {cfg.optim.lr} -> "
-             f"{cfg.optim.min_lr}; time {seconds / 60:.1f} min (the last session, if resumed)",
+             f"{cfg.optim.min_lr}; time {seconds / 60:.1f} min (since the last start, if resumed)",
              f"- final model: `{run_dir / 'final'}`", ""]
     train = metrics.read("train")
     if train:
