@@ -46,8 +46,8 @@ def main() -> None:
                                demo / "runs" / "rest" / "final", run_dir, (f"regen.standardise={standardise}",))
         captioner = Captioner.load(str(final), "genact", cfg.frames, work / "cache", torch.device("cpu"),
                                    progress=False, max_new_tokens=8)
-        res = evaluate({"unseen": test}, "genact", clip, captioner, ["{}"], run_dir / "eval", {}, work / "cache",
-                       cfg.frames, progress=False)
+        res = evaluate({"unseen": test}, "genact", clip, captioner, templates=["{}"], out_dir=run_dir / "eval", meta={},
+                       cache_dir=work / "cache", frames=cfg.frames, progress=False)
         train = Metrics(run_dir, enabled=False).read("train")
         mean = lambda key: round(sum(r[key] for r in train) / len(train), 4)  # noqa: E731
         rows.append({"standardise": standardise, "top1": round(res["splits"]["unseen"]["top1"], 2),

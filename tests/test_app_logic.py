@@ -19,6 +19,8 @@ def test_typed_class_lists_are_checked():
 
 
 def test_an_evaluation_shows_its_worst_classes_with_their_videos(tmp_path):
+    root, tmp_path = tmp_path, tmp_path / "results" / "eval"
+    tmp_path.mkdir(parents=True)
     videos = [{"video": f"v{i}.mp4", "label": label, "caption": f"caption {i}", "top5": ["a", "b"]}
               for i, label in enumerate(["run", "run", "swim", "jump", "jump"])]
     (tmp_path / "results.json").write_text(json.dumps({"splits": {"split1": {
@@ -26,7 +28,7 @@ def test_an_evaluation_shows_its_worst_classes_with_their_videos(tmp_path):
     table, examples = per_class(tmp_path, worst=2)
     assert table == [["split1", "swim", 0.0], ["split1", "jump", 50.0], ["split1", "run", 100.0]]
     assert [(e[1], e[2]) for e in examples] == [("swim", "v2.mp4"), ("jump", "v3.mp4"), ("jump", "v4.mp4")]
-    assert run_kind(tmp_path) == "evaluation" and find_runs(tmp_path.parent) == [str(tmp_path)]
+    assert run_kind(tmp_path) == "evaluation" and find_runs(root) == [str(tmp_path)]
 
 
 def test_a_regen_runs_curves_include_its_rewards(tmp_path):

@@ -82,7 +82,7 @@ def test_scores_equal_hand_computed_values():
         report.add([("d.mp4", "d.mp4: cannot open")])
         return captions
 
-    res, emb = score_split(Split(items, classes), "genact", clip, captioner, ["{}"], video_cosine=False)
+    res, emb = score_split(Split(items, classes), "genact", clip, captioner, templates=["{}"], video_cosine=False)
     # cosines: a -> run; b -> swim; c: run .936, swim .351, jump -.778 -> run (wrong)
     assert res.top1 == pytest.approx(200 / 3) and res.num_videos == 3 and emb.shape == (3, 2)
     assert res.top5 == 100.0  # 3 classes: top-5 holds all

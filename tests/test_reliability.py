@@ -133,9 +133,9 @@ def test_caption_records_are_matched_to_videos_not_positions(tmp_path):
         return {j: [f"about {it.path}"] for j, it in enumerate(items)}
 
     first = [VideoItem("b.mp4"), VideoItem("c.mp4")]
-    assert caption_stage("init", tmp_path, first, [0, 1], caption_fn, Dist()) == {0: ["about b.mp4"], 1: ["about c.mp4"]}
+    assert caption_stage("init", tmp_path, first, [0, 1], caption_fn=caption_fn, dist=Dist()) == {0: ["about b.mp4"], 1: ["about c.mp4"]}
     later = [VideoItem("a.mp4"), *first]  # a video that sorts first was added
-    got = caption_stage("init", tmp_path, later, [0, 1, 2], caption_fn, Dist())
+    got = caption_stage("init", tmp_path, later, [0, 1, 2], caption_fn=caption_fn, dist=Dist())
     assert got == {i: [f"about {it.path}"] for i, it in enumerate(later)}
     assert calls == [["b.mp4", "c.mp4"], ["a.mp4"]]
 

@@ -253,7 +253,8 @@ def test_a_split_that_decodes_nothing_is_an_error(tiny_clip_dir, tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"junk")
     split = Split([VideoItem(str(tmp_path / "bad.mp4"), 0)], ["a"])
     with pytest.raises(DataError, match="none of the 1 test videos could be read"):
-        evaluate({"s": split}, "clip", FrozenClip.from_pretrained(tiny_clip_dir), None, ["{}"], tmp_path / "out", {})
+        evaluate({"s": split}, "clip", FrozenClip.from_pretrained(tiny_clip_dir), None, templates=["{}"],
+                 out_dir=tmp_path / "out", meta={})
 
 
 # ---- one error type at the edge ---------------------------------------------------

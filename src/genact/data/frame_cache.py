@@ -185,6 +185,7 @@ def build_frame_cache(
     root: str | Path,
     num_frames: int,
     short_side: int,
+    *,
     fmt: str = "jpeg",
     quality: int = 90,
     shard_videos: int = 1000,

@@ -32,7 +32,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out_dir = Path(args.out or f"results/{args.protocol}-{args.method}")
     meta = {"protocol": args.protocol, "model": args.model, "clip": args.clip}
     frames = args.frames or (captioner.model.config.num_frames if captioner else 8)
-    res = evaluate(splits, args.method, clip, captioner, args.template, out_dir, meta, cache, frames, not args.quiet)
+    res = evaluate(splits, args.method, clip, captioner, templates=args.template, out_dir=out_dir, meta=meta,
+                   cache_dir=cache, frames=frames, progress=not args.quiet)
     print(res["table"])
     print(f"genact: results in {out_dir / 'results.json'}"
           + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""), file=sys.stderr)

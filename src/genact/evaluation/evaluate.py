@@ -49,6 +49,7 @@ def score_split(
     method: str,
     clip: FrozenClip,
     captioner: Captioner | None,
+    *,
     templates: list[str],
     clip_cache: EmbeddingCache | None = None,
     frames: int = 8,
@@ -128,6 +129,7 @@ def evaluate(
     method: str,
     clip: FrozenClip,
     captioner: Captioner | None,
+    *,
     templates: list[str],
     out_dir: Path,
     meta: dict,
@@ -148,8 +150,8 @@ def evaluate(
         if cache_dir is not None and clip.source is not None else None
     results, embeddings = {}, {}
     for name, split in splits.items():
-        results[name], embeddings[name] = score_split(split, method, clip, captioner, templates, clip_cache, frames,
-                                                      progress)
+        results[name], embeddings[name] = score_split(split, method, clip, captioner, templates=templates,
+                                                      clip_cache=clip_cache, frames=frames, progress=progress)
         log.info("%s: top-1 %.2f, top-5 %.2f (%d videos)", name, results[name].top1, results[name].top5,
                  results[name].num_videos)
     summary = summarise(results)

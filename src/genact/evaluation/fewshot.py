@@ -84,8 +84,8 @@ def finetune_and_evaluate(
     captioner = Captioner.load(str(final), "genact", cfg.data.frames, cache, device, progress=progress)
     frozen = FrozenClip.from_pretrained(clip).to(device)
     meta = {**meta, "model": str(final), "clip": clip, "train_videos": [it.path for it in items]}
-    return evaluate({name: test}, "genact", frozen, captioner, templates or ["{}"], run_dir, meta, cache,
-                    cfg.data.frames, progress)
+    return evaluate({name: test}, "genact", frozen, captioner, templates=templates or ["{}"], out_dir=run_dir,
+                    meta=meta, cache_dir=cache, frames=cfg.data.frames, progress=progress)
 
 
 def fewshot_summary(out: Path, protocol: str, model: str, seed: int, top1: dict[int, dict[int, float]]) -> str:

@@ -54,6 +54,7 @@ def video_feature_stage(
     clip: FrozenClip,
     run_dir: Path,
     items: list[VideoItem],
+    *,
     num_frames: int,
     dist: Dist,
     dtype: str = "float16",

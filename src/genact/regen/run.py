@@ -37,8 +37,9 @@ def run_regen(cfg: RegenConfig) -> Path | None:
         run.record(split.items)
         clip = FrozenClip.from_pretrained(cfg.model.clip).to(run.dist.device)
         all_items = run.frame_cache(split.items, model)
-        feats = video_feature_stage(clip, run.dir, all_items, dc.frames, run.dist, rc.feature_dtype, rc.clip_batch,
-                                    dc.num_workers, cfg.run.progress and run.dist.main)
+        feats = video_feature_stage(clip, run.dir, all_items, num_frames=dc.frames, dist=run.dist,
+                                    dtype=rc.feature_dtype, batch_size=rc.clip_batch, num_workers=dc.num_workers,
+                                    progress=cfg.run.progress and run.dist.main)
         usable = [i for i in range(len(all_items)) if i in feats]
         items = [all_items[i] for i in usable]
         grammar = GrammarScorer.from_pretrained(rc.grammar_model, rc.grammar).to(run.dist.device) \

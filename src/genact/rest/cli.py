@@ -38,8 +38,9 @@ def cmd_cache_frames(args: argparse.Namespace) -> int:
     dist = init_distributed("cpu", cfg.run.dist_timeout_min)
     try:
         written, report = build_frame_cache(training_split(cfg).items, cfg.data.frame_cache, cfg.data.frames, side,
-                                            args.format, args.quality, args.shard_videos, cfg.data.num_workers,
-                                            dist, progress=cfg.run.progress and dist.main)
+                                            fmt=args.format, quality=args.quality, shard_videos=args.shard_videos,
+                                            num_workers=cfg.data.num_workers, dist=dist,
+                                            progress=cfg.run.progress and dist.main)
     finally:
         cleanup(dist)
     print(f"genact: {written} videos cached in {cfg.data.frame_cache} (T={cfg.data.frames}, short side {side}); "

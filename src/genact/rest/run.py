@@ -81,16 +81,17 @@ class RestRun:
         rc = cfg.rest
         init = caption_stage(
             "init", self.dir, self.items, list(range(len(self.items))),
-            lambda its, rep: frame_captions(self.model, its, cfg.data.frames, rc.prompts, rc.caption_batch,
+            caption_fn=lambda its, rep: frame_captions(self.model, its, cfg.data.frames, rc.prompts, rc.caption_batch,
                                             cfg.data.num_workers, rep, progress=False, num_beams=rc.num_beams,
                                             max_new_tokens=rc.max_new_tokens),
-            dist, rc.chunk, self.progress,
+            dist=dist, chunk=rc.chunk, progress=self.progress,
         )
-        feats = video_feature_stage(self.clip, self.dir, self.items, cfg.data.frames, dist, rc.feature_dtype,
-                                    rc.clip_batch, cfg.data.num_workers, self.progress)
+        feats = video_feature_stage(self.clip, self.dir, self.items, num_frames=cfg.data.frames, dist=dist,
+                                    dtype=rc.feature_dtype, batch_size=rc.clip_batch, num_workers=cfg.data.num_workers,
+                                    progress=self.progress)
         # every process holds all captions and features, so each builds the same bank
         usable = [i for i in range(len(self.items)) if i in init and i in feats and init[i]]
-        log.info("%dist of %dist videos have initial captions and CLIP features", len(usable), len(self.items))
+        log.info("%d of %d videos have initial captions and CLIP features", len(usable), len(self.items))
         bank = CaptionBank([video_id(self.items[i]) for i in usable])
         for j, i in enumerate(usable):
             for text in init[i]:
@@ -107,9 +108,9 @@ class RestRun:
         cfg, rc = self.cfg, self.cfg.rest
         new = caption_stage(
             f"round-{r:03d}", self.dir, train_items, list(range(len(train_items))),
-            lambda its, rep: caption_videos(self.model, its, rc.caption_batch, cfg.data.num_workers, rep,
+            caption_fn=lambda its, rep: caption_videos(self.model, its, rc.caption_batch, cfg.data.num_workers, rep,
                                             progress=False, num_beams=rc.num_beams, max_new_tokens=rc.max_new_tokens),
-            self.dist, rc.chunk, self.progress,
+            dist=self.dist, chunk=rc.chunk, progress=self.progress,
         )
         bank = CaptionBank.load(_bank_path(self.dir, r - 1))  # on every process, as are the new captions
         for i, caps in new.items():
@@ -122,11 +123,11 @@ class RestRun:
         one saves the result as round r's bank."""
         rc = self.cfg.rest
         video_feats = torch.load(self.dir / "features" / "train_videos.pt", weights_only=True).float()
-        neighbours = neighbour_stage(self.dir, video_feats, rc.neighbours, self.dist, self.progress,
-                                     rc.neighbour_index, rc.faiss_nprobe)
+        neighbours = neighbour_stage(self.dir, video_feats, rc.neighbours, dist=self.dist, progress=self.progress,
+                                     index=rc.neighbour_index, nprobe=rc.faiss_nprobe)
         h = rc.neighbours if rc.retrieval_rounds is None or r < rc.retrieval_rounds else 1
-        stats = retrieval_stage(bank, r, video_feats, neighbours, h, self.clip, self.dir, rc.keep, self.dist,
-                                rc.feature_dtype, self.progress)
+        stats = retrieval_stage(bank, r, video_feats, neighbours, h=h, clip=self.clip, run_dir=self.dir, keep=rc.keep,
+                                dist=self.dist, feature_dtype=rc.feature_dtype, progress=self.progress)
         if self.dist.main:
             sources = Counter(c.source for e in bank.entries for c in e)
             stats.update({f"captions_{s}": n for s, n in sources.items()}, neighbours_used=min(h, neighbours.shape[1]))

@@ -41,6 +41,7 @@ def caption_stage(
     run_dir: Path,
     items: list[VideoItem],
     indices: list[int],
+    *,
     caption_fn: CaptionFn,
     dist: Dist,
     chunk: int = 1024,
@@ -75,7 +76,7 @@ def caption_stage(
     return out
 
 
-def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], dist: Dist, dtype: str = "float16",
+def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], *, dist: Dist, dtype: str = "float16",
                        progress: bool = True) -> torch.Tensor:
     """CLIP text features (M, D) float32 of `texts`; each distinct text is encoded once
     over all rounds, by one process (per-process caches under features/texts/)."""
@@ -87,7 +88,7 @@ def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], dist: 
     return read_rank_caches(root, clip.dim, dtype, texts)[0]
 
 
-def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, dist: Dist, progress: bool,
+def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, *, dist: Dist, progress: bool,
                     index: str = "exact", nprobe: int = 64) -> np.ndarray:
     """Top-h neighbours (N, h) int32, computed once into `neighbours.npy` (memory-mapped),
     each process filling its block of rows; index: exact (`video_neighbours`) or
@@ -121,6 +122,7 @@ def retrieval_stage(
     round_no: int,
     video_feats: torch.Tensor,
     neighbours: np.ndarray,
+    *,
     h: int,
     clip: FrozenClip,
     run_dir: Path,
@@ -135,7 +137,7 @@ def retrieval_stage(
     the round's metrics: videos whose list changed, captions new to their video's
     list (the model's new captions included), mean video-caption cosine, distinct
     texts. The other processes return None and leave their bank as it was."""
-    text_feats = text_feature_stage(clip, run_dir, bank.texts, dist, feature_dtype, progress)
+    text_feats = text_feature_stage(clip, run_dir, bank.texts, dist=dist, dtype=feature_dtype, progress=progress)
     ids, scores = retrieval_update(neighbours[:, :h], bank.padded(), video_feats, text_feats, keep, dist.device,
                                    progress=progress, rows=block(len(bank.entries), dist))
     parts = gather_to_main((ids, scores), dist)

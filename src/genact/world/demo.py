@@ -128,9 +128,9 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
             return
         captioner = None if model is None else Captioner.load(
             str(model), method, cfg.frames, cache, torch.device("cpu"), progress=progress, max_new_tokens=8)
-        res = evaluate({"unseen": test}, method, clip, captioner, ["{}"], out / "results" / name,
-                       {"protocol": "world-unseen", "model": str(model), "clip": str(clip_dir)}, cache, cfg.frames,
-                       progress)
+        res = evaluate({"unseen": test}, method, clip, captioner, templates=["{}"], out_dir=out / "results" / name,
+                       meta={"protocol": "world-unseen", "model": str(model), "clip": str(clip_dir)}, cache_dir=cache,
+                       frames=cfg.frames, progress=progress)
         rows.append((name, res))
 
     score("clip", "clip", None)
