@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from genact.data import VideoItem
-from genact.evaluation import ClipTam, caption_scores, mean_std, per_class_accuracy, topk_accuracy
+from genact.evaluation.clip_tam import ClipTam, caption_scores, mean_std, per_class_accuracy, topk_accuracy
 from genact.inference import encode_videos
 from genact.models import EmbeddingCache, FrozenClip, class_embeddings
 

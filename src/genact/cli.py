@@ -82,7 +82,7 @@ def cmd_caption(args) -> int:
 def cmd_classify(args) -> int:
     from genact.data import read_class_file
     from genact.distributed import pick_device
-    from genact.evaluation import ClipTam
+    from genact.evaluation.clip_tam import ClipTam
     from genact.models import FrozenClip
 
     class_names = read_class_file(args.classes)

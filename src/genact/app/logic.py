@@ -15,7 +15,7 @@ import yaml
 from genact.data import VideoItem, read_video
 from genact.data.splits import readable_name
 from genact.errors import GenactError
-from genact.evaluation import ClipTam
+from genact.evaluation.clip_tam import ClipTam
 from genact.inference.captions import caption_videos
 from genact.metrics import Metrics
 from genact.models import FrozenClip, VideoBlip

@@ -1,11 +1,3 @@
-"""Evaluation: CLIP-TAM classification of captions and accuracy metrics."""
-
-from genact.evaluation.clip_tam import (
-    ClipTam,
-    caption_scores,
-    mean_std,
-    per_class_accuracy,
-    topk_accuracy,
-)
-
-__all__ = ["ClipTam", "caption_scores", "mean_std", "per_class_accuracy", "topk_accuracy"]
+"""Evaluation: CLIP-TAM (`clip_tam`), the protocols and `evaluate`, the few-shot
+protocol, caption metrics and the HTML report. Import from the modules; the package
+imports nothing, so `genact --help` stays fast."""

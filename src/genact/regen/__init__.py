@@ -1,8 +1,2 @@
-"""ReGen: RL fine-tuning of the captioner with class, CLIP and grammar rewards."""
-
-from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise
-from genact.regen.rl import RegenTrainer, Rewards
-from genact.regen.run import run_regen
-
-__all__ = ["GrammarScorer", "RegenTrainer", "Rewards", "advantages", "clip_reward", "cls_reward", "run_regen",
-           "standardise"]
+"""ReGen: rewards (`rewards`), the policy-gradient trainer (`rl`) and the run (`run`).
+Import from the modules; the package imports nothing, so `genact --help` stays fast."""

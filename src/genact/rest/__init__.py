@@ -1,8 +1,3 @@
-"""REST: pseudo-captions, CLIP retrieval over a caption bank, and self-training."""
-
-from genact.rest.bank import Caption, CaptionBank
-from genact.rest.retrieval import pad_ragged, retrieval_update, video_neighbours
-from genact.rest.run import run_rest
-
-__all__ = ["Caption", "CaptionBank", "pad_ragged", "retrieval_update",
-           "run_rest", "video_neighbours"]
+"""REST: the caption bank (`bank`), CLIP retrieval (`retrieval`), the resumable
+stages (`stages`) and Algorithm 1 (`run`). Import from the modules; the package
+imports nothing, so `genact --help` stays fast."""
