@@ -16,6 +16,7 @@ from pathlib import Path
 from genact.data.datasets import VideoItem
 from genact.data.splits import find_video, index_videos, read_text
 from genact.errors import DataError
+from genact.io import atomic_write_text
 
 
 def read_vatex(path: str | Path, data_root: str | Path) -> tuple[list[VideoItem], list[list[str]], list[str]]:
@@ -72,3 +73,11 @@ def caption_metrics(references: list[list[str]], candidates: list[str], java: bo
     note = "" if java else ("java not found on PATH: METEOR left out, captions tokenised by a lower-case word "
                             "split instead of the PTB tokenizer")
     return scores, note
+
+
+def write_caption_metrics(out: Path, result: dict) -> Path:
+    """Write `result` (model, scores, note, missing and skipped videos, every caption
+    with its references) as out/caption_metrics.json."""
+    path = Path(out) / "caption_metrics.json"
+    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
+    return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -68,9 +67,8 @@ def cmd_caption_metrics(args: argparse.Namespace) -> int:
     from genact.data import SkipReport
     from genact.distributed import pick_device
     from genact.errors import DataError
-    from genact.evaluation.caption_metrics import caption_metrics, read_vatex
+    from genact.evaluation.caption_metrics import caption_metrics, read_vatex, write_caption_metrics
     from genact.inference.captions import Captioner
-    from genact.io import atomic_write_text
 
     items, refs, missing = read_vatex(args.annotations, args.data_root)
     if missing:
@@ -91,11 +89,10 @@ def cmd_caption_metrics(args: argparse.Namespace) -> int:
         print(f"{name:<8} {100 * value:6.2f}")
     if note:
         print(f"genact: {note}", file=sys.stderr)
-    out = Path(args.out or "results/caption-metrics")
-    result = {"model": args.model, "annotations": args.annotations, "videos": len(done), "scores": scores,
-              "note": note, "missing": missing, "skipped": report.skipped,
-              "captions": [{"video": items[i].path, "caption": caps[i], "references": refs[i]} for i in done]}
-    atomic_write_text(out / "caption_metrics.json", json.dumps(result, indent=1) + "\n")
+    captions = [{"video": items[i].path, "caption": caps[i], "references": refs[i]} for i in done]
+    write_caption_metrics(Path(args.out or "results/caption-metrics"), {
+        "model": args.model, "annotations": args.annotations, "videos": len(done), "scores": scores, "note": note,
+        "missing": missing, "skipped": report.skipped, "captions": captions})
     return finish(report, len(done))
 
 
