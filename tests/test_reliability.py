@@ -20,6 +20,7 @@ from genact.config import ConfigError, ModelConfig, RegenConfig, load_config
 from genact.data import SkipReport, VideoItem, write_video
 from genact.distributed import Dist
 from genact.inference.captions import CaptionCache, Captioner
+from genact.io import ShardLog
 from genact.models import EmbeddingCache, ModelNotFoundError, VideoBlip
 from genact.rest.stages import caption_stage
 from genact.runs import load_model, lock_run_dir, release_run_dir, resolve_model_settings
@@ -138,6 +139,10 @@ def test_caption_records_are_matched_to_videos_not_positions(tmp_path):
     got = caption_stage("init", tmp_path, later, [0, 1, 2], caption_fn=caption_fn, dist=Dist())
     assert got == {i: [f"about {it.path}"] for i, it in enumerate(later)}
     assert calls == [["b.mp4", "c.mp4"], ["a.mp4"]]
+    legacy = ShardLog(tmp_path / "captions", "old", 0)  # records of an older version, by list index
+    legacy.append([{"index": 0, "captions": ["stale"]}])
+    assert caption_stage("old", tmp_path, first, [0, 1], caption_fn=caption_fn, dist=Dist()) == {
+        0: ["about b.mp4"], 1: ["about c.mp4"]}  # redone, never matched by position
 
 
 def test_captions_are_saved_as_they_go_and_a_rerun_reuses_them(fitted, tmp_path, monkeypatch):

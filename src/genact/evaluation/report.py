@@ -47,7 +47,8 @@ def load_source(path: str | Path) -> dict:
         generated = {}  # round -> {video: the model's caption}
         for b in banks[1:]:
             rows = ShardLog(path / "captions", b.stem, 0).read_all()
-            generated[int(b.stem.split("-")[1])] = {r["video"]: r["captions"][0] for r in rows if r.get("captions")}
+            generated[int(b.stem.split("-")[1])] = {r["video"]: r["captions"][0] for r in rows
+                                                    if r.get("captions") and "video" in r}
         return {"kind": "run", "name": path.name, "generated": generated,
                 "rounds": [[json.loads(ln) for ln in b.read_text().splitlines()] for b in banks]}
     raise DataError(f"{path}: neither results (results.json / fewshot.json) nor a REST run (bank/)")

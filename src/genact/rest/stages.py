@@ -53,7 +53,7 @@ def caption_stage(
     keyed by video (`video_id`), so a resumed stage matches them to videos, not to
     list positions."""
     records = ShardLog(run_dir / "captions", name, dist.rank)
-    done = {r["video"] for r in records.read_all()}
+    done = {r["video"] for r in records.read_all() if "video" in r}  # (older records, by index, are redone)
     barrier(dist)  # every process has read before any writes
     todo = shard([i for i in indices if video_id(items[i]) not in done], dist)
     bar = progress_bar(total=len(todo), desc=f"captions ({name})", enabled=progress and dist.main)
@@ -70,7 +70,7 @@ def caption_stage(
         bar.update(len(part))
     bar.close()
     barrier(dist)
-    captions = {r["video"]: r["captions"] for r in records.read_all() if "captions" in r}
+    captions = {r["video"]: r["captions"] for r in records.read_all() if "captions" in r and "video" in r}
     out = {i: captions[video_id(items[i])] for i in indices if video_id(items[i]) in captions}
     log.info("captions (%s): %d of %d videos captioned", name, len(out), len(indices))
     return out
