@@ -89,11 +89,17 @@ class ShardLog:
 
     def read_all(self) -> list[dict]:
         """Every process's records; a line cut short by a kill is ignored."""
-        rows = []
-        for path in sorted(self.dir.glob(f"{self.name}.rank*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return rows
+        return [r for path in sorted(self.dir.glob(f"{self.name}.rank*.jsonl")) for r in read_json_lines(path)]
+
+
+def read_json_lines(path: str | Path) -> list:
+    """The records of a JSON-lines file ([] when there is none); a line cut short by
+    a kill is ignored."""
+    rows = []
+    if Path(path).exists():
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows

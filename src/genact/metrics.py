@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genact.distributed import Dist, all_reduce_sum, union_keys
-from genact.io import atomic_write_text, disk_full_is_an_error
+from genact.io import atomic_write_text, disk_full_is_an_error, read_json_lines
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,8 @@ class Metrics:
             tb.flush()
 
     def read(self, kind: str | None = None) -> list[dict]:
-        if not self.file.exists():
-            return []
-        rows = []
-        for line in self.file.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-        return [r for r in rows if kind is None or r.get("kind") == kind]
+        """The records (of `kind`), in the order they were logged."""
+        return [r for r in read_json_lines(self.file) if kind is None or r.get("kind") == kind]
 
     def close(self) -> None:
         if self.tb is not None:

@@ -5,6 +5,7 @@ curves, per-video caption history and an evaluation's per-class accuracy."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,11 +148,10 @@ def caption_history(path: str | Path, video: str) -> list[list]:
     """Rows [round, caption, source, round made, CLIP score] of `video` in every round's bank."""
     rows = []
     for bank_file in sorted((Path(path) / "bank").glob("round-*.jsonl")):
-        r = int(bank_file.stem.split("-")[1])
-        for line in bank_file.read_text().splitlines():
-            entry = json.loads(line)
-            if entry["video"] == video:
-                rows += [[r, c["text"], c["source"], c["round"], c["score"]] for c in entry["captions"]]
+        bank, r = CaptionBank.load(bank_file), int(bank_file.stem.split("-")[1])
+        if video in bank.keys:
+            rows += [[r, bank.texts[c.text_id], c.source, c.round, None if math.isnan(c.score) else round(c.score, 6)]
+                     for c in bank.entries[bank.keys.index(video)]]
     return rows
 
 

@@ -196,14 +196,12 @@ class Captioner:
         bar = progress_bar(total=len(todo), desc="captioning", enabled=bool(self.progress and todo))
         for s in range(0, len(todo), self.chunk):
             part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
-            if not part:
-                bar.update(min(self.chunk, len(todo) - s))
-                continue
-            caps = caption_videos(self.model, [items[i] for i in part], self.batch_size, self.num_workers, report,
-                                  False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
-            self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
-            self.generated += len(caps)
-            self.cache.refresh()
+            if part:
+                caps = caption_videos(self.model, [items[i] for i in part], self.batch_size, self.num_workers,
+                                      report, False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+                self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
+                self.generated += len(caps)
+                self.cache.refresh()
             bar.update(min(self.chunk, len(todo) - s))
         bar.close()
         return {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
