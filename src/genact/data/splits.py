@@ -40,9 +40,10 @@ def readable_name(raw: str) -> str:
     return " ".join(s.lower().split())
 
 
-def _files_below(root: str | os.PathLike) -> list[str]:
-    """Every regular file below `root`, following links, each real file and folder
-    once (a link back to a parent folder ends there instead of looping)."""
+def _files_below(root: str | os.PathLike, suffixes: tuple[str, ...]) -> list[str]:
+    """Every regular file below `root` whose name ends in one of `suffixes` (any case),
+    following links, each real file and folder once (a link back to a parent folder
+    ends there instead of looping). Only those files are stat'ed."""
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
     out = []
@@ -54,6 +55,8 @@ def _files_below(root: str | os.PathLike) -> list[str]:
         seen_dirs.add((st.st_dev, st.st_ino))
         dirnames.sort()
         for f in sorted(files):
+            if not f.lower().endswith(suffixes):
+                continue
             path = os.path.join(dirpath, f)
             try:
                 fst = os.stat(path)
@@ -68,10 +71,8 @@ def _files_below(root: str | os.PathLike) -> list[str]:
 def index_videos(root: str | os.PathLike) -> dict[str, list[str]]:
     """Map file stem -> paths of the video files below `root` with that stem (one walk)."""
     found: dict[str, list[str]] = {}
-    for path in _files_below(root):
-        stem, ext = os.path.splitext(os.path.basename(path))
-        if ext.lower() in VIDEO_EXTENSIONS:
-            found.setdefault(stem, []).append(path)
+    for path in _files_below(root, VIDEO_EXTENSIONS):
+        found.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
     return found
 
 
