@@ -53,23 +53,29 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def _captions(args) -> tuple[list, dict[int, str], SkipReport]:
+def _captions(args, dist) -> tuple[list, dict[int, str], SkipReport]:
     """Caption the command line's videos through the caption cache, so a rerun after
-    a kill reuses what was saved (every 64 videos)."""
+    a kill reuses what was saved (every 64 videos); under torchrun each process
+    captions its share."""
     from genact.data import SkipReport
-    from genact.distributed import pick_device
     from genact.inference.captions import Captioner
 
-    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir(args), pick_device(args.device),
+    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir(args), dist.device,
                                image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
-                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
+                               dist=dist)
     items = video_items(args.videos)
     report = SkipReport()
     return items, captioner(items, report), report
 
 
 def cmd_caption(args) -> int:
-    items, caps, report = _captions(args)
+    from genact.distributed import joined
+
+    with joined(args.device, threads=args.threads, workers=args.num_workers) as dist:
+        items, caps, report = _captions(args, dist)
+    if not dist.main:
+        return 0
     rows = [{"video": it.path, "caption": caps[i]} for i, it in enumerate(items) if i in caps]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -81,13 +87,16 @@ def cmd_caption(args) -> int:
 
 def cmd_classify(args) -> int:
     from genact.data import read_class_file
-    from genact.distributed import pick_device
+    from genact.distributed import joined
     from genact.evaluation.clip_tam import ClipTam
     from genact.models import FrozenClip
 
     class_names = read_class_file(args.classes)
-    items, caps, report = _captions(args)
-    clip = FrozenClip.from_pretrained(args.clip).to(pick_device(args.device))
+    with joined(args.device, threads=args.threads, workers=args.num_workers) as dist:
+        items, caps, report = _captions(args, dist)
+    if not dist.main:
+        return 0
+    clip = FrozenClip.from_pretrained(args.clip).to(dist.device)
     tam = ClipTam(clip, class_names, args.template)
     done = [i for i in range(len(items)) if i in caps]
     top = tam.topk([caps[i] for i in done], args.topk)

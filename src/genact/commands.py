@@ -21,6 +21,8 @@ def add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes for decoding")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: $OMP_NUM_THREADS, else cores / (1 + num-workers))")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
     if cache:
         p.add_argument("--cache-dir", help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")

@@ -237,6 +237,8 @@ class RunConfig:
     tensorboard: bool = True
     progress: bool = True
     dist_timeout_min: int = bounded(120, 1)  # collective timeout: how long processes wait for each other at a barrier
+    # torch CPU threads per process; None = $OMP_NUM_THREADS if set, else cores / (processes x (1 + data.num_workers))
+    threads: int | None = bounded(None, 1)
 
 
 @dataclass

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.distributed as tdist
 from genact.errors import ConfigError
+
+_joined = 0  # how many callers of init_distributed hold the process group (see cleanup)
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,33 @@ def pick_device(name: str = "auto", local_rank: int | None = None) -> torch.devi
     return torch.device(name)
 
 
-def init_distributed(device: str = "auto", timeout_min: int = 120) -> Dist:
-    """Join the torchrun process group if there is one and pick this process's device.
+def cpu_threads(requested: int | None = None, workers: int = 0) -> int:
+    """Set torch's CPU threads for this process and return the number: `requested`, else
+    $OMP_NUM_THREADS when set (torchrun sets 1), else the cores this process may run on
+    shared among the node's processes and their decoding workers:
+    cores // (processes on the node x (1 + workers)), at least 1 (docs/performance.md)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if requested is None and env.isdigit() and int(env) > 0:
+        requested = int(env)
+    if requested is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        requested = max(1, cores // (int(os.environ.get("LOCAL_WORLD_SIZE", 1)) * (1 + workers)))
+    if requested != torch.get_num_threads():
+        torch.set_num_threads(requested)
+    return requested
+
+
+def init_distributed(device: str = "auto", timeout_min: int = 120, *, threads: int | None = None,
+                     workers: int = 0) -> Dist:
+    """Join the torchrun process group if there is one, pick this process's device and
+    set its CPU threads (see cpu_threads; `workers` = decoding workers per process).
+    Calls nest: a command that evaluates after training joins once, the training run
+    joins again, and the group lives until the last `cleanup`.
 
     device: auto (the local GPU when there is one, else cpu), cpu, cuda or cuda:N.
     """
+    global _joined
+    cpu_threads(threads, workers)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     dev = pick_device(device, local_rank if world > 1 else None)
@@ -58,7 +84,20 @@ def init_distributed(device: str = "auto", timeout_min: int = 120) -> Dist:
     if world > 1 and not tdist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         tdist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))
+    if world > 1:
+        _joined += 1
     return Dist(rank, world, local_rank, dev)
+
+
+@contextmanager
+def joined(device: str = "auto", timeout_min: int = 120, *, threads: int | None = None,
+           workers: int = 0) -> Iterator[Dist]:
+    """init_distributed for the length of a `with` block (a command's processes), then cleanup."""
+    dist = init_distributed(device, timeout_min, threads=threads, workers=workers)
+    try:
+        yield dist
+    finally:
+        cleanup(dist)
 
 
 def barrier(dist: Dist) -> None:
@@ -86,13 +125,18 @@ def gather_to_main(obj, dist: Dist) -> list | None:
     return out
 
 
+def all_gather(obj, dist: Dist) -> list:
+    """Every process's `obj` (picklable) as a list in rank order, on every process."""
+    if not dist.enabled:
+        return [obj]
+    out: list = [None] * dist.world
+    tdist.all_gather_object(out, obj)
+    return out
+
+
 def union_keys(keys: list[str], dist: Dist) -> list[str]:
     """The sorted union of every process's `keys` (so all take part in the same reductions)."""
-    if not dist.enabled:
-        return sorted(keys)
-    gathered: list = [None] * dist.world
-    tdist.all_gather_object(gathered, list(keys))
-    return sorted({k for ks in gathered for k in ks})
+    return sorted({k for ks in all_gather(list(keys), dist) for k in ks})
 
 
 def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:
@@ -105,5 +149,10 @@ def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:
 
 
 def cleanup(dist: Dist) -> None:
+    """Leave the process group; the last of the nested `init_distributed` callers destroys it."""
+    global _joined
     if dist.enabled and tdist.is_initialized():
-        tdist.destroy_process_group()
+        _joined -= 1
+        if _joined <= 0:
+            _joined = 0
+            tdist.destroy_process_group()

@@ -114,7 +114,8 @@ def start_run(cfg: Any) -> tuple[Dist, Path]:
     that blocks the corrected command. The caller releases the lock with
     release_run_dir when the run ends."""
     run_dir = Path(cfg.run.dir)
-    dist = init_distributed(cfg.run.device, cfg.run.dist_timeout_min)
+    dist = init_distributed(cfg.run.device, cfg.run.dist_timeout_min, threads=cfg.run.threads,
+                            workers=cfg.data.num_workers)
     busy = ""
     if dist.main:
         try:
@@ -122,12 +123,14 @@ def start_run(cfg: Any) -> tuple[Dist, Path]:
         except ConfigError as e:
             busy = str(e)
     if all_reduce_sum([float(bool(busy))], dist)[0]:  # every process learns that the directory is taken
+        cleanup(dist)
         raise ConfigError(busy or f"{run_dir}: in use by another genact process")
     try:
         check_run_dir(cfg)
         barrier(dist)
     except BaseException:
         release_run_dir(run_dir)
+        cleanup(dist)
         raise
     return dist, run_dir
 
@@ -223,6 +226,7 @@ class Run:
             self.metrics = Metrics(self.dir, self.dist.main, self.cfg.run.tensorboard, Checkpoints.step(self.checkpoint))
         except BaseException:
             release_run_dir(self.dir)
+            cleanup(self.dist)
             raise
         self.log.info("%s run in %s (%d process%s, %s)%s", type(self.cfg).__name__.removesuffix("Config"), self.dir,
                       self.dist.world, "es" if self.dist.world > 1 else "", self.dist.device,

@@ -10,7 +10,13 @@ from genact.commands import add_decoding_args, cache_dir, finish
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from genact.distributed import pick_device
+    from genact.distributed import joined
+
+    with joined(args.device, threads=args.threads, workers=args.num_workers) as dist:
+        return _eval(args, dist)
+
+
+def _eval(args: argparse.Namespace, dist) -> int:
     from genact.errors import ConfigError
     from genact.evaluation.evaluate import closing_lines, evaluate
     from genact.evaluation.protocols import protocol_splits
@@ -19,20 +25,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.method != "clip" and not args.model:
         raise ConfigError(f"--method {args.method} needs --model")
-    device = pick_device(args.device)
     splits = protocol_splits(args.protocol, args.data_root, args.splits, args.classes, args.split)
     cache = cache_dir(args)
     captioner = None
     if args.method != "clip":
-        captioner = Captioner.load(args.model, args.method, args.frames, cache, device, image_size=args.image_size,
-                                   batch_size=args.batch_size, num_workers=args.num_workers, num_beams=args.beams,
-                                   max_new_tokens=args.max_new_tokens, progress=not args.quiet)
-    clip = FrozenClip.from_pretrained(args.clip).to(device)
+        captioner = Captioner.load(args.model, args.method, args.frames, cache, dist.device,
+                                   image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
+                                   num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
+                                   dist=dist)
+    clip = FrozenClip.from_pretrained(args.clip).to(dist.device)
     out_dir = Path(args.out or f"results/{args.protocol}-{args.method}")
     meta = {"protocol": args.protocol, "model": args.model, "clip": args.clip}
     frames = args.frames or (captioner.model.config.num_frames if captioner else 8)
     res = evaluate(splits, args.method, clip, captioner, templates=args.template, out_dir=out_dir, meta=meta,
-                   cache_dir=cache, frames=frames, progress=not args.quiet)
+                   cache_dir=cache, frames=frames, progress=not args.quiet, dist=dist)
+    if not dist.main:
+        return 0
     print(res["table"])
     print(f"genact: results in {out_dir / 'results.json'}"
           + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""), file=sys.stderr)
@@ -42,6 +50,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_fewshot(args: argparse.Namespace) -> int:
+    from genact.distributed import joined
+
+    device = next((s.split("=", 1)[1] for s in args.settings if s.startswith("run.device=")), "auto")
+    with joined(device) as dist:  # one process group for every fine-tuning run and evaluation
+        return _fewshot(args, dist)
+
+
+def _fewshot(args: argparse.Namespace, dist) -> int:
     from genact.errors import ConfigError
     from genact.evaluation.fewshot import fewshot_summary, run_fewshot
     from genact.supervised import SHOTS
@@ -58,14 +74,22 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
                               out_dir=out, seed=args.seed, train_list=args.train_list, overrides=args.settings,
                               templates=args.template, progress=not args.quiet)
             top1.setdefault(m, {})[k] = res["splits"][f"split{k}"]["top1"]
+    if not dist.main:
+        return 0
     print(fewshot_summary(out, args.protocol, args.model, args.seed, top1))
     print(f"genact: few-shot results in {out / 'fewshot.json'}", file=sys.stderr)
     return 0
 
 
 def cmd_caption_metrics(args: argparse.Namespace) -> int:
+    from genact.distributed import joined
+
+    with joined(args.device, threads=args.threads, workers=args.num_workers) as dist:
+        return _caption_metrics(args, dist)
+
+
+def _caption_metrics(args: argparse.Namespace, dist) -> int:
     from genact.data import SkipReport
-    from genact.distributed import pick_device
     from genact.errors import DataError
     from genact.evaluation.caption_metrics import caption_metrics, read_vatex, write_caption_metrics
     from genact.inference.captions import Captioner
@@ -78,11 +102,14 @@ def cmd_caption_metrics(args: argparse.Namespace) -> int:
         items, refs = items[: args.limit], refs[: args.limit]
     if not items:
         raise DataError(f"{args.data_root}: none of the videos of {args.annotations}")
-    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir(args), pick_device(args.device),
+    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir(args), dist.device,
                                image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
-                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
+                               dist=dist)
     report = SkipReport()
     caps = captioner(items, report)
+    if not dist.main:
+        return 0
     done = sorted(caps)
     scores, note = caption_metrics([refs[i] for i in done], [caps[i] for i in done])
     for name, value in scores.items():

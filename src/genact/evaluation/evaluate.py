@@ -20,6 +20,7 @@ import torch
 
 from genact.data.datasets import SkipReport
 from genact.data.splits import Split
+from genact.distributed import Dist
 from genact.errors import ConfigError, DataError
 from genact.evaluation.clip_tam import caption_scores, mean_std, per_class_accuracy, topk_accuracy
 from genact.inference.captions import Captioner, model_fingerprint
@@ -55,14 +56,17 @@ def score_split(
     frames: int = 8,
     progress: bool = True,
     video_cosine: bool = True,
+    dist: Dist = Dist(),
 ) -> tuple[SplitResult, torch.Tensor]:
     """Classify a split's videos; returns the result and the (N, D) embeddings that
     were classified (caption text features, or CLIP video features for `clip`).
-    With `video_cosine`, each caption's CLIP cosine with its video is recorded too."""
+    With `video_cosine`, each caption's CLIP cosine with its video is recorded too.
+    Under torchrun the videos are shared out (`dist`, and the captioner's own) and
+    every process returns the whole split's result."""
     report = SkipReport()
     class_emb = class_embeddings(clip, split.class_names, templates, clip_cache)
     if method == "clip":
-        feats = encode_videos(clip, split.items, frames, clip_cache, report=report, progress=progress)
+        feats = encode_videos(clip, split.items, frames, clip_cache, report=report, progress=progress, dist=dist)
         done = sorted(feats)
         emb = torch.stack([feats[i] for i in done]) if done else torch.zeros(0, clip.dim)
         captions = {}
@@ -73,7 +77,8 @@ def score_split(
         emb = clip.encode_texts([captions[i] for i in done], clip_cache)
         cosine = {}
         if video_cosine:  # how well each caption describes its video (the report plots it)
-            vfeats = encode_videos(clip, [split.items[i] for i in done], frames, clip_cache, progress=progress)
+            vfeats = encode_videos(clip, [split.items[i] for i in done], frames, clip_cache, progress=progress,
+                                   dist=dist)
             cosine = {done[j]: float(emb[j] @ f) for j, f in vfeats.items()}
     scores = caption_scores(emb, class_emb) if len(done) else torch.zeros(0, len(split.class_names))
     labels = torch.tensor([split.items[i].label for i in done], dtype=torch.long)
@@ -136,9 +141,12 @@ def evaluate(
     cache_dir: Path | None = None,
     frames: int = 8,
     progress: bool = True,
+    dist: Dist = Dist(),
 ) -> dict:
-    """Score every split, write `results.json` and `embeddings.npz` to `out_dir`,
-    and return the results (see docs/evaluation.md for the fields)."""
+    """Score every split, write `results.json` and `embeddings.npz` to `out_dir`
+    (the main process), and return the results (see docs/evaluation.md for the
+    fields). Under torchrun pass `dist` here and to the captioner: each process
+    captions and encodes its share of the videos."""
     if method not in METHODS:
         raise ConfigError(f"method {method!r}: expected one of {', '.join(METHODS)}")
     for name, split in splits.items():  # before any work: a wrong data root finds nothing
@@ -151,15 +159,17 @@ def evaluate(
     results, embeddings = {}, {}
     for name, split in splits.items():
         results[name], embeddings[name] = score_split(split, method, clip, captioner, templates=templates,
-                                                      clip_cache=clip_cache, frames=frames, progress=progress)
+                                                      clip_cache=clip_cache, frames=frames,
+                                                      progress=progress and dist.main, dist=dist)
         log.info("%s: top-1 %.2f, top-5 %.2f (%d videos)", name, results[name].top1, results[name].top5,
                  results[name].num_videos)
     summary = summarise(results)
     out = {**meta, "method": method, "templates": templates, "mean_std": summary,
            "splits": {k: vars(v) for k, v in results.items()}}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "results.json", json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n")
-    save_embeddings(out_dir / "embeddings.npz", embeddings)
+    if dist.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "results.json", json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n")
+        save_embeddings(out_dir / "embeddings.npz", embeddings)
     out["table"] = results_table(results, summary)
     return out
 

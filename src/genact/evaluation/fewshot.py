@@ -10,7 +10,7 @@ from pathlib import Path
 
 from genact.data.datasets import VideoItem
 from genact.data.splits import Split, read_list
-from genact.distributed import pick_device
+from genact.distributed import joined
 from genact.errors import ConfigError
 from genact.evaluation.clip_tam import mean_std
 from genact.evaluation.evaluate import evaluate
@@ -76,16 +76,18 @@ def finetune_and_evaluate(
     cfg = fewshot_config(model, run_dir / "train", shots=meta.get("shots", 1), num_videos=len(items), seed=seed,
                          progress=progress, overrides=overrides)
     log.info("%s: %d training videos, %d epochs", run_dir.name, len(items), cfg.optim.epochs)
-    final = train_on_class_names(cfg, items, test.class_names)
-    if final is None:
-        raise ConfigError(f"{run_dir}: training stopped early (run.stop_at_step); run again to resume")
-    device = pick_device("cpu" if cfg.run.device == "cpu" else "auto")
-    cache = cache_dir or run_dir / "cache"
-    captioner = Captioner.load(str(final), "genact", cfg.data.frames, cache, device, progress=progress)
-    frozen = FrozenClip.from_pretrained(clip).to(device)
-    meta = {**meta, "model": str(final), "clip": clip, "train_videos": [it.path for it in items]}
-    return evaluate({name: test}, "genact", frozen, captioner, templates=templates or ["{}"], out_dir=run_dir,
-                    meta=meta, cache_dir=cache, frames=cfg.data.frames, progress=progress)
+    processes = joined(cfg.run.device, cfg.run.dist_timeout_min, threads=cfg.run.threads, workers=cfg.data.num_workers)
+    with processes as dist:  # training and evaluation share the processes
+        final = train_on_class_names(cfg, items, test.class_names)
+        if final is None:
+            raise ConfigError(f"{run_dir}: training stopped early (run.stop_at_step); run again to resume")
+        cache = cache_dir or run_dir / "cache"
+        captioner = Captioner.load(str(final), "genact", cfg.data.frames, cache, dist.device, progress=progress,
+                                   dist=dist)
+        frozen = FrozenClip.from_pretrained(clip).to(dist.device)
+        meta = {**meta, "model": str(final), "clip": clip, "train_videos": [it.path for it in items]}
+        return evaluate({name: test}, "genact", frozen, captioner, templates=templates or ["{}"], out_dir=run_dir,
+                        meta=meta, cache_dir=cache, frames=cfg.data.frames, progress=progress, dist=dist)
 
 
 def fewshot_summary(out: Path, protocol: str, model: str, seed: int, top1: dict[int, dict[int, float]]) -> str:

@@ -22,6 +22,7 @@ from filelock import FileLock
 from genact.config import DEFAULT_PROMPTS
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
+from genact.distributed import Dist, all_gather, all_reduce_sum, shard
 from genact.io import ShardLog
 from genact.models.hub import resolve_model_dir
 from genact.models.precision import autocast
@@ -164,7 +165,9 @@ class CaptionCache:
 @dataclass
 class Captioner:
     """A captioning model with its cache; `generated` counts captions made (not cached).
-    Captions are saved every `chunk` videos, so a killed run loses at most one chunk."""
+    Captions are saved every `chunk` videos, so a killed run loses at most one chunk.
+    Under torchrun (`dist`), each process captions its share of the videos not cached
+    and every process gets all the captions (and all the skipped videos) back."""
 
     model: VideoBlip
     cache: CaptionCache
@@ -174,6 +177,7 @@ class Captioner:
     max_new_tokens: int = 30
     progress: bool = True
     chunk: int = 64
+    dist: Dist = Dist()
     generated: int = 0
 
     @classmethod
@@ -191,9 +195,24 @@ class Captioner:
     def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
         """{item index: caption} for the readable items."""
         keys = [video_id(it, self.model.config.num_frames) for it in items]
+        mine = shard(list(range(len(items))), self.dist)  # fixed shares: the cache may change while ranks look
         self.cache.refresh()
-        todo = [i for i, k in enumerate(keys) if k not in self.cache.captions]
-        bar = progress_bar(total=len(todo), desc="captioning", enabled=bool(self.progress and todo))
+        own, before = SkipReport(), self.generated
+        self._generate(items, keys, [i for i in mine if keys[i] not in self.cache.captions], own)
+        if self.dist.enabled:  # the others' captions and skips; their cache may be on another node
+            done = {keys[i]: self.cache.captions[keys[i]] for i in mine if keys[i] in self.cache.captions}
+            shares = all_gather((done, own.skipped), self.dist)
+            for caps, _ in shares:
+                self.cache.captions.update(caps)
+            own = SkipReport([tuple(s) for _, skipped in shares for s in skipped])
+            made = self.generated - before
+            self.generated += int(all_reduce_sum([float(made)], self.dist)[0]) - made
+        report.skipped.extend(own.skipped)
+        return {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
+
+    def _generate(self, items: list[VideoItem], keys: list[str], todo: list[int], report: SkipReport) -> None:
+        """Caption items[todo] chunk by chunk into the cache."""
+        bar = progress_bar(total=len(todo), desc="captioning", enabled=bool(self.progress and todo and self.dist.main))
         for s in range(0, len(todo), self.chunk):
             part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
             if part:
@@ -204,4 +223,3 @@ class Captioner:
                 self.cache.refresh()
             bar.update(min(self.chunk, len(todo) - s))
         bar.close()
-        return {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}

@@ -11,7 +11,7 @@ import torch
 
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
-from genact.distributed import Dist, barrier, shard
+from genact.distributed import Dist, all_gather, barrier, shard
 from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip
 
@@ -27,10 +27,20 @@ def encode_videos(
     num_workers: int = 0,
     report: SkipReport | None = None,
     progress: bool = True,
+    dist: Dist = Dist(),
 ) -> dict[int, torch.Tensor]:
     """CLIP video features of `items` (eval sampling). Returns {item index: (D,)};
-    unreadable videos are absent and recorded in `report`."""
+    unreadable videos are absent and recorded in `report`. With `dist`, each process
+    encodes its share and every process gets all the features and skips back."""
     report = report if report is not None else SkipReport()
+    if dist.enabled:
+        mine = shard(list(range(len(items))), dist)
+        own = SkipReport()
+        feats = encode_videos(clip, [items[i] for i in mine], num_frames, cache, batch_size, num_workers, own,
+                              progress and dist.main)
+        shares = all_gather(({mine[j]: f for j, f in feats.items()}, own.skipped), dist)
+        report.skipped.extend(tuple(s) for _, skipped in shares for s in skipped)
+        return {i: f for part, _ in shares for i, f in part.items()}
     keys = [video_id(it, num_frames) for it in items]
     todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
     feats: dict[int, torch.Tensor] = {}
