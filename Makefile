@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 # All benchmarks of docs/performance.md on this machine, rows as JSON in bench/ (about
-# 55 min on 2 CPU cores, most of it retrieval at N = 240k; the GPU one only with CUDA).
+# 95 min on 2 CPU cores, most of it retrieval at N = 240k; the GPU one only with CUDA).
 bench: setup
 	mkdir -p bench
 	$(BIN)/python benchmarks/decode.py --out bench/decode.json
@@ -37,6 +37,13 @@ bench: setup
 	$(BIN)/python benchmarks/text_batches.py --out bench/text_batches.json
 	$(BIN)/genact demo --out bench/demo --quiet
 	$(BIN)/python benchmarks/regen_rewards.py --demo bench/demo --out bench/regen_rewards.json
+	$(BIN)/python benchmarks/regen_sweep.py --demo bench/demo --out bench/regen_sweep.json
+	$(BIN)/python benchmarks/fewshot_sweep.py --demo bench/demo --out bench/fewshot_sweep.json
+	$(BIN)/python benchmarks/cpu_threads.py --out bench/cpu_threads.json
+	$(BIN)/python benchmarks/eval_scaling.py --out bench/eval_scaling.json
+	$(BIN)/python benchmarks/temporal_pair.py --out bench/temporal_pair.json
+	$(BIN)/python benchmarks/rest_pipeline.py --videos 8 --caption-batch 8 --train-batch 4 \
+		--out bench/rest_pipeline.json
 	if $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
 		$(BIN)/python benchmarks/gpu_throughput.py --out bench/gpu_throughput.json; fi
 

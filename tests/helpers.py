@@ -5,3 +5,25 @@ from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CAPTIONS = ["swimming", "playing guitar"]
+
+
+def write_ucf101(root: Path, classes: list[str], videos: int, train: int) -> None:
+    """A UCF-101 layout below root: `videos` coloured clips per class (class c in colour
+    channel c) in videos/<Class>/, the first `train` of each in trainlist01.txt, the rest
+    in testlist01.txt, with classInd.txt, in splits/."""
+    import numpy as np
+
+    from genact.data import write_video
+    from genact.testing import coloured_frames
+
+    rng = np.random.default_rng(0)
+    (root / "splits").mkdir(parents=True)
+    (root / "splits" / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    lists: tuple[list, list] = ([], [])
+    for c, name in enumerate(classes):
+        for g in range(videos):
+            rel = f"{name}/v_{name}_g{g:02d}_c01.mp4"
+            write_video(root / "videos" / rel, coloured_frames(rng, (8, 32, 32), c, 180))
+            lists[g >= train].append(rel)
+    (root / "splits" / "trainlist01.txt").write_text("".join(f"{r} 1\n" for r in lists[0]))
+    (root / "splits" / "testlist01.txt").write_text("".join(f"{r}\n" for r in lists[1]))

@@ -13,6 +13,8 @@ import pytest
 from genact.data import write_video
 from genact.testing import coloured_frames
 
+from helpers import write_ucf101
+
 CLASSES = ["red thing", "green thing", "blue thing"]
 
 
@@ -112,18 +114,7 @@ def test_each_process_captions_its_fixed_share_whatever_the_cache_holds(videos, 
 
 def test_two_processes_fine_tune_and_evaluate_few_shot_like_one(tiny_blip_dir, tiny_clip_dir, tmp_path):
     """`torchrun genact fewshot`: DDP fine-tuning, then the test videos shared out."""
-    rng = np.random.default_rng(0)
-    classes = ["Surfing", "Rowing", "Diving"]
-    (tmp_path / "splits").mkdir()
-    (tmp_path / "splits" / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    train, test = [], []
-    for c, name in enumerate(classes):
-        for g in range(4):
-            rel = f"{name}/v_{name}_g{g:02d}_c01.mp4"
-            write_video(tmp_path / "videos" / rel, coloured_frames(rng, (8, 32, 32), c, 180))
-            (train if g < 2 else test).append(rel)
-    (tmp_path / "splits" / "trainlist01.txt").write_text("".join(f"{r} 1\n" for r in train))
-    (tmp_path / "splits" / "testlist01.txt").write_text("".join(f"{r}\n" for r in test))
+    write_ucf101(tmp_path, ["Surfing", "Rowing", "Diving"], videos=4, train=2)
     results = {}
     for procs in (1, 2):
         out = genact("fewshot", "--protocol", "ucf101", "--data-root", tmp_path / "videos", "--splits",

@@ -11,13 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genact.data import Split, VideoItem, read_hmdb51, write_video
+from genact.data import Split, VideoItem, read_hmdb51
 from genact.evaluation.evaluate import SplitResult, results_table, score_split, summarise
 from genact.supervised import fewshot_epochs, sample_shots
 from genact.evaluation.protocols import protocol_splits
-from genact.testing import coloured_frames
 
-from helpers import FIXTURES
+from helpers import FIXTURES, write_ucf101
 
 
 def run(*args):
@@ -194,18 +193,7 @@ def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, mon
 
 def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
     """UCF-101 layout, 3 classes of coloured videos, 2 shots each."""
-    rng = np.random.default_rng(0)
-    classes = ["Surfing", "Rowing", "Diving"]
-    (tmp_path / "splits").mkdir()
-    (tmp_path / "splits" / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    train, test = [], []
-    for c, name in enumerate(classes):
-        for g in range(4):
-            rel = f"{name}/v_{name}_g{g:02d}_c01.mp4"
-            write_video(tmp_path / "videos" / rel, coloured_frames(rng, (8, 32, 32), c, 180))
-            (train if g < 3 else test).append(rel)
-    (tmp_path / "splits" / "trainlist01.txt").write_text("".join(f"{r} 1\n" for r in train))
-    (tmp_path / "splits" / "testlist01.txt").write_text("".join(f"{r}\n" for r in test))
+    write_ucf101(tmp_path, ["Surfing", "Rowing", "Diving"], videos=4, train=3)
     out = run("fewshot", "--protocol", "ucf101", "--data-root", tmp_path / "videos", "--splits", tmp_path / "splits",
               "--model", tiny_blip_dir, "--clip", tiny_clip_dir, "--shots", "2", "--split", "1", "--quiet",
               "--out", tmp_path / "fs", "data.frames=2", "data.num_workers=0", "optim.epochs=40",

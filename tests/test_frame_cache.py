@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genact.cli import main
-from genact.data import VideoDataset, VideoItem, VideoTransform, read_folder, read_video, write_video
+from genact.data import VideoDataset, VideoTransform, read_folder, read_video, write_video
 from genact.data.frame_cache import build_frame_cache, load_entries, use_frame_cache
 from genact.data.transforms import resize_short_side, to_float_tchw
 from genact.testing import coloured_frames

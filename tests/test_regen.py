@@ -162,7 +162,7 @@ def test_each_sampled_caption_is_rewarded_against_its_own_video(world, tiny_blip
 
     def spy(captions, videos):
         out = rewards(captions, videos)
-        calls.append((captions, out[1]))
+        calls.append((captions, out[1], out[2]))
         return out
 
     model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=2, use_adapters=False)
@@ -171,7 +171,7 @@ def test_each_sampled_caption_is_rewarded_against_its_own_video(world, tiny_blip
         rewards=spy, regen=rc)
     batch = next(iter(make_loader(trainer.dataset, 4)))
     trainer._micro_step(batch, 0)
-    (captions, parts), = calls
+    (captions, parts, _), = calls
     clips = batch["index"].tolist()
     assert len(captions) == 3 * len(clips) == 12 and sorted(set(labels[clips].tolist())) == [0, 1, 2]
     emb = clip.text_features(captions)
@@ -180,6 +180,9 @@ def test_each_sampled_caption_is_rewarded_against_its_own_video(world, tiny_blip
         assert float(parts["clip"][j]) == pytest.approx(float(emb[j] @ feats[v]), abs=1e-4)
         want = cls_reward(emb[j : j + 1], class_emb, labels[v : v + 1], "ce", rewards.tau)
         assert float(parts["cls"][j]) == pytest.approx(float(want[0]), abs=1e-4)
+    right = calls[0][2]  # and whether CLIP-TAM puts each sample in its own clip's class
+    expected = (emb @ class_emb.T).argmax(1) == labels[torch.tensor(clips).repeat_interleave(3)]
+    assert right.tolist() == expected.tolist()
 
 
 def test_zero_weights_change_nothing(world, tiny_blip_dir):

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # (per-pass batch sizes change memory, not results: see docs/rest.md, "Guarantees")
 RESUMABLE_CHANGES = ("run.dir", "run.resume", "run.stop_at_step", "run.progress", "run.device", "run.log_every",
                      "run.checkpoint_every", "run.keep_checkpoints", "run.tensorboard", "run.dist_timeout_min",
-                     "data.num_workers", "data.frame_cache", "optim.compile", "optim.batch_size",
+                     "run.threads", "data.num_workers", "data.frame_cache", "optim.compile", "optim.batch_size",
                      "rest.caption_batch", "rest.clip_batch", "regen.clip_batch")
 
 

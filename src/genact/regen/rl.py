@@ -37,10 +37,13 @@ class Rewards:
         if cfg.w_grammar and grammar is None:
             raise ValueError("regen.w_grammar > 0 needs a grammar model (regen.grammar_model)")
 
-    def __call__(self, captions: list[str], videos: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """captions (M strings) of training videos `videos` (M,) -> total (M,) and each part (M,)."""
+    def __call__(self, captions: list[str], videos: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """captions (M strings) of training videos `videos` (M,) -> total (M,), each part
+        (M,), and whether CLIP-TAM puts each caption in its video's class (M,) bool."""
         c = self.cfg
         emb = self.clip.encode_texts(captions).float()
+        right = (emb @ self.class_emb.T).argmax(-1) == self.labels[videos]
         parts: dict[str, torch.Tensor] = {}
         if c.w_cls:
             parts["cls"] = cls_reward(emb, self.class_emb, self.labels[videos], c.cls_form, self.tau)
@@ -52,7 +55,7 @@ class Rewards:
         total = torch.zeros(len(captions))
         for name, r in parts.items():
             total = total + weights[name] * (standardise(r) if c.standardise else r)
-        return total, parts
+        return total, parts, right
 
 
 class RegenTrainer(CaptionTrainer):
@@ -78,7 +81,7 @@ class RegenTrainer(CaptionTrainer):
             greedy = self.model.generate_from_memory(memory, num_beams=1, max_new_tokens=rc.max_new_tokens) \
                 if rc.baseline == "greedy" else None
         videos = idx.repeat_interleave(n)
-        reward, parts = self.rewards(sampled, videos)
+        reward, parts, right = self.rewards(sampled, videos)
         base = self.rewards(greedy, idx)[0] if greedy is not None else None
         adv = advantages(reward, n, base).to(self.dist.device)
         lm = rc.lm_weight > 0
@@ -96,6 +99,7 @@ class RegenTrainer(CaptionTrainer):
             tokens = out.num_tokens.view(len(idx), per_clip)[:, n].clamp(min=1)
             loss = loss + rc.lm_weight * (-logprob[:, n] / tokens).sum()
         stats = {"reward": float(reward.mean()), "advantage_std": float(adv.std(unbiased=False)),
+                 "sampled_class_top1": float(right.float().mean()),  # sampled captions CLIP-TAM puts in the class
                  **{f"reward_{k}": float(v.mean()) for k, v in parts.items()},
                  **{f"reward_{k}_std": float(v.std(unbiased=False)) for k, v in parts.items()},  # before weighting
                  **text_stats(sampled)}

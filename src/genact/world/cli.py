@@ -21,14 +21,18 @@ def cmd_world(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from genact.errors import ConfigError
     from genact.world.demo import DemoConfig, run_demo, run_full
 
     if args.seeds is None:
-        args.seeds = [0, 1, 2] if args.full else [0]
+        args.seeds = [0, 1, 2, 3, 4] if args.full else [0]
+    if args.markdown and not args.full:
+        raise ConfigError("--markdown writes the tables of a --full run; add --full")
     if args.full:
         out = args.out or "demo-full"
-        print(run_full(out, tuple(args.seeds), progress=not args.quiet))
-        print(f"genact: everything is in {out}/ (one folder per seed, each with its report)", file=sys.stderr)
+        print(run_full(out, tuple(args.seeds), progress=not args.quiet, markdown_to=args.markdown or []))
+        print(f"genact: everything is in {out}/ (one folder per seed, each with its report)"
+              + (f"; tables written into {', '.join(args.markdown)}" if args.markdown else ""), file=sys.stderr)
         return 0
     out = args.out or "demo"
     print(run_demo(out, DemoConfig(seed=args.seeds[0]), progress=not args.quiet))
@@ -40,8 +44,12 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     """Add `demo` and `world` to the `genact` parser's subcommands."""
     p = sub.add_parser("demo", help="the whole method on the miniature world, offline, in minutes")
     p.add_argument("--out", help="folder for the world, runs, results and report (default demo/, demo-full/)")
-    p.add_argument("--full", action="store_true", help="more videos and rounds, once per seed; mean +- std")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 with --full)")
+    p.add_argument("--full", action="store_true",
+                   help="the demo once per seed; mean +- std and the effects' intervals over all seeds")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 3 4 with --full)")
+    p.add_argument("--markdown", metavar="FILE", action="append",
+                   help="with --full: write the results and effects tables into FILE between its "
+                        "'genact demo --markdown' markers (docs/world.md, README.md); repeatable")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

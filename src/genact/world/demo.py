@@ -1,9 +1,11 @@
 """`genact demo` / `make demo`: the whole method on the miniature world, offline.
 
 World -> tiny pretrained captioner and CLIP -> baselines (CLIP zero-shot, frame
-captioner + CLIP-TAM) -> REST (H = 1, full, without adapters) -> ReGen -> 2- and
-8-shot fine-tuning, all evaluated zero-shot on the world's unseen compositions
-through the same code a user runs on Kinetics (mp4 files, PyAV, VideoBlip, CLIP-TAM).
+captioner + CLIP-TAM) -> REST (H = 1, full, without adapters) -> ReGen -> the
+supervised baseline -> 2- and 8-shot fine-tuning, all evaluated on the world's
+unseen compositions (zero-shot, and generalized against all class names) through
+the same code a user runs on Kinetics (mp4 files, PyAV, VideoBlip, CLIP-TAM); then
+the papers' effects with their intervals (`genact.world.effects`).
 """
 
 from __future__ import annotations
@@ -16,27 +18,28 @@ from pathlib import Path
 
 import torch
 
-from genact.config import RegenConfig, RestConfig, load_config
-from genact.data.splits import read_list
-from genact.evaluation.clip_tam import mean_std
+from genact.config import RegenConfig, RestConfig, SupervisedConfig, load_config
+from genact.data.splits import Split, read_list
+from genact.distributed import cpu_threads
+from genact.errors import ConfigError
 from genact.evaluation.evaluate import evaluate
-from genact.inference.captions import Captioner
 from genact.evaluation.fewshot import finetune_and_evaluate
-from genact.supervised import sample_shots
 from genact.evaluation.report import build_report
+from genact.inference.captions import Captioner
 from genact.io import atomic_write_text
 from genact.models.clip import FrozenClip
 from genact.regen.run import run_regen
 from genact.rest.run import run_rest
+from genact.supervised import sample_shots, train_on_class_names
+from genact.world.effects import ROW_NAMES, effects, effects_text, markdown, results_text, write_markdown
 from genact.world.pretrain import CAPTION_PROMPT, pretrain
-from genact.world.world import WorldConfig, build_world
-from genact.errors import ConfigError
+from genact.world.world import VERSION, WorldConfig, build_world
 
 log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).parent / "weights"
 
 
-METHODS = ("clip", "frame-captioner", "rest-h1", "rest", "rest-no-adapters", "regen", "2-shot", "8-shot")
+METHODS = tuple(ROW_NAMES)  # clip, frame-captioner, rest-h1, rest, rest-no-adapters, regen, supervised, 2-/8-shot
 
 
 @dataclass
@@ -44,19 +47,14 @@ class DemoConfig:
     seed: int = 0  # world videos and all training draws; the foundation models stay the shipped ones
     frames: int = 4  # T
     train_per_class: int = 12
-    test_per_class: int = 10
+    test_per_class: int = 40  # 480 test videos: one video is 0.2 points
     rest_epochs: int = 8
     rest_rounds: int = 2
-    regen_epochs: int = 2
+    regen_epochs: int = 6
     lr: float = 2e-4  # REST: a tenth of the captioner's pretraining rate (the paper: 2e-5 for BLIP-base)
-    regen_lr: float = 2e-5
+    regen_lr: float = 5e-4  # at 2e-5 no reward rises in the demo's steps (docs/world.md: benchmarks/regen_sweep.py)
     fewshot_lr: float = 1e-3  # few-shot learns new captions (class names) from few steps
     methods: tuple[str, ...] = METHODS  # rows to run (REST is run whenever a later row needs it)
-
-
-def full_config(seed: int) -> DemoConfig:
-    """`genact demo --full`: more videos and rounds, for ablation tables over seeds."""
-    return DemoConfig(seed=seed, train_per_class=24, test_per_class=20, rest_epochs=9, rest_rounds=3)
 
 
 def foundation_models(out: Path) -> tuple[Path, Path]:
@@ -77,7 +75,8 @@ def demo_settings(cfg: DemoConfig, world: Path, blip: Path, clip_dir: Path, prog
         "data.format=list", f"data.root={videos}", f"data.list={splits / 'train.txt'}",
         f"data.classes={splits / 'classes_seen.txt'}", f"data.frames={cfg.frames}", "data.num_workers=0",
         f"model.blip={blip}", f"model.clip={clip_dir}", f"model.prompt={CAPTION_PROMPT}", f"run.seed={cfg.seed}",
-        f"run.progress={str(progress).lower()}", "run.resume=auto", "optim.global_batch=32", "optim.batch_size=16",
+        "run.threads=1", f"run.progress={str(progress).lower()}", "run.resume=auto", "optim.global_batch=32",
+        "optim.batch_size=16",
         f"optim.lr={cfg.lr}", f"optim.min_lr={cfg.lr / 100}",
     ]
 
@@ -106,9 +105,31 @@ def run_demo_rest(cfg: DemoConfig, common: list[str], out: Path, wanted: set[str
     return finals
 
 
+def run_demo_supervised(cfg: DemoConfig, common: list[str], world: Path, run_dir: Path) -> Path:
+    """"GAR + class labels": the same training as REST's, each training video captioned
+    by its (seen) class name; returns final/."""
+    splits = world / "splits"
+    train = read_list(splits / "train.txt", world / "videos", splits / "classes_seen.txt")
+    sup = load_config(SupervisedConfig, None, [*common, f"optim.epochs={cfg.rest_epochs}", f"run.dir={run_dir}"])
+    final = train_on_class_names(sup, train.items, train.class_names)
+    assert final is not None  # the demo never sets run.stop_at_step
+    return final
+
+
 def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: bool = True) -> str:
-    """Run everything into `out`; returns the printed table."""
-    cfg, out = cfg or DemoConfig(), Path(out)
+    """Run everything into `out` (`demo.json`: every row's top-1 and per-video outcomes;
+    the report); returns the printed results and effects. One CPU thread throughout:
+    the world's models are too small to gain from more (docs/performance.md, section
+    7), and the figures do not then depend on the machine's core count."""
+    threads = torch.get_num_threads()
+    cpu_threads(1)
+    try:
+        return _run_demo(Path(out), cfg or DemoConfig(), progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"unknown demo methods {sorted(unknown)}; expected some of {METHODS}")
@@ -117,10 +138,11 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
                                                    test_per_class=cfg.test_per_class))
     blip, clip_dir = foundation_models(out)
     videos, splits = world / "videos", world / "splits"
-    test = read_list(splits / "test.txt", videos, splits / "classes_unseen.txt")
+    tests = {"unseen": read_list(splits / "test.txt", videos, splits / "classes_unseen.txt"),
+             "generalized": read_list(splits / "test.txt", videos, splits / "classes_all.txt")}
     clip = FrozenClip.from_pretrained(clip_dir)
     cache = out / "cache"
-    rows: list[tuple[str, dict]] = []
+    rows: dict[str, dict] = {}
     wanted = set(cfg.methods)
 
     def score(name: str, method: str, model: Path | None) -> None:
@@ -128,10 +150,9 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
             return
         captioner = None if model is None else Captioner.load(
             str(model), method, cfg.frames, cache, torch.device("cpu"), progress=progress, max_new_tokens=8)
-        res = evaluate({"unseen": test}, method, clip, captioner, templates=["{}"], out_dir=out / "results" / name,
-                       meta={"protocol": "world-unseen", "model": str(model), "clip": str(clip_dir)}, cache_dir=cache,
-                       frames=cfg.frames, progress=progress)
-        rows.append((name, res))
+        rows[name] = evaluate(tests, method, clip, captioner, templates=["{}"], out_dir=out / "results" / name,
+                              meta={"protocol": "world", "model": str(model), "clip": str(clip_dir)},
+                              cache_dir=cache, frames=cfg.frames, progress=progress)
 
     score("clip", "clip", None)
     score("frame-captioner", "blip-frame", blip)
@@ -141,75 +162,76 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
     rest_final = out / "runs" / "rest" / "final"
     if "regen" in wanted:
         score("regen", "genact", run_demo_regen(cfg, common, rest_final, out / "runs" / "regen"))
+    if "supervised" in wanted:
+        score("supervised", "genact", run_demo_supervised(cfg, common, world, out / "runs" / "supervised"))
     pool = read_list(splits / "fewshot.txt", videos, splits / "classes_unseen.txt")
     for shots in (2, 8):
-        if f"{shots}-shot" not in wanted:
-            continue
-        items = sample_shots(pool, shots, cfg.seed)
-        res = finetune_and_evaluate(
-            test, items, str(rest_final), clip=str(clip_dir), name="unseen", run_dir=out / "runs" / f"{shots}shot",
-            meta={"protocol": "world-unseen", "shots": shots}, seed=cfg.seed,
-            overrides=[f"data.frames={cfg.frames}", "data.num_workers=0", "optim.batch_size=8",
-                       "optim.global_batch=16", f"optim.lr={cfg.fewshot_lr}", f"optim.min_lr={cfg.fewshot_lr / 100}",
-                       f"optim.epochs={max(60 // shots, 10)}", f"model.prompt={CAPTION_PROMPT}"],
-            cache_dir=cache, progress=progress)
-        rows.append((f"{shots}-shot", res))
-    table = demo_table(rows, len(test.class_names))
-    atomic_write_text(out / "table.txt", table + f"\n({time.time() - start:.0f} s)\n")
-    atomic_write_text(out / "demo.json", json.dumps(
-        {"config": asdict(cfg), "rows": {n: {k: v for k, v in r["splits"]["unseen"].items() if k != "videos"}
-                                         for n, r in rows}}, indent=1))
+        if f"{shots}-shot" in wanted:
+            rows[f"{shots}-shot"] = run_demo_fewshot(cfg, tests["unseen"], pool, shots, rest_final, clip_dir, out,
+                                                     progress)
+    demo = demo_record(cfg, tests["unseen"], rows)
+    atomic_write_text(out / "demo.json", json.dumps(demo, indent=1))
+    text = results_text([demo], [cfg.seed]) + "\n\n" + effects_text(effects([demo]))
+    atomic_write_text(out / "table.txt", text + f"\n({time.time() - start:.0f} s)\n")
     if {"rest", "frame-captioner"} <= wanted:
         sources = [out / "results" / n for n in ("frame-captioner", "rest", "regen") if n in wanted]
         build_report(sources + [out / "runs" / "rest"], out / "report")
-        return table + "\n\n" + captions_before_after(out, test)
-    return table
+        return text + "\n\n" + captions_before_after(out)
+    return text
 
 
-def run_full(out: str | Path = "demo-full", seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True) -> str:
-    """`genact demo --full`: the bigger demo once per seed (out/seed-N), then a table of
-    mean +- std over the seeds; written to out/table.txt and out/demo.json."""
+def run_demo_fewshot(cfg: DemoConfig, test: Split, pool: Split, shots: int, rest_final: Path, clip_dir: Path,
+                     out: Path, progress: bool) -> dict:
+    """REST + `shots`-shot fine-tuning on the few-shot pool, scored on the unseen split."""
+    items = sample_shots(pool, shots, cfg.seed)
+    return finetune_and_evaluate(
+        test, items, str(rest_final), clip=str(clip_dir), name="unseen", run_dir=out / "runs" / f"{shots}shot",
+        meta={"protocol": "world", "shots": shots}, seed=cfg.seed,
+        overrides=[f"data.frames={cfg.frames}", "data.num_workers=0", "run.threads=1", "optim.batch_size=8",
+                   "optim.global_batch=16", f"optim.lr={cfg.fewshot_lr}", f"optim.min_lr={cfg.fewshot_lr / 100}",
+                   f"optim.epochs={max(60 // shots, 10)}", f"model.prompt={CAPTION_PROMPT}"],
+        cache_dir=out / "cache", progress=progress)
+
+
+def demo_record(cfg: DemoConfig, test: Split, rows: dict[str, dict]) -> dict:
+    """What demo.json holds: the config, the test videos, and per row and split the
+    top-1 / top-5 and `right`, one character per test video (1 right, 0 wrong, - skipped)."""
+    paths = [it.path for it in test.items]
+    record = {"config": asdict(cfg), "world_version": VERSION, "test_videos": paths, "rows": {}}
+    for name, res in rows.items():
+        record["rows"][name] = {}
+        for split, r in res["splits"].items():
+            top = {v["video"]: v["top5"][0] == v["label"] for v in r["videos"]}
+            right = "".join("-" if p not in top else "01"[top[p]] for p in paths)
+            record["rows"][name][split] = {"top1": r["top1"], "top5": r["top5"], "right": right}
+    return record
+
+
+def run_full(out: str | Path = "demo-full", seeds: tuple[int, ...] = (0, 1, 2, 3, 4), progress: bool = True,
+             markdown_to: list[Path] = ()) -> str:
+    """`genact demo --full`: the demo once per seed (out/seed-N), then the results (mean
+    +- std) and the effects over all seeds; in out/table.txt and out/effects.md, and
+    between the markers of each `markdown_to` file (docs/world.md, README.md)."""
     out = Path(out)
-    per_seed = []
+    for path in markdown_to:  # before an hour of work, not after
+        if not Path(path).exists():
+            raise ConfigError(f"--markdown {path}: no such file")
+    demos = []
     for seed in seeds:
-        run_demo(out / f"seed-{seed}", full_config(seed), progress)
-        per_seed.append(json.loads((out / f"seed-{seed}" / "demo.json").read_text())["rows"])
-    lines = [f"zero-shot on the world's unseen compositions, mean +- std over seeds {list(seeds)}",
-             f"{'method':<48} {'top-1':>13} {'top-5':>13}"]
-    summary = {}
-    for name in METHODS:
-        top1, top5 = [r[name]["top1"] for r in per_seed], [r[name]["top5"] for r in per_seed]
-        summary[name] = {"top1": top1, "top5": top5}
-        (m1, s1), (m5, s5) = mean_std(top1), mean_std(top5)
-        lines.append(f"{ROW_NAMES[name]:<48} {m1:>6.1f} +- {s1:>4.1f} {m5:>6.1f} +- {s5:>4.1f}")
-    table = "\n".join(lines)
-    atomic_write_text(out / "table.txt", table + "\n")
-    atomic_write_text(out / "demo.json", json.dumps({"seeds": list(seeds), "rows": summary}, indent=1))
-    return table
+        run_demo(out / f"seed-{seed}", DemoConfig(seed=seed), progress)
+        demos.append(json.loads((out / f"seed-{seed}" / "demo.json").read_text()))
+    found = effects(demos)
+    text = results_text(demos, list(seeds)) + "\n\n" + effects_text(found)
+    atomic_write_text(out / "table.txt", text + "\n")
+    command = "genact demo --full" + (f" --seeds {' '.join(map(str, seeds))}" if tuple(seeds) != (0, 1, 2, 3, 4) else "")
+    blocks = markdown(demos, list(seeds), found, command)
+    atomic_write_text(out / "effects.md", blocks["results"] + "\n\n" + blocks["effects"] + "\n")
+    for path in markdown_to:
+        write_markdown(Path(path), blocks)
+    return text
 
 
-ROW_NAMES = {
-    "clip": "CLIP zero-shot (video feature vs class names)",
-    "frame-captioner": "frame captioner + CLIP-TAM ('BLIP')",
-    "rest-h1": "REST without retrieval (H=1)",
-    "rest": "REST",
-    "rest-no-adapters": "REST without temporal adapters",
-    "regen": "ReGen (from REST)",
-    "2-shot": "REST + 2-shot fine-tuning",
-    "8-shot": "REST + 8-shot fine-tuning",
-}
-
-
-def demo_table(rows: list[tuple[str, dict]], classes: int) -> str:
-    lines = [f"zero-shot on the world's {classes} unseen compositions (chance {100 / classes:.1f}%)",
-             f"{'method':<48} {'top-1':>6} {'top-5':>6}"]
-    for name, res in rows:
-        s = res["splits"]["unseen"]
-        lines.append(f"{ROW_NAMES[name]:<48} {s['top1']:>6.1f} {s['top5']:>6.1f}")
-    return "\n".join(lines)
-
-
-def captions_before_after(out: Path, test, videos: int = 4) -> str:
+def captions_before_after(out: Path, videos: int = 4) -> str:
     """Captions of a few unseen-class test videos by the frame captioner and by REST."""
     before = json.loads((out / "results" / "frame-captioner" / "results.json").read_text())["splits"]["unseen"]
     after = json.loads((out / "results" / "rest" / "results.json").read_text())["splits"]["unseen"]

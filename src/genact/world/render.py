@@ -30,6 +30,11 @@ OBJECTS = {
 SHAPES = {"ball": "disc", "box": "square", "ring": "ring", "bar": "bar", "cross": "cross", "kite": "diamond"}
 # the order matters: (verb index + object index) % 3 == 0 picks the unseen compositions
 VERBS = ("bouncing", "swaying", "circling", "pulsing", "flickering", "drifting")
+# A time-reversal pair, outside the world's classes: a falling clip is a rising clip
+# played backwards, frame for frame, so only the order of the frames tells them apart
+# (benchmarks/temporal_pair.py). A single frame's motion blur is symmetric in time, as
+# a camera's is, so it shows vertical motion but not its direction.
+ORDER_VERBS = ("rising", "falling")
 STREAK = np.array((235, 235, 235), np.float32)  # motion blur is drawn in one light grey, whatever the object
 SCENES = {"grass": (60, 120, 50), "water": (40, 70, 130), "sand": (170, 150, 100), "night": (25, 25, 35)}
 
@@ -77,7 +82,9 @@ def _state(verb: str, p: float, phase: float, amp: float) -> tuple[float, float,
         return 0.8 * amp * (2 * p - 1), 0.8 * amp * (2 * p - 1), 1.0
     if verb == "flickering":
         return 0.0, 0.0, 1.0
-    raise ValueError(f"unknown verb {verb!r}; expected one of {VERBS}")
+    if verb in ORDER_VERBS:  # bottom to top at constant speed (falling: its frames in reverse order)
+        return 0.0, 1.4 * amp * (1 - 2 * p), 1.0
+    raise ValueError(f"unknown verb {verb!r}; expected one of {VERBS + ORDER_VERBS}")
 
 
 def frame_hints(spec: ClipSpec, frames: int = 16, cue_prob: float = 0.4, mislead_prob: float = 0.4) -> list[str | None]:
@@ -87,14 +94,18 @@ def frame_hints(spec: ClipSpec, frames: int = 16, cue_prob: float = 0.4, mislead
     only the object."""
     rng = np.random.default_rng([spec.seed, 1])
     u, other = rng.random(frames), rng.integers(len(VERBS) - 1, size=frames)
-    others = [v for v in VERBS if v != spec.verb]
+    others = [v for v in VERBS if v != spec.verb][: len(VERBS) - 1]
     return [spec.verb if x < cue_prob else others[o] if x < cue_prob + mislead_prob else None
             for x, o in zip(u, other)]
 
 
 def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: float = 0.4,
                 mislead_prob: float = 0.4) -> np.ndarray:
-    """The clip of `spec`, uint8 (frames, size, size, 3); the same spec gives the same clip."""
+    """The clip of `spec`, uint8 (frames, size, size, 3); the same spec gives the same clip.
+    A falling clip is the rising clip of the same spec, frames reversed."""
+    if spec.verb == "falling":
+        rising = ClipSpec("rising", spec.obj, spec.scene, spec.seed)
+        return render_clip(rising, frames, size, cue_prob, mislead_prob)[::-1].copy()
     rng = np.random.default_rng(spec.seed)
     hints = frame_hints(spec, frames, cue_prob, mislead_prob)
     base = size * rng.uniform(0.12, 0.16)
