@@ -9,7 +9,8 @@ correct captions ("rising ball", "falling ball": the best case, better than any
 pseudo-caption REST could pick) through genact's own supervised training, with and
 without temporal adapters and at several learning rates and lengths, then captions
 held-out clips. Printed per setting: the share of test clips whose caption names
-the right direction, and of time-reversed test pairs that get different captions.
+the right direction, of time-reversed test pairs that get different captions, and
+how far apart the memories of a clip and its reversal are (relative to two clips').
 Also printed: how order-blind REST's teachers are (the world's CLIP: cosine between
 a clip's video feature and its reversal's; the frame captioner: the same frames).
 """
@@ -26,7 +27,7 @@ import torch
 
 from genact.config import SupervisedConfig, load_config
 from genact.data import SkipReport, VideoItem, write_video
-from genact.inference.captions import Captioner
+from genact.inference.captions import Captioner, eval_batches
 from genact.inference.features import encode_videos
 from genact.models.clip import FrozenClip
 from genact.supervised import train_on_class_names
@@ -89,6 +90,18 @@ def with_direction_words(blip: Path, out: Path, adapter_std: float = 0.0) -> Pat
     return out
 
 
+def order_gap(model_dir: Path, test: list[VideoItem]) -> float:
+    """How far apart the model's memories of a clip and of its reversal are, relative
+    to two different clips': mean ||m(up) - m(down)|| over the test pairs, divided by
+    the mean distance between consecutive pairs' rising clips."""
+    model = VideoBlip.from_pretrained(model_dir).eval()
+    pixels = torch.cat([b["pixels"] for b in eval_batches(model, test, FRAMES, progress=False)])
+    with torch.no_grad():
+        memory = model.encode_video(pixels).flatten(1)
+    up, down = memory[0::2], memory[1::2]
+    return round(float((up - down).norm(dim=1).mean() / (up[1:] - up[:-1]).norm(dim=1).mean()), 4)
+
+
 def finetune(setting: dict, train: list[VideoItem], shipped: Path, run_dir: Path) -> Path:
     blip = with_direction_words(shipped, run_dir.parent / f"base-{setting.get('adapter_std', 0)}",
                                 setting.get("adapter_std", 0.0))
@@ -139,13 +152,14 @@ def main() -> None:
             captioner = Captioner.load(str(final), "genact", FRAMES, root / "cache", torch.device("cpu"),
                                        progress=False, max_new_tokens=8)
             scores = direction_scores(captioner(test, SkipReport()), test_pairs)
+            scores["order_gap"] = order_gap(final, test)
             steps = setting["epochs"] * len(train) // 32
             rows.append({**setting, "steps": steps, **scores, "seconds": round(time.time() - start, 1)})
             print(json.dumps(rows[-1]), flush=True)
-    print(f"{'setting':<50}{'steps':>6}{'direction right':>17}{'named':>7}{'pairs apart':>13}")
+    print(f"{'setting':<50}{'steps':>6}{'direction right':>17}{'named':>7}{'pairs apart':>13}{'order gap':>11}")
     for r in rows:
         print(f"{r['name']:<50}{r['steps']:>6}{r['direction_right']:>16.1f}%{r['direction_named']:>6.1f}%"
-              f"{r['pairs_told_apart']:>12.1f}%")
+              f"{r['pairs_told_apart']:>12.1f}%{r['order_gap']:>11.4f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"train_clips": len(train), "test_clips": len(test), **teachers,
                                               "rows": rows}, indent=1) + "\n")
