@@ -63,3 +63,7 @@ def test_markdown_without_full_is_refused_before_any_work(tmp_path):
     out = subprocess.run([sys.executable, "-m", "genact", "demo", "--full", "--markdown", str(tmp_path / "none.md"),
                           "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "no such file" in out.stderr and not (tmp_path / "d").exists()
+    (tmp_path / "plain.md").write_text("no markers here\n")  # a typo'd file: refused before any seed runs
+    out = subprocess.run([sys.executable, "-m", "genact", "demo", "--full", "--markdown", str(tmp_path / "plain.md"),
+                          "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "marker lines" in out.stderr and not (tmp_path / "d").exists()

@@ -166,8 +166,8 @@ class CaptionCache:
 class Captioner:
     """A captioning model with its cache; `generated` counts captions made (not cached).
     Captions are saved every `chunk` videos, so a killed run loses at most one chunk.
-    Under torchrun (`dist`), each process captions its share of the videos not cached
-    and every process gets all the captions (and all the skipped videos) back."""
+    Under torchrun (`dist`), process r of W takes videos r, r + W, ... (skipping what
+    the cache holds), and every process gets all the captions and skipped videos back."""
 
     model: VideoBlip
     cache: CaptionCache

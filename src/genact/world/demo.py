@@ -31,7 +31,8 @@ from genact.models.clip import FrozenClip
 from genact.regen.run import run_regen
 from genact.rest.run import run_rest
 from genact.supervised import sample_shots, train_on_class_names
-from genact.world.effects import ROW_NAMES, effects, effects_text, markdown, results_text, write_markdown
+from genact.world.effects import (ROW_NAMES, effects, effects_text, markdown, marked_blocks, results_text,
+                                  write_markdown)
 from genact.world.pretrain import CAPTION_PROMPT, pretrain
 from genact.world.world import VERSION, WorldConfig, build_world
 
@@ -214,8 +215,7 @@ def run_full(out: str | Path = "demo-full", seeds: tuple[int, ...] = (0, 1, 2, 3
     between the markers of each `markdown_to` file (docs/world.md, README.md)."""
     out = Path(out)
     for path in markdown_to:  # before an hour of work, not after
-        if not Path(path).exists():
-            raise ConfigError(f"--markdown {path}: no such file")
+        marked_blocks(Path(path))
     demos = []
     for seed in seeds:
         run_demo(out / f"seed-{seed}", DemoConfig(seed=seed), progress)

@@ -119,19 +119,30 @@ def markers(block: str) -> tuple[str, str]:
     return f"<!-- genact demo --markdown: {block} -->", f"<!-- genact demo --markdown: {block} end -->"
 
 
+BLOCKS = ("results", "effects")
+
+
+def marked_blocks(path: Path) -> list[str]:
+    """The blocks (of BLOCKS) whose two marker lines `path` has; a missing file, or one
+    with no markers, is a ConfigError (checked before a --full run starts)."""
+    if not path.is_file():
+        raise ConfigError(f"--markdown {path}: no such file")
+    text = path.read_text()
+    found = [b for b in BLOCKS if all(m in text for m in markers(b))]
+    if not found:
+        raise ConfigError(f"--markdown {path}: no '{markers('results')[0]}' or '{markers('effects')[0]}' "
+                          "marker lines to write between")
+    return found
+
+
 def write_markdown(path: Path, blocks: dict[str, str]) -> list[str]:
     """Replace, in `path`, the text between each block's markers (see `markers`) with
-    that block; returns the blocks written. A file with no markers is refused."""
+    that block; returns the blocks written (see marked_blocks)."""
+    written = marked_blocks(path)
     text = path.read_text()
-    written = []
-    for name, body in blocks.items():
+    for name in written:
         begin, end = markers(name)
-        if begin in text and end in text:
-            pattern = re.escape(begin) + ".*?" + re.escape(end)
-            text = re.sub(pattern, lambda _: f"{begin}\n{body}\n{end}", text, flags=re.S)
-            written.append(name)
-    if not written:
-        raise ConfigError(f"{path}: no '{markers('results')[0]}' or '{markers('effects')[0]}' marker lines "
-                          "to write between")
+        pattern = re.escape(begin) + ".*?" + re.escape(end)
+        text = re.sub(pattern, lambda _: f"{begin}\n{blocks[name]}\n{end}", text, flags=re.S)
     atomic_write_text(path, text)
     return written
