@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from genact.world.demo import DemoConfig, demo_settings, foundation_models
-from genact.world.world import WorldConfig, build_world
+from genact.world.demo import DemoConfig, demo_settings
+from helpers import shipped_world  # benchmarks/ is on sys.path when a script runs
 
 
 def spin() -> None:
@@ -56,8 +56,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        world = build_world(root / "world", WorldConfig(seed=0, train_per_class=12, test_per_class=1))
-        blip, clip = foundation_models(root)
+        world, blip, clip = shipped_world(root, train_per_class=12, test_per_class=1)
         settings = [*demo_settings(DemoConfig(), world, blip, clip, progress=False), "optim.epochs=4",
                     "rest.epochs_per_round=4", "rest.neighbours=20", "rest.prompts=[a picture of]",
                     "rest.max_new_tokens=8", "optim.batch_size=8", "optim.global_batch=16"]

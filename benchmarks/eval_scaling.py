@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from genact.world.demo import foundation_models
-from genact.world.world import WorldConfig, build_world
+from helpers import shipped_world  # benchmarks/ is on sys.path when a script runs
 
 
 def run_eval(world: Path, blip: Path, clip: Path, out: Path, procs: int, device: str, threads: int) -> float:
@@ -48,8 +47,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        world = build_world(root / "world", WorldConfig(seed=0, train_per_class=1, test_per_class=40))
-        blip, clip = foundation_models(root)
+        world, blip, clip = shipped_world(root, train_per_class=1, test_per_class=40)
         captions = {}
         for procs in (1, args.procs):
             threads = max(cores // procs, 1)

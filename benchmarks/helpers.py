@@ -8,7 +8,9 @@ from pathlib import Path
 import torch
 from transformers import BlipConfig, BlipForConditionalGeneration
 
+from genact.world.demo import foundation_models
 from genact.world.pretrain import blip_tokenizer
+from genact.world.world import WorldConfig, build_world
 
 
 WORDS = ("a man woman person is playing riding cooking dancing guitar horse food on stage field kitchen "
@@ -34,3 +36,11 @@ def random_blip(size: int, vocab_dir: Path, hidden: int | None = None, layers: i
 
 def captions(n: int, g: torch.Generator) -> list[str]:
     return [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (12,), generator=g).tolist()) for _ in range(n)]
+
+
+def shipped_world(root: Path, train_per_class: int, test_per_class: int) -> tuple[Path, Path, Path]:
+    """The miniature world (seed 0) written below root/world, and the shipped tiny BLIP
+    and CLIP: (world, blip, clip) directories."""
+    world = build_world(root / "world", WorldConfig(seed=0, train_per_class=train_per_class,
+                                                    test_per_class=test_per_class))
+    return (world, *foundation_models(root))
