@@ -55,8 +55,10 @@ def runs(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
 def app(runs):
     """`genact app` on a free port, as a user starts it; its URL."""
     port = free_port()
+    (runs / "tmp").mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "genact", "app", "--runs", str(runs / "runs"), "--port", str(port),
-                             "--cache-dir", str(runs / "cache")], stderr=subprocess.PIPE, text=True)
+                             "--cache-dir", str(runs / "cache"), "--max-upload-mb", "1"], stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "TMPDIR": str(runs / "tmp")})
     try:
         for line in proc.stderr:
             if "genact: app on" in line:
@@ -67,6 +69,7 @@ def app(runs):
     finally:
         proc.terminate()
         proc.wait(30)
+        assert list((runs / "tmp").glob("genact-app-*")) == []  # uploads go when the app does
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +108,7 @@ def test_a_clip_dropped_in_gets_its_caption_and_top5_as_the_library_gives_them(p
     best = max(want["top5"], key=want["top5"].get)
     assert top5.split("\n").index(best) < min(top5.split("\n").index(n) for n in shown if n != best)
     assert page.locator("#frames img").count() == 8
+    assert list((runs / "tmp").glob(f"genact-app-*/**/{clip.name}"))  # the upload, in the app's own folder
 
 
 def test_bad_input_gets_a_message_on_the_page_and_the_server_keeps_running(page, runs):
@@ -118,7 +122,8 @@ def test_bad_input_gets_a_message_on_the_page_and_the_server_keeps_running(page,
     page.click("#run-button")
     expect(page.locator("#message")).to_contain_text("class name", timeout=60000)
     page.click("#tab-run-button")
-    page.locator("#run-pick input").fill(str(runs / "videos"))
+    (runs / "runs" / "notes").mkdir(exist_ok=True)
+    page.locator("#run-pick input").fill(str(runs / "runs" / "notes"))
     page.locator("#run-pick input").press("Enter")
     expect(page.locator("#run-message")).to_contain_text("not a genact run", timeout=60000)
 
@@ -140,3 +145,48 @@ def test_the_run_browser_shows_a_videos_captions_with_their_provenance(page, run
     assert bank.keys[0] == row["video"]
     page.locator("#config-box button").first.click()  # the config, folded away by default
     expect(page.locator("#run-config")).to_contain_text("frames: 2", timeout=30000)
+
+
+# ---- the page serves only what it was given ---------------------------------------
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app, verbose=False)
+
+
+def test_the_run_browser_reads_nothing_outside_its_runs_folder(client, runs):
+    outside = runs / "videos"  # a real folder next to the runs folder, and the system's
+    for path in (str(outside), "/etc", str(runs / "runs" / ".." / "videos")):
+        message, config, *_ = client.predict(path, api_name="/open_run")
+        assert "outside the runs folder" in message and not config
+    os.symlink(runs / "cache", runs / "runs" / "escape")  # a link that leads out is outside too
+    message, *_ = client.predict(str(runs / "runs" / "escape"), api_name="/open_run")
+    assert "outside the runs folder" in message
+    assert client.predict("/", api_name="/find")["choices"] == []
+    found = [c[0] if isinstance(c, (list, tuple)) else c for c in client.predict(str(runs / "runs"),
+                                                                                  api_name="/find")["choices"]]
+    assert found == [str(runs / "runs" / "rest-tiny")]
+    run = str(runs / "runs" / "rest-tiny")
+    frames, history = client.predict(run, str(runs / "cache" / "app-examples" / "x.mp4"), api_name="/show_video")
+    assert frames == [] and (history.get("data") if isinstance(history, dict) else history) in ([], [[]], None)
+    video = CaptionBank.load(runs / "runs" / "rest-tiny" / "bank" / "round-000.jsonl").keys[0]
+    frames, _ = client.predict(run, video, api_name="/show_video")
+    assert len(frames) == 8  # a video the run trained on is shown (8 frames)
+
+
+def test_an_upload_over_the_limit_is_refused(client, runs):
+    from gradio_client import handle_file
+
+    big = runs / "big.mp4"
+    big.write_bytes(os.urandom(2 * 2**20))
+    with pytest.raises(Exception, match="(?i)(too large|maximum|size)"):
+        client.predict(handle_file(str(big)), "a\nb", "{}", 8, 3, api_name="/go")
+
+
+def test_a_port_in_use_is_one_line(app, runs):
+    port = int(app.rstrip("/").rsplit(":", 1)[1])
+    out = subprocess.run([sys.executable, "-m", "genact", "app", "--runs", str(runs / "runs"), "--port", str(port)],
+                         capture_output=True, text=True, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and f"cannot serve on 127.0.0.1:{port}" in lines[0], out.stderr

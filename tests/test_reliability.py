@@ -219,7 +219,8 @@ def test_weights_are_read_from_safetensors_only(tiny_blip_dir, tmp_path):
     (pickled / "pytorch_model.bin").write_bytes(pickle.dumps(Trap(str(trap))))
     with pytest.raises(ModelNotFoundError, match="pickle format .*pytorch_model.bin.*save_pretrained"):
         VideoBlip.from_pretrained(pickled)
-    out = subprocess.run([sys.executable, "-m", "genact", "caption", str(tmp_path), "--model", str(pickled)],
+    (tmp_path / "clip.mp4").write_bytes(b"")  # a video to caption: the model is refused before it is read
+    out = subprocess.run([sys.executable, "-m", "genact", "caption", str(tmp_path / "clip.mp4"), "--model", str(pickled)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "safetensors only" in out.stderr
     assert not trap.exists()

@@ -293,12 +293,13 @@ KILL_DURING_SECOND_CHECKPOINT = textwrap.dedent("""
     from genact.rest.run import run_rest
 
     real_save, calls = torch.save, []
-    def dying_save(obj, path, *a, **k):
-        calls.extend([path] if str(path).endswith("trainer.pt") else [])
+    def dying_save(obj, f, *a, **k):
+        calls.extend([f] if "trainer.pt" in str(getattr(f, "name", f)) else [])
         if len(calls) == 2:  # the second checkpoint: its model is written, trainer.pt is not
-            open(path, "wb").write(b"half")
+            f.write(b"half")
+            f.flush()
             os._exit(9)
-        return real_save(obj, path, *a, **k)
+        return real_save(obj, f, *a, **k)
     training.torch.save = dying_save
     run_rest(load_config(RestConfig, None, sys.argv[1:]))
 """)

@@ -51,7 +51,7 @@ def test_a_steps_gradient_is_the_same_for_any_micro_batch_size(fitted, tmp_path)
             loss_sum, n, _, _ = trainer._micro_step(next(loader), 0)
             loss_sum.backward()
             count += n
-        trainer._normalise_gradients(count)
+        trainer._normalise_gradients(count, 0.0)
         grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(grads[0], grads[2], atol=1e-6)
     assert grads[0].abs().sum() > 0

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genact.commands import add_decoding_args, cache_dir, finish
+from genact.commands import add_decoding_args, cache_dir, count, finish, user_path
 from genact.errors import GenactError
 
 if TYPE_CHECKING:
@@ -39,16 +39,20 @@ def video_items(paths: list[str]) -> list:
     from genact.data import VideoItem, read_folder
     from genact.data.video import VIDEO_EXTENSIONS
 
+    from genact.errors import DataError
+
     items = []
     for p in paths:
+        if not os.path.lexists(p):
+            raise DataError(f"{p}: no such video file or folder")
         folder = Path(p).is_dir() and Path(p).suffix.lower() not in VIDEO_EXTENSIONS
         items.extend(read_folder(p).items if folder else [VideoItem(p)])
     return items
 
 
 def _add_video_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
-    p.add_argument("--model", required=True, help="VideoBlip / BLIP: hub id or local directory")
+    p.add_argument("videos", type=user_path, nargs="+", metavar="VIDEO", help="video files or folders of videos")
+    p.add_argument("--model", type=user_path, required=True, help="VideoBlip / BLIP: hub id or local directory")
     add_decoding_args(p, cache=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -60,11 +64,11 @@ def _captions(args, dist) -> tuple[list, dict[int, str], SkipReport]:
     from genact.data import SkipReport
     from genact.inference.captions import Captioner
 
+    items = video_items(args.videos)  # a path that is not there stops the command before any model loads
     captioner = Captioner.load(args.model, "genact", args.frames, cache_dir(args), dist.device,
                                image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
                                num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
                                dist=dist)
-    items = video_items(args.videos)
     report = SkipReport()
     return items, captioner(items, report), report
 
@@ -136,11 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="caption videos and map each caption to a class list (CLIP-TAM)")
     _add_video_args(p)
-    p.add_argument("--classes", required=True, help="class file: one name per line, or id,name CSV")
-    p.add_argument("--clip", required=True, help="CLIP: hub id (e.g. openai/clip-vit-base-patch16) or directory")
+    p.add_argument("--classes", type=user_path, required=True, help="class file: one name per line, or id,name CSV")
+    p.add_argument("--clip", type=user_path, required=True, help="CLIP: hub id (e.g. openai/clip-vit-base-patch16) or directory")
     p.add_argument("--template", action="append", default=None,
                    help="class prompt template such as 'a video of {}.' (repeat to average several)")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=count(1), default=5)
     p.set_defaults(func=cmd_classify)
 
     add_rest_commands(sub)
@@ -168,11 +172,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from genact.config import check_template
+
     args = parse_args(argv)
     if getattr(args, "template", "unset") is None:
         args.template = ["{}"]
     setup_logging(args.verbose, getattr(args, "quiet", False))
     try:
+        for t in getattr(args, "template", None) or []:
+            check_template(t, "--template")
         code = args.func(args)
     except GenactError as e:
         if args.verbose:

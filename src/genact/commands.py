@@ -12,20 +12,59 @@ from pathlib import Path
 from typing import Any
 
 
+def user_path(text: str) -> str:
+    """argparse `type=` of a path option: `~` and `$VAR` expanded (also when quoted,
+    or in `--opt=~/x` form, where the shell leaves them); an unset variable is refused."""
+    import argparse
+
+    from genact.config import expand_path
+    from genact.errors import ConfigError
+
+    try:
+        return expand_path(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def count(low: int = 1, high: int | None = None):
+    """argparse `type=` of a whole number in [low, high] (an option with no config
+    setting behind it, such as --topk)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}" + (f" and <= {high}" if high else ""))
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 def add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
-    """Options of every command that captions videos."""
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model's, 8)")
-    p.add_argument("--image-size", type=int, default=None, help="frame side the ViT sees (default: the model's)")
-    p.add_argument("--beams", type=int, default=3, help="beam size for caption search")
-    p.add_argument("--max-new-tokens", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes for decoding")
+    """Options of every command that captions videos; their numbers have the bounds of
+    the config settings they stand for (`--beams` those of rest.num_beams)."""
+    from genact.config import DataConfig, ModelConfig, RestStepsConfig, RunConfig, option
+
+    p.add_argument("--frames", type=option(DataConfig, "frames"), default=None,
+                   help="frames per clip (default: the model's, 8)")
+    p.add_argument("--image-size", type=option(ModelConfig, "image_size"), default=None,
+                   help="frame side the ViT sees (default: the model's)")
+    p.add_argument("--beams", type=option(RestStepsConfig, "num_beams"), default=3, help="beam size for caption search")
+    p.add_argument("--max-new-tokens", type=option(RestStepsConfig, "max_new_tokens"), default=30)
+    p.add_argument("--batch-size", type=option(RestStepsConfig, "caption_batch"), default=8)
+    p.add_argument("--num-workers", type=option(DataConfig, "num_workers"), default=0,
+                   help="DataLoader worker processes for decoding")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=option(RunConfig, "threads"), default=None,
                    help="torch CPU threads (default: $OMP_NUM_THREADS, else cores / (1 + num-workers))")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
     if cache:
-        p.add_argument("--cache-dir", help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
+        p.add_argument("--cache-dir", type=user_path,
+                       help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -67,7 +106,9 @@ def trained(final: Path | None) -> int:
 
 
 def finish(report: Any, done: int) -> int:
-    """The closing line about unreadable videos; exit status 1 when nothing was done."""
+    """The closing line about unreadable videos and the exit status: 0 when every
+    video was done, 1 when some were unreadable or none could be done (2, a user
+    error, is the CLI's own)."""
     if report.skipped:
         print(f"genact: {report.summary()}", file=sys.stderr)
-    return 0 if done else 1
+    return 0 if done and not report.skipped else 1

@@ -12,6 +12,9 @@ run before it starts, in one line.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from genact.errors import ConfigError
+from genact.io import atomic_write_text
 
 T = TypeVar("T")
 
@@ -64,9 +68,13 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         return dict(value)
     if tp is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:  # YAML 1.1 reads "3e-5" (no dot) as a string
-            return float(value)
+            number = float(value)
         except ValueError:
-            pass
+            number = None
+        if number is not None and not math.isfinite(number):
+            raise ConfigError(f"{where}: {value!r} is not a finite number")
+        if number is not None:
+            return number
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
@@ -83,9 +91,22 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; valid: {sorted(names)}")
     kwargs = {k: _check(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in data.items()}
     for f in dataclasses.fields(cls):
-        if f.name in kwargs and kwargs[f.name] is not None and "bounds" in f.metadata:
-            _check_bounds(kwargs[f.name], f.metadata["bounds"], f"{where}.{f.name}".lstrip("."))
+        if f.name in kwargs and kwargs[f.name] is not None:
+            name = f"{where}.{f.name}".lstrip(".")
+            if f.metadata.get("path"):
+                kwargs[f.name] = expand_path(kwargs[f.name], name)
+            _check_field(kwargs[f.name], f, name)
     return cls(**kwargs)
+
+
+def _check_field(value: Any, f: dataclasses.Field, where: str) -> None:
+    """A value against its field's declared length and bounds (each item's, for a list)."""
+    length = f.metadata.get("length")
+    if length is not None and len(value) != length:
+        raise ConfigError(f"{where}={value!r}: must hold {length} values")
+    if "bounds" in f.metadata:
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            _check_bounds(v, f.metadata["bounds"], where)
 
 
 def bounded(default: Any, low: float | None = None, high: float | None = None, *, open_low: bool = False,
@@ -93,6 +114,64 @@ def bounded(default: Any, low: float | None = None, high: float | None = None, *
     """A field whose value (when not None) must lie in [low, high]; `open_low` /
     `open_high` exclude the end. `bounded(8, 1)` is a positive count."""
     return field(default=default, metadata={"bounds": (low, high, open_low, open_high)})
+
+
+def path_field(default: str | None) -> Any:
+    """A path setting: `~` and `$VAR` / `${VAR}` are expanded when the config loads."""
+    return field(default=default, metadata={"path": True})
+
+
+_UNSET_VAR = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def expand_path(text: str, where: str = "path") -> str:
+    """`text` with `~` and environment variables expanded, as a shell would; a
+    variable that is not set is a ConfigError (never a folder named `$RUNS`)."""
+    out = os.path.expandvars(os.path.expanduser(text))
+    unset = _UNSET_VAR.search(out)
+    if unset:
+        raise ConfigError(f"{where} {text!r}: environment variable {unset.group(1).strip('{}')} is not set")
+    return out
+
+
+def bounded_list(default: list, low: float | None = None, high: float | None = None, *, length: int | None = None,
+                 open_low: bool = False, open_high: bool = False) -> Any:
+    """A list field whose items must lie in [low, high] (see `bounded`), of `length` items when given."""
+    return field(default_factory=lambda: list(default),
+                 metadata={"bounds": (low, high, open_low, open_high), "length": length})
+
+
+def option(cls: type, name: str) -> Any:
+    """An argparse `type=` for a command-line number with the bounds of config field
+    `cls.name`, so a command's option and a config's setting refuse the same values:
+    `--beams 0` is refused like `rest.num_beams=0`."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    hint = typing.get_type_hints(cls)[name]
+    kind = float if float in (typing.get_args(hint) or (hint,)) else int
+
+    def parse(text: str) -> Any:
+        import argparse
+
+        try:
+            value = _check(yaml.safe_load(text), kind, name)
+            _check_field(value, f, name)
+        except (ConfigError, yaml.YAMLError) as e:
+            raise argparse.ArgumentTypeError(str(e).replace(f"{name}=", "", 1).replace(f"{name}: ", "", 1)) from None
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def check_template(template: str, where: str = "template") -> str:
+    """A class-name prompt template with exactly one `{}` (where the class name goes)
+    and no other braces; anything else is a ConfigError (a template without `{}`
+    would give every class the same text, hence the same score)."""
+    if not isinstance(template, str) or template.count("{}") != 1 or template.replace("{}", "").count("{") \
+            or template.replace("{}", "").count("}"):
+        raise ConfigError(f"{where} {template!r}: needs exactly one {{}} where the class name goes, "
+                          "e.g. 'a video of a person {}.'")
+    return template
 
 
 def _check_bounds(value: Any, bounds: tuple, where: str) -> None:
@@ -165,8 +244,9 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write a config as YAML (what a run used, for the record and for resume)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    """Write a config as YAML (what a run used, for the record and for resume),
+    atomically: a full disk or a kill leaves the old file or none, never a part."""
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 # ---- the run configs -----------------------------------------------------------------
@@ -184,26 +264,26 @@ class DataConfig:
     (`list` = the official split folder, `split`, `subset`)."""
 
     format: Literal["folder", "list", "kinetics", "hmdb51", "ucf101"] = "folder"
-    root: str = ""
-    list: str | None = None
-    classes: str | None = None
+    root: str = path_field("")
+    list: str | None = path_field(None)
+    classes: str | None = path_field(None)
     subset: str | None = "train"
     split: int = bounded(1, 1, 3)
-    frames: int | None = bounded(None, 1)  # T; None = the model's (a saved genact model's, else 8)
+    frames: int | None = bounded(None, 1, 256)  # T; None = the model's (a saved genact model's, else 8)
     num_workers: int = bounded(4, 0)
     limit: int | None = bounded(None, 1)  # first N videos only (quick trials)
-    frame_cache: str | None = None  # a `genact cache-frames` directory: frames read from it instead of decoded
+    frame_cache: str | None = path_field(None)  # a `genact cache-frames` directory: frames read from it instead of decoded
 
 
 @dataclass
 class ModelConfig:
-    blip: str = "Salesforce/blip-image-captioning-base"  # image BLIP or a genact model: hub id or dir
-    clip: str = "openai/clip-vit-base-patch16"
+    blip: str = path_field("Salesforce/blip-image-captioning-base")  # image BLIP or a genact model: hub id or dir
+    clip: str = path_field("openai/clip-vit-base-patch16")
     use_adapters: bool = True
     adapter_layers: list[int] | None = None  # None = after every ViT layer
     prompt: str | None = None  # None = the model's (a saved genact model's, else "a video of")
     # frame side the ViT sees; None = the model's (a saved genact model's, else BLIP's own: 384 for BLIP-base)
-    image_size: int | None = bounded(None, 1)
+    image_size: int | None = bounded(None, 1, 1024)
 
 
 @dataclass
@@ -214,7 +294,7 @@ class OptimConfig:
     lr: float = bounded(2e-5, 0)
     min_lr: float = bounded(2e-8, 0)
     warmup_steps: int = bounded(0, 0)
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    betas: list[float] = bounded_list([0.9, 0.98], 0, 1, length=2, open_high=True)
     weight_decay: float = bounded(0.001, 0)
     label_smoothing: float = bounded(0.2, 0, 1, open_high=True)
     global_batch: int = bounded(64, 1)  # videos per optimizer step, over all processes
@@ -226,8 +306,8 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    dir: str = "runs/rest"
-    seed: int = 0
+    dir: str = path_field("runs/rest")
+    seed: int = bounded(0, 0)
     device: str = "auto"  # auto | cpu | cuda (under torchrun: the local GPU)
     resume: Literal["no", "auto"] = "no"  # auto: continue the run in `dir` if it has started
     log_every: int = bounded(10, 1)  # optimizer steps between metric lines
@@ -253,8 +333,8 @@ class RestStepsConfig:
     keep: int = bounded(3, 1)  # K captions per video
     epochs_per_round: int = bounded(10, 1)  # R
     retrieval_rounds: int | None = bounded(None, 0)  # N_I: rounds that retrieve from neighbours; later ones use H = 1
-    num_beams: int = bounded(3, 1)
-    max_new_tokens: int = bounded(30, 1)
+    num_beams: int = bounded(3, 1, 64)
+    max_new_tokens: int = bounded(30, 1, 512)  # at most BLIP's text positions
     caption_batch: int = bounded(16, 1)  # videos per captioning batch
     clip_batch: int = bounded(32, 1)
     feature_dtype: Literal["float16", "float32"] = "float16"  # of the stored CLIP features
@@ -292,7 +372,7 @@ class RegenStepsConfig:
     temperature: float = bounded(1.0, 0, open_low=True)
     top_k: int = bounded(0, 0)  # 0 = off
     top_p: float = bounded(1.0, 0, 1, open_low=True)
-    max_new_tokens: int = bounded(30, 1)
+    max_new_tokens: int = bounded(30, 1, 512)
     # others (mean reward of the other samples) | greedy (the greedy caption's reward)
     baseline: Literal["others", "greedy"] = "others"
     w_cls: float = 1.0
@@ -301,17 +381,19 @@ class RegenStepsConfig:
     cls_form: Literal["ce", "cos", "l2"] = "ce"
     tau: float | None = bounded(None, 0, open_low=True)  # CLS-R softmax temperature; None = CLIP's (1 / logit_scale)
     grammar: Literal["mlm", "causal"] = "mlm"  # mlm: BERT pseudo-log-likelihood; causal: GPT-2 mean log-likelihood
-    grammar_model: str = "bert-base-uncased"
+    grammar_model: str = path_field("bert-base-uncased")
     # each reward to zero mean, unit std over the micro-batch before weighting, so the weights mean what they
     # say: raw CLS-R spreads ~18x wider than CLIP-R (docs/regen.md, "Reward scales")
     standardise: bool = True
     lm_weight: float = bounded(0.0, 0)  # weight of an LM loss on REST pseudo-captions
-    lm_captions: str | None = None  # the REST bank they come from (bank/round-XXX.jsonl)
+    lm_captions: str | None = path_field(None)  # the REST bank they come from (bank/round-XXX.jsonl)
     templates: list[str] = field(default_factory=lambda: ["{}"])  # class-name templates for CLS-R
     clip_batch: int = bounded(32, 1)
     feature_dtype: Literal["float16", "float32"] = "float16"
 
     def __post_init__(self) -> None:
+        for i, t in enumerate(self.templates):
+            check_template(t, f"regen.templates[{i}]")
         if self.lm_weight > 0 and self.lm_captions is None:
             raise ConfigError("regen.lm_weight > 0 needs regen.lm_captions (a REST bank/round-XXX.jsonl)")
         if self.baseline == "others" and self.samples < 2:

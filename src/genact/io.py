@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from genact.errors import GenactError
 
@@ -19,43 +19,84 @@ class DiskFullError(GenactError):
     """No space (or quota) left while writing; what was being written is not kept."""
 
 
+def _no_space(e: BaseException | None) -> OSError | None:
+    """The ENOSPC / EDQUOT OSError behind `e`, if any (torch.save wraps the one its
+    file's write raised in a RuntimeError)."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
 @contextmanager
 def disk_full_is_an_error(path: str | os.PathLike) -> Iterator[None]:
     """Turn ENOSPC / EDQUOT raised inside the block into a DiskFullError naming `path`."""
     try:
         yield
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise DiskFullError(f"{path}: no space left on the device ({e.strerror}); nothing half-written is kept, "
+    except (OSError, RuntimeError) as e:
+        full = _no_space(e)
+        if full is not None:
+            raise DiskFullError(f"{path}: no space left on the device ({full.strerror}); nothing half-written is kept, "
                                 "free some space and run the command again") from None
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a file (0o666) or directory (0o777) made by mkstemp / mkdtemp (0o600 /
+    0o700) the mode the user's umask asks for, as open() and mkdir() would: on a
+    shared machine others can then read the results and use the model."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces `path` in one rename when the block ends
+    (after an fsync); a kill or a full disk (one DiskFullError line) leaves the old
+    file or none, never a part. The file gets the user's umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
     try:
-        with disk_full_is_an_error(path), os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with disk_full_is_an_error(path), open(tmp, "wb") as f:  # f.name says which file it stands for
+            yield f
             f.flush()
             os.fsync(f.fileno())
+        public_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically (see atomic_file)."""
+    with atomic_file(path) as f:
+        f.write(text.encode("utf-8"))
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory; on success it replaces `path` in one rename."""
+    """Yield a temporary directory; on success it replaces `path` in one rename, it
+    and all it holds with the user's umask (as mkdir and open would give them)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
         with disk_full_is_an_error(path):
             yield tmp
+        for dirpath, _, files in os.walk(tmp):  # libraries write some files 0600 (safetensors)
+            public_mode(dirpath, directory=True)
+            for name in files:
+                public_mode(os.path.join(dirpath, name))
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

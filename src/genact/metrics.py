@@ -15,6 +15,12 @@ from genact.io import atomic_write_text, disk_full_is_an_error, read_json_lines
 log = logging.getLogger(__name__)
 
 
+def loss_rose(first: float, now: float) -> bool:
+    """Whether a caption loss `now` has climbed past twice its first logged value
+    `first`: a run that is diverging (too high a learning rate) rather than learning."""
+    return first > 0 and now > 2 * first
+
+
 class Metrics:
     """Metric records as JSON lines (`metrics.jsonl`) and TensorBoard scalars (`tb/`),
     written by the main process only. A resumed run calls `rewind` first, so records

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from genact.io import ShardLog, atomic_write_text
-from genact.metrics import Metrics
+from genact.metrics import Metrics, loss_rose
 
 # train-record fields that are bookkeeping, not a measurement of the epoch
 _NOT_SHOWN = ("kind", "step", "time", "epoch", "lr", "videos_per_s")
@@ -54,9 +54,21 @@ def _rounds_table(rounds: list[dict]) -> str:
          for r in rounds])
 
 
-def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_trained: int) -> None:
+def divergence_note(train_records: list[dict]) -> str | None:
+    """A warning when the logged caption loss ended far above where it started."""
+    losses = [r["loss"] for r in train_records if isinstance(r.get("loss"), (int, float))]
+    if len(losses) > 1 and loss_rose(losses[0], losses[-1]):
+        return (f"**Warning: the training loss rose from {losses[0]:.4f} to {losses[-1]:.4f}** (more than twice its "
+                "first logged value): the run has probably diverged and its model is not to be trusted; try a lower "
+                "optim.lr.")
+    return None
+
+
+def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_trained: int, *,
+                  loss_should_fall: bool = True) -> None:
     """summary.md: what was trained on, each epoch's training values, each retrieval
-    round (REST), skipped videos."""
+    round (REST), skipped videos; a warning first when a caption loss rose (see
+    divergence_note)."""
     metrics = Metrics(run_dir, enabled=False)
     skipped = write_report(run_dir)
     lines = [f"# Run summary: {run_dir.name}", "",
@@ -65,6 +77,9 @@ def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_train
              f"{cfg.optim.min_lr}; time {seconds / 60:.1f} min (since the last start, if resumed)",
              f"- final model: `{run_dir / 'final'}`", ""]
     train = metrics.read("train")
+    note = divergence_note(train) if loss_should_fall else None
+    if note:
+        lines[1:1] = [note, ""]
     if train:
         lines += ["## Training (last logged values of each epoch)", "", epoch_table(train), ""]
     rounds = metrics.read("round")

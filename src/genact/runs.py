@@ -33,7 +33,7 @@ from genact.data.frame_cache import use_frame_cache
 from genact.data.splits import Split, load_split
 from genact.distributed import Dist, all_reduce_sum, barrier, cleanup, init_distributed
 from genact.io import atomic_dir, atomic_write_text
-from genact.models.hub import resolve_model_dir
+from genact.models.hub import check_finite, resolve_model_dir
 from genact.models.video_blip import ADAPTER_WEIGHTS, VideoBlip
 from genact.run_summary import write_summary
 from genact.checkpoints import Checkpoints
@@ -49,6 +49,10 @@ RESUMABLE_CHANGES = ("run.dir", "run.resume", "run.stop_at_step", "run.progress"
                      "run.threads", "data.num_workers", "data.frame_cache", "optim.compile", "optim.batch_size",
                      "rest.caption_batch", "rest.clip_batch", "regen.clip_batch")
 
+
+# settings that only training reads: until the first checkpoint, a resume may correct them (the stages already
+# done, such as REST's round-0 captions, features and retrieval, are reused) and config.yaml records the new values
+TRAINING_SETTINGS = ("optim.", "run.seed", "rest.epochs_per_round")
 
 # left unset (None), these take the model's value; config.yaml records the value used
 MODEL_SETTINGS = ("data.frames", "model.prompt", "model.image_size")
@@ -74,11 +78,18 @@ def check_run_dir(cfg: Any) -> None:
         resumable = set(RESUMABLE_CHANGES)
         if hasattr(cfg, "regen"):  # ReGen samples captions per micro-batch: other micro-batches, other draws
             resumable.discard("optim.batch_size")
+        untrained = not has_checkpoint(run_dir)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in resumable
-                      and not (k in MODEL_SETTINGS and new.get(k) is None))
+                      and not (k in MODEL_SETTINGS and new.get(k) is None)
+                      and not (untrained and k.startswith(TRAINING_SETTINGS)))
         if diff:
             raise ConfigError(f"{saved}: resuming with a different config ({', '.join(diff)}); "
                               "use the saved config or another run.dir")
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether training in `run_dir` has written a checkpoint."""
+    return (Path(run_dir) / "checkpoints" / "latest").exists()
 
 
 RUN_LOCK, RUN_OWNER = ".genact.lock", ".genact.owner"
@@ -152,7 +163,7 @@ def record_run(cfg: Any, run_dir: Path, items: list[VideoItem], dist: Dist) -> N
                               f"({what or 'same videos, another order'}); restore them, or start a new run.dir")
     elif dist.main:
         atomic_write_text(path, json.dumps(ids) + "\n")
-    if dist.main and not resuming:
+    if dist.main and (not resuming or not has_checkpoint(run_dir)):  # before training, corrections are kept
         save_config(cfg, run_dir / "config.yaml")
     barrier(dist)
 
@@ -282,9 +293,11 @@ class Run:
         model.config.trained_by = "rest" if hasattr(self.cfg, "rest") else "regen" if hasattr(self.cfg, "regen") \
             else "supervised"
         final = self.dir / "final"
+        check_finite(model.named_parameters(), "the trained weights")  # never a final/ from a diverged run
         if self.dist.main:
             with atomic_dir(final) as tmp:
                 model.save_pretrained(tmp)
-            write_summary(self.dir, self.cfg, time.time() - self.started, num_videos, len(self.trainer_.items))
+            write_summary(self.dir, self.cfg, time.time() - self.started, num_videos, len(self.trainer_.items),
+                          loss_should_fall=self.trainer_.loss_should_fall)
         barrier(self.dist)
         return final

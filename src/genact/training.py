@@ -12,6 +12,10 @@
   8 draw the same. Nothing random has to be saved to resume exactly.
 - Checkpoints (`genact.checkpoints`) after every epoch and every
   `run.checkpoint_every` steps; metrics (`genact.metrics`) every `run.log_every`.
+- Divergence: a step whose loss or gradient is not finite is not taken; training
+  stops with one line (TrainingDiverged) naming the step and the last good
+  checkpoint, and nothing is saved from it. A caption loss that climbs past
+  twice its first logged value is flagged in the log and in summary.md.
 """
 
 from __future__ import annotations
@@ -32,11 +36,16 @@ from genact.config import ConfigError, OptimConfig, RunConfig
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, make_loader
 from genact.distributed import Dist, all_reduce_sum, barrier
-from genact.metrics import LossMeter, Metrics
+from genact.errors import GenactError
+from genact.metrics import LossMeter, Metrics, loss_rose
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(GenactError):
+    """A loss or gradient that is not finite: the step is not taken and nothing is saved."""
 
 
 def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
@@ -121,6 +130,10 @@ class CaptionTrainer:
                                     seed=run.seed)
         self.captions: list[list[str]] = [[] for _ in items]
         self.last_loss = float("nan")  # the last logged training loss
+        self.first_loss: float | None = None  # the first logged since this start (a caption loss: see loss_rose)
+
+    # whether the logged loss is a caption NLL that should fall (ReGen's policy loss need not)
+    loss_should_fall = True
 
     def close(self) -> None:
         """Drop the DDP wrapper (before the process group goes; destroying it after
@@ -195,7 +208,7 @@ class CaptionTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        terms = 0.0
+        terms, bad_loss = 0.0, 0.0
         for m in range(per_rank):
             batch = next(loader)
             micro = dist.rank + m * dist.world  # this micro-batch's place in the global batch
@@ -204,23 +217,42 @@ class CaptionTrainer:
                 loss_sum, n, videos, stats = self._micro_step(batch, st.epoch)
                 loss_sum.backward()
             terms += n
-            meter.add(float(loss_sum.detach()), n, videos, stats)
-        self._normalise_gradients(terms)
-        if self.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.grad_clip)
+            value = float(loss_sum.detach())
+            bad_loss += 0.0 if math.isfinite(value) else 1.0
+            meter.add(value, n, videos, stats)
+        bad_loss = self._normalise_gradients(terms, bad_loss)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(grads, self.optim.grad_clip) \
+            if self.optim.grad_clip else torch.nn.utils.get_total_norm(grads)
+        if bad_loss or not math.isfinite(float(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            self._diverged("loss" if bad_loss else f"gradient norm ({float(norm)})")
         self.optimizer.step()
         st.step_in_epoch, st.global_step = st.step_in_epoch + 1, st.global_step + 1
         return lr
 
-    def _normalise_gradients(self, terms: float) -> None:
+    def _normalise_gradients(self, terms: float, bad_loss: float) -> float:
         """Turn the summed loss's gradients into those of the mean over the whole global
         batch: divide by its loss terms (tokens, or videos for ReGen) counted over all
         processes. The step then does not depend on how the global batch is cut into
-        micro-batches or processes (DDP has already averaged over processes)."""
-        scale = self.dist.world / max(all_reduce_sum([terms], self.dist)[0], 1.0)
+        micro-batches or processes (DDP has already averaged over processes). Returns
+        how many micro-batches had a non-finite loss, over all processes."""
+        total, bad = all_reduce_sum([terms, bad_loss], self.dist)
+        scale = self.dist.world / max(total, 1.0)
         for param in self.model.parameters():
             if param.grad is not None:
                 param.grad.mul_(scale)
+        return bad
+
+    def _diverged(self, what: str) -> None:
+        """Stop: step `global_step + 1` had a non-finite `what`."""
+        pointer = self.checkpoints.root / "latest"
+        good = f"the last good checkpoint is {self.checkpoints.root / pointer.read_text().strip()}" \
+            if pointer.exists() else "no checkpoint was written before it"
+        raise TrainingDiverged(
+            f"training diverged at optimizer step {self.state.global_step + 1} (epoch {self.state.epoch + 1}): the "
+            f"{what} is not finite; the step was not taken and nothing was saved from it ({good}). Lower optim.lr "
+            "(or set optim.grad_clip) and start a new run.dir")
 
     def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, float, int, dict[str, float]]:
         """Summed loss of one micro-batch, the number of terms in the sum (caption
@@ -241,3 +273,9 @@ class CaptionTrainer:
         self.metrics.log("train", self.state.global_step, lr=lr, epoch=self.state.epoch, **values)
         bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}")
         self.last_loss = values["loss"]
+        if self.first_loss is None:
+            self.first_loss = values["loss"]
+        elif self.loss_should_fall and loss_rose(self.first_loss, values["loss"]) and self.dist.main:
+            log.warning("the training loss has risen from %.4f to %.4f at step %d: the run may be diverging "
+                        "(optim.lr=%g too high?)", self.first_loss, values["loss"], self.state.global_step,
+                        self.optim.lr)

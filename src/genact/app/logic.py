@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 
 from genact.data import VideoItem, read_video
 from genact.data.splits import readable_name
+from genact.config import check_template
 from genact.errors import GenactError
 from genact.evaluation.clip_tam import ClipTam
 from genact.inference.captions import caption_videos
@@ -64,9 +66,7 @@ def try_video(models: Models, path: str, class_text: str, template: str = "{}", 
     and classify the video caption into the typed classes (CLIP-TAM). Returns frames
     (T uint8 images), both captions and the top-5 {class: cosine}."""
     names = parse_classes(class_text)
-    template = template.strip() or "{}"
-    if "{}" not in template:
-        raise GenactError(f"the template {template!r} has no {{}} for the class name")
+    template = check_template(template.strip() or "{}")
     models.video.config.num_frames = frames
     clip_frames = read_video(path, frames)  # a VideoDecodeError names the file
     item = [VideoItem(path)]
@@ -82,6 +82,17 @@ def try_video(models: Models, path: str, class_text: str, template: str = "{}", 
 
 
 # ---- looking inside runs ----------------------------------------------------------
+def confine(root: str | Path, path: str | Path) -> Path:
+    """`path` (relative paths are taken below `root`) as a real path inside the runs
+    folder `root`; anything else, links that lead out included, is a GenactError.
+    The page reads nothing outside the folder it was given."""
+    base = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(base / path))
+    if real != base and base not in real.parents:
+        raise GenactError(f"{path}: outside the runs folder this app serves ({base})")
+    return real
+
+
 def find_runs(root: str | Path) -> list[str]:
     """Run directories (config.yaml) and evaluation results (results.json) below `root`."""
     root = Path(root)
@@ -156,9 +167,13 @@ def caption_history(path: str | Path, video: str) -> list[list]:
 
 
 def video_frames(run: str | Path, video: str, frames: int = 8) -> list[np.ndarray]:
-    """A training video's T eval frames, enlarged for the page ([] if unreadable). A
-    relative path is relative to where the run was started: the run directory's
-    nearest parent folder that has it."""
+    """A training video's T eval frames, enlarged for the page ([] if unreadable). Only
+    a video that the run trained on (its round-0 bank) is read: the page opens no other
+    file. A relative path is relative to where the run was started: the run
+    directory's nearest parent folder that has it."""
+    first = Path(run) / "bank" / "round-000.jsonl"
+    if not first.exists() or video not in CaptionBank.load(first).keys:
+        raise GenactError(f"{video}: not a training video of {run}")
     path = Path(video.split("|")[0])
     if not path.is_absolute():
         path = next((p / path for p in Path(run).resolve().parents if (p / path).exists()), path)

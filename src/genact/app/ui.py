@@ -73,13 +73,18 @@ def _run_tab(runs_root: str) -> None:
                          label="the worst classes' videos", wrap=True)
 
     def find(folder):
-        return gr.update(choices=logic.find_runs(folder), value=None)
+        try:
+            found = logic.find_runs(logic.confine(runs_root, folder or "."))
+        except GenactError:
+            found = []
+        return gr.update(choices=found, value=None)
 
     def open_run(path):
         empty = ("", "", None, gr.update(choices=[], value=None), [], [], [], [])
         if not path:
             return empty
         try:
+            path = logic.confine(runs_root, path)
             kind = logic.run_kind(path)
             table, examples = logic.per_class(path) if kind == "evaluation" else ([], [])
             videos = logic.bank_videos(path)
@@ -91,7 +96,11 @@ def _run_tab(runs_root: str) -> None:
     def show_video(path, name):
         if not path or not name:
             return [], []
-        return logic.video_frames(path, name), logic.caption_history(path, name)
+        try:
+            path = logic.confine(runs_root, path)
+            return logic.video_frames(path, name), logic.caption_history(path, name)
+        except GenactError:
+            return [], []
 
     scan.click(find, root, picked)
     picked.change(open_run, picked, [message, config, curves, video, accuracy, worst, strip, history])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +35,23 @@ class VideoItem:
 def video_id(item: VideoItem, num_frames: int | None = None) -> str:
     """A video's name in caption banks, run records and frame caches: its path, plus
     the time window when it has one. With `num_frames`, the key of its T-frame clip in
-    caption and feature caches: path, window and T."""
+    caption and feature caches: the file itself (its real absolute path, size and
+    modification time, so the same name in two folders, a relative path typed from
+    another folder and a file replaced in place are different videos), the window
+    and T. The key starts with its format's version, so keys of an older format are
+    never taken for these."""
     if num_frames is not None:
-        return f"{item.path}|{item.start}|{item.end}|T={num_frames}"
+        real = os.path.realpath(os.path.expanduser(item.path))
+        try:
+            st = os.stat(real)
+            stamp = f"{st.st_size}|{st.st_mtime_ns}"
+        except OSError:  # unreadable: it will be skipped, and nothing is cached for it
+            stamp = "missing"
+        return f"{CACHE_KEY_VERSION}|{real}|{stamp}|{item.start}|{item.end}|T={num_frames}"
     return item.path if item.start is None and item.end is None else f"{item.path}|{item.start}|{item.end}"
+
+
+CACHE_KEY_VERSION = "v2"  # of video_id's cache keys; v1 was the path as typed
 
 
 class VideoDataset(Dataset):

@@ -42,10 +42,11 @@ def readable_name(raw: str) -> str:
 
 def _files_below(root: str | os.PathLike, suffixes: tuple[str, ...]) -> list[str]:
     """Every regular file below `root` whose name ends in one of `suffixes` (any case),
-    following links, each real file and folder once (a link back to a parent folder
-    ends there instead of looping). Only those files are stat'ed."""
+    following links. Each real folder is walked once (a link back to a parent folder
+    ends there instead of looping), and every file name in it counts, so hard links
+    and symbolic links to one file (deduplicated storage, link farms) are each found
+    under their own name. Only those files are stat'ed."""
     seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[tuple[int, int]] = set()
     out = []
     for dirpath, dirnames, files in os.walk(root, followlinks=True):
         st = os.stat(dirpath)
@@ -62,8 +63,7 @@ def _files_below(root: str | os.PathLike, suffixes: tuple[str, ...]) -> list[str
                 fst = os.stat(path)
             except OSError:  # a dangling link
                 continue
-            if stat.S_ISREG(fst.st_mode) and (fst.st_dev, fst.st_ino) not in seen_files:
-                seen_files.add((fst.st_dev, fst.st_ino))
+            if stat.S_ISREG(fst.st_mode):
                 out.append(path)
     return out
 
@@ -131,8 +131,17 @@ def _lines(path: str | os.PathLike, what: str = "file") -> list[str]:
     return [ln.strip() for ln in read_text(path, what).splitlines() if ln.strip()]
 
 
+def _fields(line: str) -> list[str]:
+    """A class-file line's fields: CSV (quotes and all, `0,"ball, bouncing"`) when it
+    has a comma, else split at the first white space (`0 ball bouncing`)."""
+    if "," in line:
+        parts = next(csv.reader([line], skipinitialspace=True))
+        return [parts[0], ",".join(parts[1:])] if len(parts) > 2 and parts[0].strip().isdigit() else parts
+    return line.split(None, 1)
+
+
 def _id_name(line: str) -> tuple[int, str] | None:
-    parts = line.split(",", 1) if "," in line else line.split(None, 1)
+    parts = _fields(line)
     if len(parts) == 2 and parts[0].strip().isdigit():
         return int(parts[0]), parts[1].strip()
     return None
@@ -147,8 +156,7 @@ def _read_classes(path: str | os.PathLike) -> tuple[list[str], int]:
     pairs = [_id_name(r) for r in rows]
     if all(p is not None for p in pairs[1:]) and (pairs[0] is not None or len(rows) > 1):
         if pairs[0] is None:  # a header only if it looks like one: two column names
-            fields = rows[0].split(",") if "," in rows[0] else rows[0].split()
-            if len(fields) != 2:
+            if len(_fields(rows[0])) != 2:
                 raise DataError(f"{path}: line 1 {rows[0]!r} has no class id, unlike the lines after it")
             pairs = pairs[1:]
         ids = sorted(i for i, _ in pairs)

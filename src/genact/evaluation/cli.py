@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from genact.commands import add_decoding_args, cache_dir, finish
+from genact.commands import add_decoding_args, cache_dir, count, finish, user_path
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def _eval(args: argparse.Namespace, dist) -> int:
           + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""), file=sys.stderr)
     for line in closing_lines(res, args.data_root):
         print(f"genact: {line}", file=sys.stderr)
-    return 0
+    return 1 if any(r["skipped"] for r in res["splits"].values()) else 0  # 1: some videos were unreadable
 
 
 def cmd_fewshot(args: argparse.Namespace) -> int:
@@ -134,46 +134,46 @@ def cmd_report(args: argparse.Namespace) -> int:
 def add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="zero-shot evaluation on a protocol (HMDB-51, UCF-101, K600, K400, list)")
     p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101", "k600-zs", "k600-gzs", "k400-val", "list"])
-    p.add_argument("--data-root", required=True, help="folder with the dataset's videos")
-    p.add_argument("--splits", required=True, help="split files: a folder, or the CSV / list file")
-    p.add_argument("--classes", help="class file (protocol list)")
-    p.add_argument("--split", type=int, action="append", help="split number(s) to run (default: all)")
+    p.add_argument("--data-root", type=user_path, required=True, help="folder with the dataset's videos")
+    p.add_argument("--splits", type=user_path, required=True, help="split files: a folder, or the CSV / list file")
+    p.add_argument("--classes", type=user_path, help="class file (protocol list)")
+    p.add_argument("--split", type=count(1, 3), action="append", help="split number(s) to run (default: all)")
     p.add_argument("--method", default="genact", choices=["genact", "blip-frame", "clip"])
-    p.add_argument("--model", help="VideoBlip / BLIP: hub id or directory (not needed for --method clip)")
-    p.add_argument("--clip", required=True, help="CLIP: hub id or directory")
+    p.add_argument("--model", type=user_path, help="VideoBlip / BLIP: hub id or directory (not needed for --method clip)")
+    p.add_argument("--clip", type=user_path, required=True, help="CLIP: hub id or directory")
     p.add_argument("--template", action="append", default=None, help="class prompt template (default '{}')")
     add_decoding_args(p, cache=True)
-    p.add_argument("--out", help="results folder (default results/<protocol>-<method>)")
+    p.add_argument("--out", type=user_path, help="results folder (default results/<protocol>-<method>)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("fewshot", help="few-shot: fine-tune on M videos per class (class names as captions), then eval")
     p.add_argument("settings", nargs="*", metavar="key=value", help="training overrides, e.g. optim.batch_size=4")
     p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101"])
-    p.add_argument("--data-root", required=True)
-    p.add_argument("--splits", required=True, help="the protocol's split folder")
-    p.add_argument("--model", required=True, help="the model to fine-tune (REST / ReGen run's final/, or a hub id)")
-    p.add_argument("--clip", required=True)
-    p.add_argument("--shots", type=int, default=2, help="videos per class (2, 4, 8, 16)")
-    p.add_argument("--split", type=int, default=1)
+    p.add_argument("--data-root", type=user_path, required=True)
+    p.add_argument("--splits", type=user_path, required=True, help="the protocol's split folder")
+    p.add_argument("--model", type=user_path, required=True, help="the model to fine-tune (REST / ReGen run's final/, or a hub id)")
+    p.add_argument("--clip", type=user_path, required=True)
+    p.add_argument("--shots", type=count(1), default=2, help="videos per class (2, 4, 8, 16)")
+    p.add_argument("--split", type=count(1, 3), default=1)
     p.add_argument("--all", action="store_true", help="shots 2, 4, 8, 16 x splits 1-3 in one table")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-list", help="use this ViFi-CLIP style `path label` list instead of sampling")
+    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--train-list", type=user_path, help="use this ViFi-CLIP style `path label` list instead of sampling")
     p.add_argument("--template", action="append", default=None)
-    p.add_argument("--out", help="folder for runs and results (default results/fewshot-<protocol>)")
+    p.add_argument("--out", type=user_path, help="folder for runs and results (default results/fewshot-<protocol>)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fewshot)
 
     p = sub.add_parser("caption-metrics", help="BLEU / METEOR / ROUGE-L / CIDEr against VaTeX-style references")
-    p.add_argument("--model", required=True)
-    p.add_argument("--annotations", required=True, help="VaTeX JSON: a list of {videoID, enCap: [...]}")
-    p.add_argument("--data-root", required=True, help="videos named <videoID>.<ext> anywhere below")
-    p.add_argument("--limit", type=int, help="the first N videos only")
+    p.add_argument("--model", type=user_path, required=True)
+    p.add_argument("--annotations", type=user_path, required=True, help="VaTeX JSON: a list of {videoID, enCap: [...]}")
+    p.add_argument("--data-root", type=user_path, required=True, help="videos named <videoID>.<ext> anywhere below")
+    p.add_argument("--limit", type=count(1), help="the first N videos only")
     add_decoding_args(p, cache=True)
-    p.add_argument("--out", help="folder for caption_metrics.json (default results/caption-metrics)")
+    p.add_argument("--out", type=user_path, help="folder for caption_metrics.json (default results/caption-metrics)")
     p.set_defaults(func=cmd_caption_metrics)
 
     p = sub.add_parser("report", help="an HTML report (tables vs the papers, t-SNE, cosines, caption evolution)")
-    p.add_argument("sources", nargs="+", metavar="RUN_OR_RESULTS",
+    p.add_argument("sources", type=user_path, nargs="+", metavar="RUN_OR_RESULTS",
                    help="results folders of genact eval / fewshot, and REST run directories")
-    p.add_argument("--out", required=True, help="folder for report.html and its PNGs")
+    p.add_argument("--out", type=user_path, required=True, help="folder for report.html and its PNGs")
     p.set_defaults(func=cmd_report)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genact import __version__
 from genact.data.datasets import SkipReport
 from genact.data.splits import Split
 from genact.distributed import Dist
@@ -25,7 +26,7 @@ from genact.errors import ConfigError, DataError
 from genact.evaluation.clip_tam import caption_scores, mean_std, per_class_accuracy, topk_accuracy
 from genact.inference.captions import Captioner, model_fingerprint
 from genact.inference.features import encode_videos
-from genact.io import atomic_write_text
+from genact.io import atomic_file, atomic_write_text
 from genact.models.cache import EmbeddingCache
 from genact.models.clip import FrozenClip, class_embeddings
 
@@ -126,7 +127,8 @@ def results_table(results: dict[str, SplitResult], summary: dict[str, list[float
 
 def save_embeddings(path: Path, embeddings: dict[str, torch.Tensor]) -> None:
     """Classified embeddings per split (float16), for the report's t-SNE."""
-    np.savez_compressed(path, **{k: v.half().numpy() for k, v in embeddings.items()})
+    with atomic_file(path) as f:  # replaced whole: `genact report` never reads half a file
+        np.savez_compressed(f, **{k: v.half().numpy() for k, v in embeddings.items()})
 
 
 def evaluate(
@@ -164,7 +166,9 @@ def evaluate(
         log.info("%s: top-1 %.2f, top-5 %.2f (%d videos)", name, results[name].top1, results[name].top5,
                  results[name].num_videos)
     summary = summarise(results)
-    out = {**meta, "method": method, "templates": templates, "mean_std": summary,
+    settings = {"genact": __version__, "clip_frames": frames, "clip_fingerprint": model_fingerprint(clip.source, {})
+                if clip.source is not None else None, **({"captioner": captioner.settings} if captioner else {})}
+    out = {**meta, "method": method, "templates": templates, "settings": settings, "mean_std": summary,
            "splits": {k: vars(v) for k, v in results.items()}}
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genact.io import ShardLog
+from genact.io import ShardLog, atomic_file, atomic_write_text
 from genact.errors import DataError
 
 # SPEC §7 (REST) and §6 (ReGen): top-1 (top-5) mean ± std
@@ -160,7 +160,8 @@ def _evolution_section(run: dict, videos: int = 4) -> str:
 
 
 def _img(name: str, png: bytes, out_dir: Path) -> str:
-    (out_dir / name).write_bytes(png)
+    with atomic_file(out_dir / name) as f:
+        f.write(png)
     return f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
@@ -192,5 +193,5 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
         body += [f"<h2>Caption evolution across REST rounds: {html.escape(run['name'])}</h2>", _evolution_section(run)]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>genact report</title><style>{CSS}</style>" \
            f"</head><body>{''.join(body)}</body></html>\n"
-    (out_dir / "report.html").write_text(page, encoding="utf-8")
+    atomic_write_text(out_dir / "report.html", page)
     return out_dir / "report.html"

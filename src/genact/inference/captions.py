@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -112,7 +112,8 @@ def frame_captions(
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("GENACT_CACHE", Path.home() / ".cache" / "genact"))
+    """$GENACT_CACHE (with `~` expanded), else ~/.cache/genact."""
+    return Path(os.path.expanduser(os.environ.get("GENACT_CACHE", "~/.cache/genact")))
 
 
 def model_fingerprint(model_dir: Path, settings: dict) -> str:
@@ -120,7 +121,8 @@ def model_fingerprint(model_dir: Path, settings: dict) -> str:
     decoding settings: the key of its caption cache."""
     h = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
     for f in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.json")):
-        h.update(f.name.encode() + str(f.stat().st_size).encode())
+        st = f.stat()  # a model retrained in place changes its files' times
+        h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
         with open(f, "rb") as fh:
             h.update(fh.read(1 << 20))
     return h.hexdigest()[:16]
@@ -179,6 +181,7 @@ class Captioner:
     chunk: int = 64
     dist: Dist = Dist()
     generated: int = 0
+    settings: dict = field(default_factory=dict)  # what the captions depend on besides the videos (see load)
 
     @classmethod
     def load(cls, model: str, method: str, frames: int | None, cache_dir: Path, device: torch.device,
@@ -190,7 +193,9 @@ class Captioner:
                     **({"image_size": net.input_size} if net.config.image_size else {}),
                     **{k: kwargs[k] for k in ("num_beams", "max_new_tokens") if k in kwargs}}
         fp = model_fingerprint(resolve_model_dir(model), settings)
-        return cls(net, CaptionCache(cache_dir, fp), **kwargs)
+        settings = {**settings, "image_size": net.input_size, "model_fingerprint": model_fingerprint(
+            resolve_model_dir(model), {})}
+        return cls(net, CaptionCache(cache_dir, fp), settings=settings, **kwargs)
 
     def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
         """{item index: caption} for the readable items."""
@@ -199,16 +204,15 @@ class Captioner:
         self.cache.refresh()
         own, before = SkipReport(), self.generated
         self._generate(items, keys, [i for i in mine if keys[i] not in self.cache.captions], own)
-        if self.dist.enabled:  # the others' captions and skips; their cache may be on another node
-            done = {keys[i]: self.cache.captions[keys[i]] for i in mine if keys[i] in self.cache.captions}
-            shares = all_gather((done, own.skipped), self.dist)
-            for caps, _ in shares:
-                self.cache.captions.update(caps)
+        out = {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
+        if self.dist.enabled:  # the others' captions and skips, by position: their cache may be on another node
+            shares = all_gather(({i: out[i] for i in mine if i in out}, own.skipped), self.dist)
+            out = {i: c for caps, _ in shares for i, c in caps.items()}
             own = SkipReport([tuple(s) for _, skipped in shares for s in skipped])
             made = self.generated - before
             self.generated += int(all_reduce_sum([float(made)], self.dist)[0]) - made
         report.skipped.extend(own.skipped)
-        return {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
+        return out
 
     def _generate(self, items: list[VideoItem], keys: list[str], todo: list[int], report: SkipReport) -> None:
         """Caption items[todo] chunk by chunk into the cache."""

@@ -15,6 +15,7 @@ from genact.data.transforms import VideoTransform
 from genact.models.cache import EmbeddingCache
 from genact.models.hub import image_stats, load_preprocessor_config, load_weights, resolve_model_dir
 from genact.models.precision import autocast
+from genact.config import check_template
 from genact.console import progress_bar
 from genact.models.text_batches import length_sorted_batches, pad_right
 
@@ -104,6 +105,7 @@ def class_embeddings(
     clip: FrozenClip, class_names: Sequence[str], templates: Sequence[str] = ("{}",), cache: EmbeddingCache | None = None
 ) -> torch.Tensor:
     """(C, D): per class, the L2-normalised mean of its prompt-template text features."""
+    templates = [check_template(t) for t in templates]
     texts = [t.format(name) for name in class_names for t in templates]
     feats = clip.encode_texts(texts, cache).view(len(class_names), len(templates), -1)
     return F.normalize(feats.mean(1), dim=-1)

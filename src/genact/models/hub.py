@@ -78,9 +78,27 @@ def check_weights(path: Path) -> None:
 
 
 def load_weights(model_cls, path: Path, **kwargs):
-    """`model_cls.from_pretrained(path)` from safetensors only (see check_weights)."""
+    """`model_cls.from_pretrained(path)` from safetensors only (see check_weights),
+    refused when any weight is not finite (a run that diverged)."""
     check_weights(path)
-    return model_cls.from_pretrained(path, use_safetensors=True, **kwargs)
+    model = model_cls.from_pretrained(path, use_safetensors=True, **kwargs)
+    check_finite(model.state_dict().items(), str(path))
+    return model
+
+
+class NonFiniteWeightsError(GenactError, ValueError):
+    """Weights holding NaN or infinity: a run that diverged; never saved nor used."""
+
+
+def check_finite(named_tensors, where: str) -> None:
+    """Raise NonFiniteWeightsError naming the first tensors of `named_tensors`
+    ((name, tensor) pairs) with a NaN or an infinity."""
+    import torch
+
+    bad = [name for name, t in named_tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise NonFiniteWeightsError(f"{where}: {len(bad)} weight tensor(s) hold NaN or infinity (e.g. "
+                                    f"{', '.join(bad[:3])}); the run that made them diverged")
 
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"

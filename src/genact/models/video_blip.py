@@ -25,7 +25,7 @@ from genact.data.transforms import VideoTransform
 from genact.errors import ConfigError
 from genact.models.attention import use_sdpa
 from genact.models.hub import (
-    PREPROCESSOR_CONFIG, image_stats, load_preprocessor_config, load_weights, resolve_model_dir,
+    PREPROCESSOR_CONFIG, check_finite, image_stats, load_preprocessor_config, load_weights, resolve_model_dir,
 )
 
 VIDEO_CONFIG = "genact_video.json"
@@ -133,7 +133,9 @@ class VideoBlip(nn.Module):
                     raise ConfigError(f"{path}: {key} is fixed by the saved model ({fields.get(key)})")
         model = cls(blip, tokenizer, VideoBlipConfig(**{**fields, **overrides}), load_preprocessor_config(path))
         if (path / ADAPTER_WEIGHTS).exists():
-            model.adapters.load_state_dict(load_file(path / ADAPTER_WEIGHTS))
+            adapters = load_file(path / ADAPTER_WEIGHTS)
+            check_finite(adapters.items(), str(path / ADAPTER_WEIGHTS))
+            model.adapters.load_state_dict(adapters)
         return model
 
     @staticmethod

@@ -61,6 +61,8 @@ class Rewards:
 class RegenTrainer(CaptionTrainer):
     """CaptionTrainer whose micro-step is the policy-gradient step above."""
 
+    loss_should_fall = False  # a policy-gradient loss: its sign and size follow the advantages
+
     def __init__(self, *args, rewards: Rewards, regen: RegenStepsConfig, **kwargs):
         super().__init__(*args, **kwargs)
         self.rewards, self.rc = rewards, regen

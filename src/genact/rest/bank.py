@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from genact.errors import DataError
 from genact.io import atomic_write_text
 from genact.rest.retrieval import pad_ragged
 
@@ -93,7 +94,16 @@ class CaptionBank:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CaptionBank":
-        rows = [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+        """The bank saved at `path`; a bank that is gone or unreadable (deleted or cut
+        short under a running job) is one DataError line that names it."""
+        try:
+            rows = [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except FileNotFoundError:
+            raise DataError(f"{path}: the caption bank is gone (deleted while the run was using it?); "
+                            "restore it, or start the run again in a new run.dir") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: the caption bank cannot be read ({e}); restore it, or start the run again "
+                            "in a new run.dir") from None
         bank = cls([r["video"] for r in rows])
         for i, r in enumerate(rows):
             for c in r["captions"]:

@@ -25,6 +25,7 @@ from genact.data.datasets import VideoItem, video_id
 from genact.distributed import barrier
 from genact.inference.captions import caption_videos, frame_captions
 from genact.inference.features import video_feature_stage
+from genact.io import atomic_file
 from genact.models.clip import FrozenClip
 from genact.models.hub import resolve_model_dir
 from genact.models.video_blip import VideoBlip
@@ -98,7 +99,8 @@ class RestRun:
                 bank.add(j, text, 0, INIT)
         if dist.main:
             video_feats = torch.stack([feats[i] for i in usable]).to(getattr(torch, rc.feature_dtype))
-            torch.save(video_feats, self.dir / "features" / "train_videos.pt")
+            with atomic_file(self.dir / "features" / "train_videos.pt") as f:
+                torch.save(video_feats, f)
         barrier(dist)
         self._retrieve(bank, 0)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from genact.commands import user_path
+
 
 def cmd_world(args) -> int:
     from genact.world.pretrain import pretrain
@@ -43,7 +45,7 @@ def cmd_demo(args) -> int:
 def add_world_commands(sub: argparse._SubParsersAction) -> None:
     """Add `demo` and `world` to the `genact` parser's subcommands."""
     p = sub.add_parser("demo", help="the whole method on the miniature world, offline, in minutes")
-    p.add_argument("--out", help="folder for the world, runs, results and report (default demo/, demo-full/)")
+    p.add_argument("--out", type=user_path, help="folder for the world, runs, results and report (default demo/, demo-full/)")
     p.add_argument("--full", action="store_true",
                    help="the demo once per seed; mean +- std and the effects' intervals over all seeds")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 3 4 with --full)")
@@ -55,7 +57,7 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("world", help="the miniature world: build its videos, or pretrain its tiny BLIP and CLIP")
     p.add_argument("action", choices=["build", "pretrain"])
-    p.add_argument("--out", required=True, help="folder for the world (build) or the two models (pretrain)")
+    p.add_argument("--out", type=user_path, required=True, help="folder for the world (build) or the two models (pretrain)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clips", type=int, default=None,
                    help="pretraining clips, one frame of each used (default 8640, what the shipped weights used)")
