@@ -1,5 +1,6 @@
-# `make setup` creates or refreshes .venv; `make demo`, `make test` and `make bench` do
-# the same, then run the miniature-world demo (into demo/), the tests, or the benchmarks.
+# `make setup` creates or refreshes .venv; `make demo`, `make test`, `make test-fast`, `make lint`
+# and `make bench` do the same, then run the miniature-world demo (into demo/), the tests, the
+# unit tests alone, the linter and formatter checks, or the benchmarks.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.genact-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast lint format bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +26,19 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the unit tests only (under a minute): the end-to-end ones are marked slow
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff's lint and format checks (configured in pyproject.toml); `make format` applies the formatter
+lint: setup
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src tests benchmarks docs
+
+format: setup
+	$(BIN)/ruff check --fix src tests benchmarks docs
+	$(BIN)/ruff format src tests benchmarks docs
 
 # All benchmarks of docs/performance.md on this machine, rows as JSON in bench/ (about
 # 95 min on 2 CPU cores, most of it retrieval at N = 240k; the GPU one only with CUDA).

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from genact.training.rundir import RunDir
 from helpers import shipped_world  # benchmarks/ is on sys.path when a script runs
 
 
@@ -52,7 +53,7 @@ def main() -> None:
         for procs in (1, args.procs):
             threads = max(cores // procs, 1)
             sec = run_eval(world, blip, clip, root / f"p{procs}", procs, args.device, threads)
-            res = json.loads((root / f"p{procs}" / "results.json").read_text())["splits"]["test"]
+            res = RunDir(root / f"p{procs}").read_results()["splits"]["test"]
             captions[procs] = [v["caption"] for v in res["videos"]]
             rows.append({"processes": procs, "threads_each": threads, "videos": res["num_videos"],
                          "seconds": round(sec, 1), "videos_per_s": round(res["num_videos"] / sec, 1),

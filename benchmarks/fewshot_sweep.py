@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from genact.data import read_list
+from genact.training.rundir import RunDir
 from genact.world.demo import DemoConfig, foundation_models, run_demo_fewshot
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     rows = []
     for lr in args.lrs:
         for shots in (2, 8):
-            res = run_demo_fewshot(replace(cfg, fewshot_lr=lr), test, pool, shots, demo / "runs" / "rest" / "final",
+            res = run_demo_fewshot(replace(cfg, fewshot_lr=lr), test, pool, shots, RunDir(demo / "runs" / "rest").final,
                                    clip_dir, demo / "fewshot-sweep" / f"lr{lr:g}", progress=False)
             rows.append({"lr": lr, "shots": shots, "top1": round(res["splits"]["unseen"]["top1"], 2)})
             print(json.dumps(rows[-1]), flush=True)

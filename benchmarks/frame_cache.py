@@ -30,6 +30,7 @@ import torch
 from genact.data import VideoDataset, VideoItem, make_loader, write_video
 from genact.data.frame_cache import build_frame_cache, use_frame_cache
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
+from genact.inference.processing import blip_transform
 
 from decode import moving_frames  # noqa: E402
 from helpers import captions, random_blip  # benchmarks/ is on sys.path when a script runs
@@ -41,7 +42,7 @@ def small_blip(hidden: int, size: int, frames: int, vocab_dir: Path) -> VideoBli
 
 
 def loader_rate(items: list[VideoItem], model: VideoBlip, batch: int, workers: int) -> float:
-    ds = VideoDataset(items, model.config.num_frames, model.transform(train=True), train=True)
+    ds = VideoDataset(items, model.config.num_frames, blip_transform(model, train=True), train=True)
     t0, n = time.perf_counter(), 0
     for b in make_loader(ds, batch, workers, shuffle=True, drop_last=True):
         n += len(b["path"])
@@ -57,7 +58,7 @@ def read_rate(items: list[VideoItem], frames: int, workers: int) -> float:
 
 
 def train_rate(items: list[VideoItem], model: VideoBlip, batch: int, workers: int) -> float:
-    ds = VideoDataset(items, model.config.num_frames, model.transform(train=True), train=True)
+    ds = VideoDataset(items, model.config.num_frames, blip_transform(model, train=True), train=True)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     g = torch.Generator().manual_seed(0)
     model.train()
@@ -87,7 +88,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = small_blip(args.hidden, args.size, args.frames, tmp / "vocab")
-        side = model.transform(train=True).resize_side
+        side = blip_transform(model, train=True).resize_side
         items = []
         for i in range(args.videos):
             path = tmp / "videos" / f"v{i}.mp4"

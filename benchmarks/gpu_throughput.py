@@ -31,7 +31,7 @@ from genact.models.attention import SdpaBlipAttention
 from genact.models.clip import FrozenClip
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
-from genact.training import build_optimizer
+from genact.training.trainer import build_optimizer
 from genact.world.pretrain import clip_tokenizer
 from helpers import WORDS, captions, random_blip  # benchmarks/ is on sys.path when a script runs
 

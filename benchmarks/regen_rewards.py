@@ -19,11 +19,13 @@ from pathlib import Path
 
 import torch
 
+from genact.config import Decoding
+from genact.training.rundir import RunDir
 from genact.data import read_list
 from genact.evaluation.evaluate import evaluate
 from genact.inference.captions import Captioner
 from genact.models import FrozenClip
-from genact.metrics import Metrics
+from genact.training.metrics import Metrics
 from genact.world.demo import DemoConfig, demo_settings, foundation_models, run_demo_regen
 
 
@@ -43,10 +45,10 @@ def main() -> None:
         start = time.time()
         run_dir = work / f"standardise-{str(standardise).lower()}"
         final = run_demo_regen(cfg, demo_settings(cfg, world, blip, clip_dir, progress=False),
-                               demo / "runs" / "rest" / "final", run_dir, (f"regen.standardise={standardise}",))
-        captioner = Captioner.load(str(final), "genact", cfg.frames, work / "cache", torch.device("cpu"),
-                                   progress=False, max_new_tokens=8)
-        res = evaluate({"unseen": test}, "genact", clip, captioner, templates=["{}"], out_dir=run_dir / "eval", meta={},
+                               RunDir(demo / "runs" / "rest").final, run_dir, (f"regen.standardise={standardise}",))
+        captioner = Captioner.load(str(final), Decoding(frames=cfg.frames, max_new_tokens=8), cache_dir=work / "cache",
+                                   device=torch.device("cpu"), progress=False)
+        res = evaluate({"unseen": test}, clip, captioner, method="genact", templates=["{}"], out_dir=run_dir / "eval", meta={},
                        cache_dir=work / "cache", frames=cfg.frames, progress=False)
         train = Metrics(run_dir, enabled=False).read("train")
         mean = lambda key: round(sum(r[key] for r in train) / len(train), 4)  # noqa: E731

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import torch
 
+from genact.config import Decoding
+from genact.training.rundir import RunDir
 from genact.data import read_list
 from genact.evaluation.evaluate import evaluate
 from genact.inference.captions import Captioner
-from genact.metrics import Metrics
+from genact.training.metrics import Metrics
 from genact.models import FrozenClip
 from genact.world.demo import DemoConfig, demo_settings, foundation_models, run_demo_regen
 
@@ -45,10 +47,10 @@ def run_setting(setting: dict, demo: Path, cfg: DemoConfig, test, clip: FrozenCl
     swept = DemoConfig(**{**vars(cfg), "regen_lr": setting["lr"], "regen_epochs": setting["epochs"]})
     start = time.time()
     final = run_demo_regen(swept, demo_settings(swept, demo / "world", blip, clip_dir, progress=False),
-                           demo / "runs" / "rest" / "final", run_dir, ("run.log_every=1", *setting["extra"]))
-    captioner = Captioner.load(str(final), "genact", cfg.frames, demo / "cache", torch.device("cpu"), progress=False,
-                               max_new_tokens=8)
-    res = evaluate({"unseen": test}, "genact", clip, captioner, templates=["{}"], out_dir=run_dir / "eval", meta={},
+                           RunDir(demo / "runs" / "rest").final, run_dir, ("run.log_every=1", *setting["extra"]))
+    captioner = Captioner.load(str(final), Decoding(frames=cfg.frames, max_new_tokens=8), cache_dir=demo / "cache",
+                               device=torch.device("cpu"), progress=False)
+    res = evaluate({"unseen": test}, clip, captioner, method="genact", templates=["{}"], out_dir=run_dir / "eval", meta={},
                    cache_dir=demo / "cache", frames=cfg.frames, progress=False)
     train = Metrics(run_dir, enabled=False).read("train")
     first, last = train[: max(len(train) // 4, 1)], train[-max(len(train) // 4, 1):]

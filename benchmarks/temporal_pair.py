@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from genact.config import SupervisedConfig, load_config
+from genact.config import Decoding, SupervisedConfig, load_config
 from genact.data import SkipReport, VideoItem, write_video
 from genact.inference.captions import Captioner, eval_batches
 from genact.inference.features import encode_videos
 from genact.models.clip import FrozenClip
-from genact.supervised import train_on_class_names
+from genact.training.supervised import train_on_class_names
 from genact.models.video_blip import VideoBlip
 from genact.world.demo import foundation_models
 from genact.world.pretrain import CAPTION_PROMPT, blip_tokenizer
@@ -149,8 +149,8 @@ def main() -> None:
         for i in args.settings:
             setting, start = SETTINGS[i], time.time()
             final = finetune(setting, train, blip, root / "runs" / str(i))
-            captioner = Captioner.load(str(final), "genact", FRAMES, root / "cache", torch.device("cpu"),
-                                       progress=False, max_new_tokens=8)
+            captioner = Captioner.load(str(final), Decoding(frames=FRAMES, max_new_tokens=8), cache_dir=root / "cache",
+                                       device=torch.device("cpu"), progress=False)
             scores = direction_scores(captioner(test, SkipReport()), test_pairs)
             scores["order_gap"] = order_gap(final, test)
             steps = setting["epochs"] * len(train) // 32

@@ -12,6 +12,7 @@ import torch
 from genact.data import read_video, write_video
 from genact.models import VideoBlip
 from genact.testing import coloured_frames, numbered_frames, save_tiny_blip, save_tiny_clip
+from genact.inference.processing import blip_transform
 
 from helpers import CAPTIONS
 
@@ -50,7 +51,7 @@ def fitted(tiny_blip_dir, tmp_path_factory):
         videos.append(root / name)
     torch.manual_seed(0)
     model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=4)
-    t = model.transform()
+    t = blip_transform(model)
     pixels = torch.stack([t(read_video(v, 4)) for v in videos])
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     for _ in range(80):

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from genact.app.logic import Models, try_video
+from genact.training.rundir import RunDir
 from genact.config import RestConfig, load_config
 from genact.data import write_video
-from genact.rest.bank import CaptionBank
+from genact.training.bank import CaptionBank
 from genact.rest.run import run_rest
 from genact.testing import coloured_frames
 from genact.world.demo import SHIPPED
@@ -136,13 +137,11 @@ def test_the_run_browser_shows_a_videos_captions_with_their_provenance(page, run
     expect(page.locator("#run-message")).to_contain_text("REST", timeout=60000)
     page.click("#show-button")
     history = page.locator("#history")
-    bank = CaptionBank.load(run / "bank" / "round-001.jsonl")  # the page's first video: the bank's first
-    row = json.loads((run / "bank" / "round-001.jsonl").read_text().splitlines()[0])
-    expect(history).to_contain_text(row["captions"][0]["text"], timeout=60000)
+    bank = RunDir(run).bank(1)  # the page's first video: the bank's first
+    expect(history).to_contain_text(bank.captions(0)[0], timeout=60000)
     text = history.inner_text()
-    for c in row["captions"]:
-        assert c["text"] in text and c["source"] in text
-    assert bank.keys[0] == row["video"]
+    for c in bank.entries[0]:
+        assert bank.texts[c.text_id] in text and c.source in text
     page.locator("#config-box button").first.click()  # the config, folded away by default
     expect(page.locator("#run-config")).to_contain_text("frames: 2", timeout=30000)
 
@@ -170,7 +169,7 @@ def test_the_run_browser_reads_nothing_outside_its_runs_folder(client, runs):
     run = str(runs / "runs" / "rest-tiny")
     frames, history = client.predict(run, str(runs / "cache" / "app-examples" / "x.mp4"), api_name="/show_video")
     assert frames == [] and (history.get("data") if isinstance(history, dict) else history) in ([], [[]], None)
-    video = CaptionBank.load(runs / "runs" / "rest-tiny" / "bank" / "round-000.jsonl").keys[0]
+    video = RunDir(runs / "runs" / "rest-tiny").bank(0).keys[0]
     frames, _ = client.predict(run, video, api_name="/show_video")
     assert len(frames) == 8  # a video the run trained on is shown (8 frames)
 

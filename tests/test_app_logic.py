@@ -6,8 +6,9 @@ import json
 import pytest
 
 from genact.app.logic import curves_figure, find_runs, parse_classes, per_class, run_kind
+from genact.training.rundir import RunDir
 from genact.errors import GenactError
-from genact.metrics import Metrics
+from genact.training.metrics import Metrics
 
 
 def test_typed_class_lists_are_checked():
@@ -23,7 +24,7 @@ def test_an_evaluation_shows_its_worst_classes_with_their_videos(tmp_path):
     tmp_path.mkdir(parents=True)
     videos = [{"video": f"v{i}.mp4", "label": label, "caption": f"caption {i}", "top5": ["a", "b"]}
               for i, label in enumerate(["run", "run", "swim", "jump", "jump"])]
-    (tmp_path / "results.json").write_text(json.dumps({"splits": {"split1": {
+    (RunDir(tmp_path).results).write_text(json.dumps({"splits": {"split1": {
         "per_class": {"run": 100.0, "swim": 0.0, "jump": 50.0, "fly": None}, "videos": videos}}}))
     table, examples = per_class(tmp_path, worst=2)
     assert table == [["split1", "swim", 0.0], ["split1", "jump", 50.0], ["split1", "run", 100.0]]
@@ -32,7 +33,7 @@ def test_an_evaluation_shows_its_worst_classes_with_their_videos(tmp_path):
 
 
 def test_a_regen_runs_curves_include_its_rewards(tmp_path):
-    (tmp_path / "config.yaml").write_text("regen:\n  samples: 4\n")
+    (RunDir(tmp_path).config).write_text("regen:\n  samples: 4\n")
     metrics = Metrics(tmp_path, tensorboard=False)
     for step in (1, 2):
         metrics.log("train", step, loss=1.0 / step, lr=1e-5, reward_cls=-step, reward_cls_std=0.5, epoch=0)

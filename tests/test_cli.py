@@ -8,6 +8,8 @@ import sys
 import pytest
 
 from genact.models import VideoBlip
+from genact.io import read_json_lines
+from genact.training.rundir import RunDir
 
 from helpers import CAPTIONS
 
@@ -74,9 +76,9 @@ def test_supervised_trains_on_class_names_and_refuses_to_overwrite(fitted, tiny_
     out = run(*args)
     assert out.returncode == 0, out.stderr
     assert f"trained model in {tmp_path / 'run' / 'final'}" in out.stderr
-    train = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = read_json_lines(RunDir(tmp_path / "run").metrics)
     assert len(train) == 3 and train[-1]["loss"] < train[0]["loss"]
-    model = VideoBlip.from_pretrained(tmp_path / "run" / "final")
+    model = VideoBlip.from_pretrained(RunDir(tmp_path / "run").final)
     assert model.config.num_frames == 2
     again = run(*args)
     assert again.returncode == 2 and again.stderr.count("\n") == 1

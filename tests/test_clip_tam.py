@@ -7,7 +7,8 @@ import torch
 from genact.data import VideoItem
 from genact.evaluation.clip_tam import ClipTam, caption_scores, mean_std, per_class_accuracy, topk_accuracy
 from genact.inference import encode_videos
-from genact.models import EmbeddingCache, FrozenClip, class_embeddings
+from genact.models import FrozenClip, class_embeddings
+from genact.store import EmbeddingCache
 
 
 def test_accuracies_on_hand_made_embeddings():

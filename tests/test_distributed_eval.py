@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from genact.data import write_video
+from genact.training.rundir import RunDir
 from genact.testing import coloured_frames
 
 from helpers import write_ucf101
@@ -53,7 +54,7 @@ def test_two_processes_evaluate_exactly_like_one(videos, tiny_blip_dir, tiny_cli
         # one table and one closing line, from the main process, whatever the number of processes
         assert out.stdout.count("top-1") == 1
         assert out.stderr.count("7 captions generated") == 1 and out.stderr.count("skipped 1 unreadable") == 1
-        results[procs] = json.loads((out_dir / "results.json").read_text())["splits"]["test"]
+        results[procs] = RunDir(out_dir).read_results()["splits"]["test"]
     one, two = results[1], results[2]
     assert [v["video"] for v in two["videos"]] == [v["video"] for v in one["videos"]]
     assert [v["caption"] for v in two["videos"]] == [v["caption"] for v in one["videos"]]
@@ -81,8 +82,8 @@ def test_two_processes_evaluate_clip_features_like_one(videos, tiny_clip_dir):
                      "--classes", videos / "classes.txt", "--method", "clip", "--clip", tiny_clip_dir, "--frames", 2,
                      "--cache-dir", videos / f"clipcache{procs}", "--out", out_dir, "--quiet", procs=procs, port=29543)
         assert out.returncode == 1, out.stderr[-3000:]  # the broken video
-        results[procs] = json.loads((out_dir / "results.json").read_text())["splits"]["test"]
-        emb = np.load(out_dir / "embeddings.npz")["test"]
+        results[procs] = RunDir(out_dir).read_results()["splits"]["test"]
+        emb = np.load(RunDir(out_dir).embeddings)["test"]
         assert emb.shape[0] == 7
         results[procs]["emb"] = emb
     one, two = results[1], results[2]
@@ -98,11 +99,12 @@ def test_each_process_captions_its_fixed_share_whatever_the_cache_holds(videos, 
     from genact.data import SkipReport, VideoItem
     from genact.distributed import Dist
     from genact.inference import captions as captions_module
+    from genact.config import Decoding
     from genact.inference.captions import Captioner
 
     items = [VideoItem(str(videos / "videos" / f"v{i}.mp4")) for i in range(3)]
-    captioner = Captioner.load(str(tiny_blip_dir), "genact", 2, videos / "race-cache", "cpu", max_new_tokens=4,
-                               progress=False, dist=Dist(rank=0, world=2))
+    captioner = Captioner.load(str(tiny_blip_dir), Decoding(frames=2, max_new_tokens=4), cache_dir=videos / "race-cache",
+                               device="cpu", progress=False, dist=Dist(rank=0, world=2))
     rank1 = captions_module.video_id(items[1], 2)
     captioner.cache.add({rank1: "stored by rank 1"})
     monkeypatch.setattr(captions_module, "all_gather", lambda obj, dist: [obj, ({1: "stored by rank 1"}, [])])
@@ -124,7 +126,7 @@ def test_two_processes_fine_tune_and_evaluate_few_shot_like_one(tiny_blip_dir, t
                      procs=procs, port=29544)
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.count("split1") == 1  # the table, printed once
-        results[procs] = json.loads((tmp_path / f"fs{procs}" / "2shot-split1" / "results.json").read_text())
+        results[procs] = RunDir(tmp_path / f"fs{procs}" / "2shot-split1").read_results()
     one, two = (results[p]["splits"]["split1"] for p in (1, 2))
     assert one["num_videos"] == two["num_videos"] == 6
     assert [v["caption"] for v in two["videos"]] == [v["caption"] for v in one["videos"]]

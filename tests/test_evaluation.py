@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from genact.data import Split, VideoItem, read_hmdb51
-from genact.evaluation.evaluate import SplitResult, results_table, score_split, summarise
-from genact.supervised import fewshot_epochs, sample_shots
+from genact.training.rundir import RunDir
+from genact.evaluation.evaluate import SplitResult, results_table, score_captions, summarise
+from genact.evaluation.fewshot import fewshot_epochs, sample_shots
 from genact.evaluation.protocols import protocol_splits
 
 from helpers import FIXTURES, write_ucf101
@@ -81,7 +82,7 @@ def test_scores_equal_hand_computed_values():
         report.add([("d.mp4", "d.mp4: cannot open")])
         return captions
 
-    res, emb = score_split(Split(items, classes), "genact", clip, captioner, templates=["{}"], video_cosine=False)
+    res, emb = score_captions(Split(items, classes), clip, captioner, templates=["{}"], video_cosine=False)
     # cosines: a -> run; b -> swim; c: run .936, swim .351, jump -.778 -> run (wrong)
     assert res.top1 == pytest.approx(200 / 3) and res.num_videos == 3 and emb.shape == (3, 2)
     assert res.top5 == 100.0  # 3 classes: top-5 holds all
@@ -106,12 +107,12 @@ def test_eval_writes_results_and_reuses_cached_captions(fitted, tiny_clip_dir, t
     out = run(*common, "--classes", tmp_path / "classes.txt", "--out", tmp_path / "r1")
     assert out.returncode == 0, out.stderr
     assert "2 captions generated" in out.stderr and "100.00" in out.stdout
-    res = json.loads((tmp_path / "r1" / "results.json").read_text())
+    res = RunDir(tmp_path / "r1").read_results()
     split = res["splits"]["test"]
     assert split["top1"] == 100.0 and split["class_names"] == ["riding a bike", "playing guitar", "swimming"]
     assert {Path(v["video"]).name: v["caption"] for v in split["videos"]} == {"blue.mp4": "swimming",
                                                                              "red.mp4": "playing guitar"}
-    assert np.load(tmp_path / "r1" / "embeddings.npz")["test"].shape[0] == 2
+    assert np.load(RunDir(tmp_path / "r1").embeddings)["test"].shape[0] == 2
     assert all(-1 <= v["video_caption_cosine"] <= 1 for v in split["videos"])
 
     (tmp_path / "more.txt").write_text("swimming\nplaying guitar\nsurfing\nplaying drums\n")
@@ -121,7 +122,7 @@ def test_eval_writes_results_and_reuses_cached_captions(fitted, tiny_clip_dir, t
     for method in ("clip", "blip-frame"):
         base = run(*common, "--classes", tmp_path / "classes.txt", "--method", method, "--out", tmp_path / method)
         assert base.returncode == 0, base.stderr
-        got = json.loads((tmp_path / method / "results.json").read_text())
+        got = RunDir(tmp_path / method).read_results()
         assert got["method"] == method and got["splits"]["test"]["num_videos"] == 2
 
 
@@ -181,7 +182,7 @@ def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, mon
         model.config.trained_by = kind
         model.save_pretrained(tmp_path / kind)
     seen = []
-    monkeypatch.setattr(fewshot, "train_on_class_names", lambda cfg, items, names: seen.append(cfg.optim))
+    monkeypatch.setattr(fewshot, "train_on_class_names", lambda cfg, items, names, dist=None: seen.append(cfg.optim))
     test = Split([VideoItem(str(v), i) for i, v in enumerate(videos)], ["a", "b"])
     for kind, overrides in (("regen", []), ("regen", ["optim.lr=1e-5"]), ("rest", [])):
         with pytest.raises(ConfigError, match="stopped early"):  # the stand-in trains nothing
@@ -199,10 +200,10 @@ def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
               "--out", tmp_path / "fs", "data.frames=2", "data.num_workers=0", "optim.epochs=40",
               "optim.batch_size=3", "optim.lr=1e-2", "model.use_adapters=false")
     assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads((tmp_path / "fs" / "2shot-split1" / "results.json").read_text())
+    res = RunDir(tmp_path / "fs" / "2shot-split1").read_results()
     assert len(res["train_videos"]) == 6 and res["splits"]["split1"]["num_videos"] == 3
     assert res["splits"]["split1"]["top1"] > 100 / 3, res["splits"]["split1"]["videos"]
-    table = json.loads((tmp_path / "fs" / "fewshot.json").read_text())
+    table = RunDir(tmp_path / "fs").read_fewshot()
     assert table["shots"]["2"]["top1"]["1"] == res["splits"]["split1"]["top1"]
 
 
@@ -233,7 +234,7 @@ def test_caption_metrics_command_on_vatex_json(fitted, tmp_path):
               "--cache-dir", tmp_path / "cache", "--out", tmp_path / "out", "--quiet")
     assert out.returncode == 0, out.stderr
     assert "1 of 3 annotated videos not found" in out.stderr
-    res = json.loads((tmp_path / "out" / "caption_metrics.json").read_text())
+    res = json.loads((RunDir(tmp_path / "out").caption_metrics).read_text())
     assert res["videos"] == 2 and res["scores"]["BLEU-1"] == pytest.approx(1.0)  # captions equal a reference
     assert "CIDEr" in out.stdout
 
@@ -253,12 +254,12 @@ def fake_results(folder: Path, method: str, spread: float, seed: int) -> None:
     res = {"protocol": "hmdb51", "model": "m", "clip": "c", "method": method, "templates": ["{}"],
            "mean_std": {"top1": [42.0, 0.8165], "top5": [80.0, 0.0]}, "splits": splits}
     folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps(res))
-    np.savez(folder / "embeddings.npz", **{k: np.array(emb, dtype=np.float16) for k in splits})
+    (RunDir(folder).results).write_text(json.dumps(res))
+    np.savez(RunDir(folder).embeddings, **{k: np.array(emb, dtype=np.float16) for k in splits})
 
 
 def test_report_renders_tables_plots_and_caption_evolution(tmp_path):
-    from genact.rest.bank import CaptionBank
+    from genact.training.bank import CaptionBank
 
     fake_results(tmp_path / "rest", "genact", 1.0, 0)
     fake_results(tmp_path / "regen", "genact", 0.2, 1)
@@ -266,9 +267,9 @@ def test_report_renders_tables_plots_and_caption_evolution(tmp_path):
     bank = CaptionBank(["a.mp4", "b.mp4"])
     bank.add(0, "a man walks", 0, "init")
     bank.add(1, "a dog", 0, "init")
-    bank.save(run_dir / "bank" / "round-000.jsonl")
+    RunDir(run_dir).save_bank(bank, 0)
     bank.add(0, "a man runs on a track", 1, "generated")
-    bank.save(run_dir / "bank" / "round-001.jsonl")
+    RunDir(run_dir).save_bank(bank, 1)
     out = run("report", tmp_path / "rest", tmp_path / "regen", run_dir, "--out", tmp_path / "report")
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "report" / "report.html").read_text()
@@ -283,7 +284,7 @@ def test_report_renders_tables_plots_and_caption_evolution(tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert matplotlib.image.imread(tmp_path / "report" / name).shape[0] > 100
     bad = run("report", tmp_path / "nothing", "--out", tmp_path / "r2")
-    assert bad.returncode == 2 and "neither results" in bad.stderr
+    assert bad.returncode == 2 and "neither an evaluation" in bad.stderr
 
 
 def test_few_shot_train_list_uses_the_protocol_class_order(tmp_path):

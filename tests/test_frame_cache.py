@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from genact.cli import main
+from genact.training.rundir import RunDir
 from genact.data import VideoDataset, VideoTransform, read_folder, read_video, write_video
 from genact.data.frame_cache import build_frame_cache, load_entries, use_frame_cache
 from genact.data.transforms import resize_short_side, to_float_tchw
@@ -37,10 +38,10 @@ def test_cache_holds_the_eval_frames_at_the_short_side(tmp_path, videos, fmt):
     assert written == 5 and [p.endswith("broken.mp4") for p, _ in report.skipped] == [True]
     assert len(list((tmp_path / "cache").glob("shard-*.json"))) == 3  # 2 + 2 + 1 videos
     items = use_frame_cache(videos, tmp_path / "cache", 4, 40)
-    assert [it.frames is None for it in items] == [it.path.endswith("broken.mp4") for it in items]
+    assert [it.cached is None for it in items] == [it.path.endswith("broken.mp4") for it in items]
     ds = VideoDataset(items, 4)
     for i, it in enumerate(items):
-        if it.frames is None:
+        if it.cached is None:
             continue
         cached, want = ds[i]["pixels"].numpy(), resized_eval_frames(it.path, 4, 40)
         assert cached.shape == want.shape == (4, 40, 53, 3)
@@ -50,7 +51,7 @@ def test_cache_holds_the_eval_frames_at_the_short_side(tmp_path, videos, fmt):
 
 def test_datasets_read_the_cache_instead_of_the_video(tmp_path, videos):
     build_frame_cache(videos, tmp_path / "cache", 4, 40, progress=False)
-    items = [it for it in use_frame_cache(videos, tmp_path / "cache", 4, 40) if it.frames is not None]
+    items = [it for it in use_frame_cache(videos, tmp_path / "cache", 4, 40) if it.cached is not None]
     os.remove(items[0].path)  # from now on only the cache has its frames
     for train in (False, True):
         ds = VideoDataset(items, 4, VideoTransform(size=32, train=train), train=train)
@@ -63,17 +64,17 @@ def test_cache_is_not_used_for_another_t_or_size_or_a_changed_video(tmp_path, vi
     build_frame_cache(videos, tmp_path / "cache", 4, 40, progress=False)
     with caplog.at_level(logging.WARNING):
         for t, side in ((8, 40), (4, 64)):
-            assert all(it.frames is None for it in use_frame_cache(videos, tmp_path / "cache", t, side))
+            assert all(it.cached is None for it in use_frame_cache(videos, tmp_path / "cache", t, side))
     assert "was built for T=4, short side 40" in caplog.text
     changed = next(it for it in videos if it.path.endswith("v2.mp4"))
     write_video(changed.path, coloured_frames(np.random.default_rng(9), (16, 48, 64), 1, 100))
     items = use_frame_cache(videos, tmp_path / "cache", 4, 40)
-    assert [it.path for it in items if it.frames is None] == sorted([changed.path, str(tmp_path / "videos/broken.mp4")])
+    assert [it.path for it in items if it.cached is None] == sorted([changed.path, str(tmp_path / "videos/broken.mp4")])
     # the next build re-encodes just that video, and rebuilding for another T starts over
     assert build_frame_cache(videos, tmp_path / "cache", 4, 40, progress=False)[0] == 1
     assert build_frame_cache(videos, tmp_path / "cache", 2, 40, progress=False)[0] == 5
     rebuilt = use_frame_cache(videos, tmp_path / "cache", 2, 40)
-    assert sorted(it.frames.num_frames for it in rebuilt if it.frames is not None) == [2] * 5
+    assert sorted(it.cached.num_frames for it in rebuilt if it.cached is not None) == [2] * 5
 
 
 def test_a_killed_build_resumes_without_losing_finished_shards(tmp_path, videos):
@@ -97,7 +98,7 @@ def test_rest_trains_from_a_cache_built_by_the_command_line(tmp_path, videos, ti
     assert done.value.code == 0 and len(load_entries(tmp_path / "cache")) == 5
     with caplog.at_level(logging.INFO), pytest.raises(SystemExit) as done:
         main(["rest", *settings])
-    assert done.value.code == 0 and (tmp_path / "run" / "final" / "model.safetensors").exists()
+    assert done.value.code == 0 and (RunDir(tmp_path / "run").final / "model.safetensors").exists()
     assert "5 of 6 videos cached" in caplog.text
 
 
@@ -112,5 +113,5 @@ def test_a_video_re_encoded_by_another_process_uses_its_newest_entry(tmp_path, v
     write_video(changed.path, coloured_frames(np.random.default_rng(9), (16, 48, 64), 1, 100))
     assert build_frame_cache(videos, cache, 4, 40, progress=False)[0] == 1  # into shard-r000-00000
     items = use_frame_cache(videos, cache, 4, 40)
-    assert next(it for it in items if it.path == changed.path).frames is not None
+    assert next(it for it in items if it.path == changed.path).cached is not None
     assert build_frame_cache(videos, cache, 4, 40, progress=False)[0] == 0

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import genact.cli as cli
-from genact.checkpoints import Checkpoints, TrainState
+from genact.training.checkpoints import Checkpoints, TrainState
 from genact.config import (DataConfig, RegenConfig, RestConfig, SupervisedConfig, check_template, expand_path,
                            load_config)
 from genact.data import VideoItem, read_class_file, read_list, write_video
@@ -30,11 +30,12 @@ from genact.inference.captions import CaptionCache
 from genact.io import DiskFullError, atomic_dir, atomic_file, atomic_write_text, disk_full_is_an_error
 from genact.models import FrozenClip, VideoBlip
 from genact.models.hub import ModelNotFoundError, NonFiniteWeightsError
-from genact.rest.bank import CaptionBank
+from genact.training.bank import CaptionBank
 from genact.rest.run import run_rest
-from genact.run_summary import divergence_note
+from genact.training.summary import divergence_note
 from genact.testing import coloured_frames
-from genact.training import TrainingDiverged
+from genact.training.rundir import RunDir
+from genact.training.trainer import TrainingDiverged
 
 
 def genact(*args, cwd=None, env=None):
@@ -245,7 +246,8 @@ def test_a_diverging_run_stops_saves_nothing_and_is_restarted_with_a_corrected_l
     run = lambda *extra: run_rest(load_config(RestConfig, None, [*settings, f"run.dir={root / 'run'}", *extra]))  # noqa
     with pytest.raises(TrainingDiverged, match=r"diverged at optimizer step \d \(epoch 1\).*no checkpoint"):
         run("optim.lr=1e30")
-    assert not (root / "run" / "final").exists() and not (root / "run" / "checkpoints" / "latest").exists()
+    run_dir = RunDir(root / "run")
+    assert not run_dir.final.exists() and not Checkpoints(run_dir.checkpoints).latest()
     with pytest.raises(ConfigError, match="pass --resume"):
         run("optim.lr=1e-3")
     import genact.rest.run as rest_run
@@ -255,24 +257,25 @@ def test_a_diverging_run_stops_saves_nothing_and_is_restarted_with_a_corrected_l
 
     monkeypatch.setattr(rest_run, "frame_captions", no_captioning)  # finished stages are reused
     final = run("optim.lr=1e-3", "run.resume=auto")
-    assert final.is_dir() and load_config(RestConfig, root / "run" / "config.yaml").optim.lr == 1e-3
+    assert final.is_dir() and load_config(RestConfig, run_dir.config).optim.lr == 1e-3
     VideoBlip.from_pretrained(final)
     with pytest.raises(ConfigError, match="different config .*optim.lr"):  # trained: no longer correctable
         run("optim.lr=2e-3", "run.resume=auto")
 
 
 def test_results_and_models_of_a_run_are_readable_by_others(tiny_run):
-    run_dir = tiny_run[0] / "run"
+    run_dir = RunDir(tiny_run[0] / "run")
     old = os.umask(0o022)
     try:
-        for p in [run_dir / "final", run_dir / "final" / "model.safetensors", run_dir / "summary.md",
-                  run_dir / "config.yaml", *(run_dir / "checkpoints").glob("step-*/model/*.safetensors")]:
+        for p in [run_dir.final, run_dir.final / "model.safetensors", run_dir.summary, run_dir.config,
+                  *run_dir.checkpoints.glob("step-*/model/*.safetensors")]:
             mode = stat.S_IMODE(p.stat().st_mode)
             assert mode == (0o755 if p.is_dir() else 0o644), (p, oct(mode))
-        atomic_write_text(run_dir / "x.txt", "x")
+        atomic_write_text(run_dir.path / "x.txt", "x")
         os.umask(0o077)
-        atomic_write_text(run_dir / "y.txt", "y")
-        assert (stat.S_IMODE((run_dir / "x.txt").stat().st_mode), stat.S_IMODE((run_dir / "y.txt").stat().st_mode)) \
+        atomic_write_text(run_dir.path / "y.txt", "y")
+        x, y = run_dir.path / "x.txt", run_dir.path / "y.txt"
+        assert (stat.S_IMODE(x.stat().st_mode), stat.S_IMODE(y.stat().st_mode)) \
             == (0o644, 0o600)
     finally:
         os.umask(old)
@@ -284,8 +287,8 @@ def test_non_finite_weights_are_neither_saved_nor_loaded(tiny_blip_dir, tmp_path
         next(model.parameters())[0] = float("nan")
     opt = torch.optim.AdamW(model.parameters())
     with pytest.raises(NonFiniteWeightsError, match="at step 3: 1 weight tensor"):
-        Checkpoints(tmp_path).save(model, opt, TrainState(global_step=3))
-    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+        Checkpoints(tmp_path / "ckpt").save(model, opt, TrainState(global_step=3))
+    assert not (tmp_path / "ckpt").exists() or not any((tmp_path / "ckpt").iterdir())
     bad = tmp_path / "bad"
     shutil.copytree(tiny_blip_dir, bad)
     weights = load_file(bad / "model.safetensors")
@@ -316,19 +319,19 @@ def test_torch_saves_and_numpy_archives_on_a_full_disk_are_one_line_and_keep_the
     with pytest.raises(DiskFullError, match="trainer.pt: no space left"):
         with disk_full_is_an_error(tmp_path / "trainer.pt"):
             torch.save({"x": torch.zeros(1000)}, FullDisk())  # torch wraps the OSError in a RuntimeError
-    target = tmp_path / "embeddings.npz"
+    target = tmp_path / "emb.npz"
     np.savez_compressed(target, a=np.zeros(3))
     before = target.read_bytes()
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
     from genact.evaluation.evaluate import save_embeddings
 
-    with pytest.raises(DiskFullError, match="embeddings.npz"):
+    with pytest.raises(DiskFullError, match="emb.npz"):
         save_embeddings(target, {"split1": torch.ones(2, 4)})
     from genact.config import save_config
 
-    with pytest.raises(DiskFullError, match="config.yaml"):
-        save_config(RestConfig(), tmp_path / "config.yaml")
-    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["embeddings.npz"]
+    with pytest.raises(DiskFullError, match="run.yaml"):
+        save_config(RestConfig(), tmp_path / "run.yaml")
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["emb.npz"]
 
 
 def checkpoints_at(tmp_path, tiny_blip_dir, steps):
@@ -355,8 +358,8 @@ def test_resume_passes_over_a_damaged_checkpoint_for_the_newest_intact_one(tmp_p
 
 
 def test_a_bank_deleted_under_a_run_is_one_line(tmp_path):
-    with pytest.raises(DataError, match="round-003.jsonl: the caption bank is gone"):
-        CaptionBank.load(tmp_path / "bank" / "round-003.jsonl")
+    with pytest.raises(DataError, match=f"{RunDir(tmp_path).bank_path(3)}: the caption bank is gone"):
+        RunDir(tmp_path).bank(3)
 
 
 # ---- tests that were missing -------------------------------------------------------
@@ -383,13 +386,13 @@ def test_frozen_clip_refuses_a_clip_whose_only_weights_are_a_pickle(tiny_clip_di
 
 
 def test_atomic_dirs_and_files_replace_whole(tmp_path):
-    with atomic_dir(tmp_path / "final") as tmp:
+    with atomic_dir(tmp_path / "model") as tmp:
         (tmp / "a").write_text("1")
     with pytest.raises(RuntimeError):
-        with atomic_file(tmp_path / "final" / "a") as f:
+        with atomic_file(tmp_path / "model" / "a") as f:
             f.write(b"half")
             raise RuntimeError("killed")
-    assert (tmp_path / "final" / "a").read_text() == "1" and os.listdir(tmp_path / "final") == ["a"]
+    assert (tmp_path / "model" / "a").read_text() == "1" and os.listdir(tmp_path / "model") == ["a"]
     assert DataConfig().frames is None
 
 
@@ -406,7 +409,7 @@ def test_results_record_every_setting_that_changes_a_number(fitted, tiny_clip_di
                      tmp_path / "classes.txt", "--model", root / "model", "--clip", tiny_clip_dir, "--cache-dir",
                      tmp_path / "cache", "--out", tmp_path / name, "--quiet", *extra)
         assert out.returncode == 0, out.stderr[-2000:]
-        settings[name] = json.loads((tmp_path / name / "results.json").read_text())["settings"]
+        settings[name] = RunDir(tmp_path / name).read_results()["settings"]
     a, b = settings["a"], settings["b"]
     assert a["genact"] == __version__ and a["clip_fingerprint"]
     assert (a["captioner"]["frames"], a["captioner"]["num_beams"], a["captioner"]["max_new_tokens"]) == (4, 2, 30)

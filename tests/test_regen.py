@@ -14,14 +14,17 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from genact.config import OptimConfig, RegenConfig, RegenStepsConfig, RunConfig, load_config
+from genact.io import read_json_lines
+from genact.training.rundir import RunDir
 from genact.data import SkipReport, VideoItem, make_loader, read_video, write_video
 from genact.distributed import Dist
 from genact.models import FrozenClip, VideoBlip, class_embeddings
 from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
 from genact.regen.rl import RegenTrainer, Rewards
 from genact.regen.run import run_regen
-from genact.metrics import Metrics
+from genact.training.metrics import Metrics
 from genact.testing import blip_tokenizer, coloured_frames
+from genact.inference.processing import blip_transform
 
 
 CLASSES = ["swimming", "playing guitar", "riding a bike"]
@@ -128,7 +131,7 @@ def cls_outcome(model_dir, world, tiny_clip_dir):
     classified as the target class."""
     model = VideoBlip.from_pretrained(model_dir, num_frames=2).eval()
     clip = FrozenClip.from_pretrained(tiny_clip_dir)
-    pixels = torch.stack([model.transform()(read_video(world[0] / "videos" / f"v{i}.mp4", 2)) for i in range(8)])
+    pixels = torch.stack([blip_transform(model)(read_video(world[0] / "videos" / f"v{i}.mp4", 2)) for i in range(8)])
     torch.manual_seed(123)
     caps = model.generate(pixels, do_sample=True, num_return_sequences=8, top_k=20, max_new_tokens=5)
     emb = clip.encode_texts(caps)
@@ -143,7 +146,7 @@ def test_policy_gradient_raises_the_class_reward(world, tiny_blip_dir, tiny_clip
     r0, share0 = cls_outcome(tiny_blip_dir, world, tiny_clip_dir)
     r1, share1 = cls_outcome(final, world, tiny_clip_dir)
     assert r1 > r0 + 0.1 and share1 > share0, (r0, r1, share0, share1)
-    rows = [json.loads(ln) for ln in (world[0] / "cls" / "metrics.jsonl").read_text().splitlines()]
+    rows = read_json_lines(RunDir(world[0] / "cls").metrics)
     assert {"reward", "reward_cls", "advantage_std", "caption_words", "distinct_ratio"} <= set(rows[0])
     assert "reward_clip" not in rows[0]  # weight 0: not computed
     assert np.mean([r["reward_cls"] for r in rows[-5:]]) > np.mean([r["reward_cls"] for r in rows[:5]])
@@ -166,7 +169,7 @@ def test_each_sampled_caption_is_rewarded_against_its_own_video(world, tiny_blip
         return out
 
     model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=2, use_adapters=False)
-    trainer = RegenTrainer(model, items, OptimConfig(epochs=1, global_batch=4, batch_size=4), RunConfig(
+    trainer = RegenTrainer(model, items, [], OptimConfig(epochs=1, global_batch=4, batch_size=4), RunConfig(
         dir=str(tmp_path), progress=False, tensorboard=False), Dist(), Metrics(tmp_path, enabled=False), SkipReport(),
         rewards=spy, regen=rc)
     batch = next(iter(make_loader(trainer.dataset, 4)))
@@ -200,10 +203,10 @@ def test_resume_equals_uninterrupted_and_eval_runs_on_the_result(world, tiny_lms
     for name in ("model.safetensors",):
         a, b = load_file(full / name), load_file(resumed / name)
         assert all(torch.equal(a[k], b[k]) for k in a)
-    rows = [json.loads(ln) for ln in (world[0] / "full" / "metrics.jsonl").read_text().splitlines()]
+    rows = read_json_lines(RunDir(world[0] / "full").metrics)
     assert {"reward_cls", "reward_clip", "reward_grammar"} <= set(rows[0])
     assert VideoBlip.saved_settings(full)["trained_by"] == "regen"
-    summary = (world[0] / "full" / "summary.md").read_text()  # ReGen's own values, epoch by epoch
+    summary = (RunDir(world[0] / "full").summary).read_text()  # ReGen's own values, epoch by epoch
     assert "| epoch | loss |" in summary and "reward_cls_std" in summary and "| reward_grammar |" in summary
 
     out = subprocess.run([sys.executable, "-m", "genact", "eval", "--protocol", "list", "--data-root",
@@ -212,7 +215,7 @@ def test_resume_equals_uninterrupted_and_eval_runs_on_the_result(world, tiny_lms
                           world[0] / "cache", "--out", world[0] / "eval", "--quiet"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    res = json.loads((world[0] / "eval" / "results.json").read_text())
+    res = RunDir(world[0] / "eval").read_results()
     assert res["splits"]["train"]["num_videos"] == 8
 
 
@@ -223,7 +226,7 @@ def settings_blip(settings):
 def test_torchrun_with_the_lm_term(world):
     """2 processes (gloo), LM loss on REST pseudo-captions beside the policy gradient:
     the same weights, samples and rewards as one process."""
-    from genact.rest.bank import CaptionBank
+    from genact.training.bank import CaptionBank
 
     root, settings = world
     bank = CaptionBank([str(root / "videos" / f"v{i}.mp4") for i in range(8)])
@@ -236,18 +239,18 @@ def test_torchrun_with_the_lm_term(world):
            "regen.w_grammar=0", "regen.lm_weight=0.5", f"regen.lm_captions={root / 'bank.jsonl'}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = [json.loads(ln) for ln in (root / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    rows = read_json_lines(RunDir(root / "ddp").metrics)
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
     one = regen(world, "one", "optim.epochs=2", "optim.lr=1e-3", "regen.w_grammar=0", "regen.lm_weight=0.5",
                 f"regen.lm_captions={root / 'bank.jsonl'}")  # the same run in one process
-    a, b = load_file(one / "model.safetensors"), load_file(root / "ddp" / "final" / "model.safetensors")
+    a, b = load_file(one / "model.safetensors"), load_file(RunDir(root / "ddp").final / "model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert not all(torch.equal(a[k], load_file(settings_blip(settings) / "model.safetensors")[k]) for k in a)
-    ref = [json.loads(ln) for ln in (root / "one" / "metrics.jsonl").read_text().splitlines()]
+    ref = read_json_lines(RunDir(root / "one").metrics)
     for x, y in zip(rows, ref):  # same samples, same rewards
         assert x["reward"] == pytest.approx(y["reward"], abs=1e-4) and x["loss"] == pytest.approx(y["loss"], abs=1e-4)
-    assert sorted(p.name for p in (root / "ddp" / "features" / "videos").iterdir()) == ["rank0", "rank1"]
-    VideoBlip.from_pretrained(root / "ddp" / "final")
+    assert sorted(p.name for p in (RunDir(root / "ddp").video_features).iterdir()) == ["rank0", "rank1"]
+    VideoBlip.from_pretrained(RunDir(root / "ddp").final)
     missing = subprocess.run([sys.executable, "-m", "genact", "regen", *settings, f"run.dir={root / 'nolm'}",
                               "regen.lm_weight=0.5"], capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "needs regen.lm_captions" in missing.stderr

@@ -16,14 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from genact.config import ConfigError, ModelConfig, RegenConfig, load_config
+from genact.config import ConfigError, Decoding, ModelConfig, RegenConfig, load_config
 from genact.data import SkipReport, VideoItem, write_video
 from genact.distributed import Dist
 from genact.inference.captions import CaptionCache, Captioner
 from genact.io import ShardLog
-from genact.models import EmbeddingCache, ModelNotFoundError, VideoBlip
+from genact.models import ModelNotFoundError, VideoBlip
+from genact.store import EmbeddingCache
 from genact.rest.stages import caption_stage
-from genact.runs import load_model, lock_run_dir, release_run_dir, resolve_model_settings
+from genact.training.run import lock_run_dir, release_run_dir, resolved, starting_model
+from genact.training.rundir import RunDir
 from genact.testing import coloured_frames
 
 
@@ -85,7 +87,7 @@ def test_a_damaged_cache_opens_drops_the_bad_part_with_one_warning_and_heals(tmp
     write_raw_cache(tmp_path, keys, rows)
     with open(tmp_path / "vectors.bin", "ab") as f:
         f.write(b"\x01" * 6)
-    with caplog.at_level(logging.WARNING, logger="genact.models.cache"):
+    with caplog.at_level(logging.WARNING, logger="genact.store"):
         cache = EmbeddingCache(tmp_path, dim=4, dtype="float32")
         cache.get(["a"])
     warnings = [r for r in caplog.records if "damaged cache" in r.getMessage()]
@@ -101,8 +103,9 @@ def test_a_damaged_cache_opens_drops_the_bad_part_with_one_warning_and_heals(tmp
 HOLD_RUN_DIR = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from genact.runs import lock_run_dir
-    lock_run_dir(Path(sys.argv[1]))
+    from genact.training.run import lock_run_dir
+    from genact.training.rundir import RunDir
+    lock_run_dir(RunDir(sys.argv[1]))
     print("locked", flush=True)
     time.sleep(600)
 """)
@@ -114,7 +117,7 @@ def test_a_run_directory_in_use_is_refused_and_a_killed_owner_does_not_block_res
     try:
         assert owner.stdout.readline().strip() == "locked"
         with pytest.raises(ConfigError, match=f"in use by another genact process \\(pid {owner.pid} on"):
-            lock_run_dir(run_dir)
+            lock_run_dir(RunDir(run_dir))
         out = subprocess.run([sys.executable, "-m", "genact", "rest", "--resume", f"run.dir={run_dir}",
                               "data.root=nowhere"], capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("genact: error: ")
@@ -122,8 +125,8 @@ def test_a_run_directory_in_use_is_refused_and_a_killed_owner_does_not_block_res
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
-    lock_run_dir(run_dir)  # the kernel dropped the dead process's lock
-    release_run_dir(run_dir)
+    lock_run_dir(RunDir(run_dir))  # the kernel dropped the dead process's lock
+    release_run_dir(RunDir(run_dir))
 
 
 def test_caption_records_are_matched_to_videos_not_positions(tmp_path):
@@ -134,14 +137,14 @@ def test_caption_records_are_matched_to_videos_not_positions(tmp_path):
         return {j: [f"about {it.path}"] for j, it in enumerate(items)}
 
     first = [VideoItem("b.mp4"), VideoItem("c.mp4")]
-    assert caption_stage("init", tmp_path, first, [0, 1], caption_fn=caption_fn, dist=Dist()) == {0: ["about b.mp4"], 1: ["about c.mp4"]}
+    assert caption_stage("init", RunDir(tmp_path), first, [0, 1], caption_fn=caption_fn, dist=Dist()) == {0: ["about b.mp4"], 1: ["about c.mp4"]}
     later = [VideoItem("a.mp4"), *first]  # a video that sorts first was added
-    got = caption_stage("init", tmp_path, later, [0, 1, 2], caption_fn=caption_fn, dist=Dist())
+    got = caption_stage("init", RunDir(tmp_path), later, [0, 1, 2], caption_fn=caption_fn, dist=Dist())
     assert got == {i: [f"about {it.path}"] for i, it in enumerate(later)}
     assert calls == [["b.mp4", "c.mp4"], ["a.mp4"]]
-    legacy = ShardLog(tmp_path / "captions", "old", 0)  # records of an older version, by list index
+    legacy = RunDir(tmp_path).caption_records("old")  # records of an older version, by list index
     legacy.append([{"index": 0, "captions": ["stale"]}])
-    assert caption_stage("old", tmp_path, first, [0, 1], caption_fn=caption_fn, dist=Dist()) == {
+    assert caption_stage("old", RunDir(tmp_path), first, [0, 1], caption_fn=caption_fn, dist=Dist()) == {
         0: ["about b.mp4"], 1: ["about c.mp4"]}  # redone, never matched by position
 
 
@@ -152,8 +155,8 @@ def test_captions_are_saved_as_they_go_and_a_rerun_reuses_them(fitted, tmp_path,
     for i in range(4):
         write_video(extra / f"x{i}.mp4", coloured_frames(rng, (8, 32, 40), i % 3, 150))
     items = [VideoItem(str(p)) for p in [*sorted(extra.iterdir()), *videos]]  # 6 videos
-    captioner = Captioner.load(str(root / "model"), "genact", None, tmp_path / "cache", torch.device("cpu"),
-                               progress=False, max_new_tokens=5)
+    captioner = Captioner.load(str(root / "model"), Decoding(max_new_tokens=5), cache_dir=tmp_path / "cache",
+                               device=torch.device("cpu"), progress=False)
     captioner.chunk = 2
     import genact.inference.captions as captions
 
@@ -169,12 +172,12 @@ def test_captions_are_saved_as_they_go_and_a_rerun_reuses_them(fitted, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         captioner(items, SkipReport())
     monkeypatch.setattr(captions, "caption_videos", real)
-    again = Captioner.load(str(root / "model"), "genact", None, tmp_path / "cache", torch.device("cpu"),
-                           progress=False, max_new_tokens=5)
+    again = Captioner.load(str(root / "model"), Decoding(max_new_tokens=5), cache_dir=tmp_path / "cache",
+                           device=torch.device("cpu"), progress=False)
     caps = again(items, SkipReport())
     assert again.generated == 2 and sorted(caps) == list(range(6))  # only the unsaved chunk is captioned
-    fresh = Captioner.load(str(root / "model"), "genact", None, tmp_path / "fresh", torch.device("cpu"),
-                           progress=False, max_new_tokens=5)
+    fresh = Captioner.load(str(root / "model"), Decoding(max_new_tokens=5), cache_dir=tmp_path / "fresh",
+                           device=torch.device("cpu"), progress=False)
     assert fresh(items, SkipReport()) == caps
 
 
@@ -186,16 +189,16 @@ def test_a_saved_models_prompt_and_frames_are_used_unless_the_config_sets_them(f
     saved.config.prompt, saved.config.num_frames = "someone is", 3
     saved.save_pretrained(custom)
     cfg = load_config(RegenConfig, None, [f"model.blip={custom}"])
-    with caplog.at_level(logging.INFO, logger="genact.runs"):
-        model = load_model(cfg.model, None, cfg.data.frames)
-    resolve_model_settings(cfg, model)
+    with caplog.at_level(logging.INFO, logger="genact.training.run"):
+        model = starting_model(cfg.model, None, cfg.data.frames)
+    cfg = resolved(cfg, model)
     assert (model.config.prompt, model.config.num_frames) == ("someone is", 3)
     assert (cfg.model.prompt, cfg.data.frames) == ("someone is", 3)
     assert any("model.prompt = 'someone is' (the saved model's" in r.getMessage() for r in caplog.records)
     cfg = load_config(RegenConfig, None, [f"model.blip={custom}", "model.prompt=a clip of", "data.frames=2"])
-    model = load_model(cfg.model, None, cfg.data.frames)
+    model = starting_model(cfg.model, None, cfg.data.frames)
     assert (model.config.prompt, model.config.num_frames) == ("a clip of", 2)
-    image = load_model(ModelConfig(blip=str(custom.parent / "model")), None, None)  # genact's defaults otherwise
+    image = starting_model(ModelConfig(blip=str(custom.parent / "model")), None, None)  # genact's defaults otherwise
     assert image.config.prompt == "a video of"
 
 

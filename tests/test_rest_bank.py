@@ -7,7 +7,7 @@ from genact.data import VideoItem
 from genact.io import atomic_dir, atomic_write_text
 from genact.models import VideoBlip
 from genact.inference import frame_captions
-from genact.rest.bank import CaptionBank
+from genact.training.bank import CaptionBank
 from genact.rest.retrieval import retrieval_update
 
 

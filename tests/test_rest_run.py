@@ -16,13 +16,17 @@ import torch
 from safetensors.torch import load_file
 
 from genact.config import ConfigError, RestConfig, load_config
+from genact.io import read_json_lines
+from genact.training.rundir import RunDir
+from genact.store import EmbeddingCache
 from genact.data import read_folder, read_video, write_video
 from genact.models import FrozenClip, VideoBlip
-from genact.rest.bank import CaptionBank
+from genact.training.bank import CaptionBank
 from genact.rest.run import run_rest
-from genact.checkpoints import Checkpoints
-from genact.metrics import Metrics
+from genact.training.checkpoints import Checkpoints
+from genact.training.metrics import Metrics
 from genact.testing import coloured_frames
+from genact.inference.processing import blip_transform
 
 
 K, H = 3, 3
@@ -60,12 +64,10 @@ def full(world):
 def shard_records(run_dir, name):
     """{position: captions} of a caption stage: positions in the folder for `init`,
     in round 0's bank for the refreshes (the records are keyed by video)."""
-    rows = []
-    for f in sorted((run_dir / "captions").glob(f"{name}.rank*.jsonl")):
-        rows += [json.loads(ln) for ln in f.read_text().splitlines()]
+    rows = RunDir(run_dir).caption_records(name).read_all()
     by_video = {r["video"]: r["captions"] for r in rows if "captions" in r}
     videos = ([it.path for it in read_folder(run_dir.parent / "videos").items] if name == "init"
-              else CaptionBank.load(run_dir / "bank" / "round-000.jsonl").keys)
+              else RunDir(run_dir).bank(0).keys)
     return {i: by_video[v] for i, v in enumerate(videos) if v in by_video}
 
 
@@ -84,22 +86,22 @@ def brute_force_top_k(own, neighbour_lists, video_feat, text_feat_of):
 
 def test_full_run_bank_sources_follow_algorithm_1(full, tiny_clip_dir):
     run_dir, final = full
-    assert final == run_dir / "final" and (final / "model.safetensors").exists()
+    assert final == RunDir(run_dir).final and (final / "model.safetensors").exists()
     paths = [it.path for it in read_folder(run_dir.parent / "videos").items]
     init = shard_records(run_dir, "init")
     gen = shard_records(run_dir, "round-002")
-    bank0 = CaptionBank.load(run_dir / "bank" / "round-000.jsonl")
-    bank1 = CaptionBank.load(run_dir / "bank" / "round-001.jsonl")
-    assert not (run_dir / "bank" / "round-002.jsonl").exists() and gen == {}  # no refresh after the last round
+    bank0 = RunDir(run_dir).bank(0)
+    bank1 = RunDir(run_dir).bank(1)
+    assert not RunDir(run_dir).bank_path(2).exists() and gen == {}  # no refresh after the last round
     gen = shard_records(run_dir, "round-001")
     # the corrupt video is left out; everyone else has T x prompts frame captions at most
     assert bank0.keys == [p for p in paths if not p.endswith("broken.mp4")]
     own_init = {paths[i]: caps for i, caps in init.items()}
     assert set(own_init) == set(bank0.keys) and sorted(gen) == list(range(8))
 
-    video_feats = torch.load(run_dir / "features" / "train_videos.pt", weights_only=True).float()
+    video_feats = RunDir(run_dir).load_train_features().float()
     nb = (video_feats @ video_feats.T).argsort(dim=1, descending=True, stable=True)[:, :H].numpy()  # Eq. 6 by hand
-    saved = np.load(run_dir / "neighbours.npy")
+    saved = np.load(RunDir(run_dir).neighbours)
     assert saved.shape == (8, H) and saved.dtype == np.int32 and (saved == nb).all() and (nb[:, 0] == np.arange(8)).all()
     clip = FrozenClip.from_pretrained(tiny_clip_dir)
     texts = sorted(set(bank1.texts) | {t for caps in init.values() for t in caps} | {g[0] for g in gen.values()})
@@ -144,10 +146,10 @@ def check_round_by_brute_force(run_dir, r, h, clip):
     """Round r's bank = for each video, the best K (K = 5) of its round r - 1 list plus
     its round-r caption, and of the same lists of its h nearest videos, with the
     neighbours recomputed from the stored CLIP features (Eq. 6) rather than read back."""
-    prev = CaptionBank.load(run_dir / "bank" / f"round-{r - 1:03d}.jsonl")
-    bank = CaptionBank.load(run_dir / "bank" / f"round-{r:03d}.jsonl")
+    prev = RunDir(run_dir).bank(r - 1)
+    bank = RunDir(run_dir).bank(r)
     gen = shard_records(run_dir, f"round-{r:03d}")
-    feats = torch.load(run_dir / "features" / "train_videos.pt", weights_only=True).float()
+    feats = RunDir(run_dir).load_train_features().float()
     nb = (feats @ feats.T).argsort(dim=1, descending=True, stable=True)[:, :h].tolist()
     lists = [list(dict.fromkeys(prev.captions(i) + [" ".join(g.split()) for g in gen.get(i, [])]))
              for i in range(len(prev.keys))]
@@ -172,12 +174,12 @@ def test_three_rounds_follow_algorithm_1_with_n_i_retrieval_rounds(three_rounds,
     for n_i, run_dir in three_rounds.items():
         for r in (1, 2):
             kept += check_round_by_brute_force(run_dir, r, H if r < n_i else 1, clip)
-        banks = [CaptionBank.load(run_dir / "bank" / f"round-{r:03d}.jsonl") for r in range(3)]
+        banks = [RunDir(run_dir).bank(r) for r in range(3)]
         assert [b.captions(i) for b in banks[:1] for i in range(8)] != [banks[1].captions(i) for i in range(8)]
         if n_i == 2:  # not vacuous: round 1 took captions from neighbours, round 2 took none
             assert any(c.source == "retrieved" and c.round == 1 for e in banks[1].entries for c in e)
             assert not any(c.source == "retrieved" and c.round == 2 for e in banks[2].entries for c in e)
-        metrics = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        metrics = read_json_lines(RunDir(run_dir).metrics)
         assert [m["neighbours_used"] for m in metrics if m["kind"] == "round"] == [H] + [H if r < n_i else 1
                                                                                        for r in (1, 2)]
     assert kept > 0  # some round kept a caption the model generated
@@ -185,14 +187,14 @@ def test_three_rounds_follow_algorithm_1_with_n_i_retrieval_rounds(three_rounds,
 
 def test_full_run_lowers_the_caption_loss_and_writes_its_records(full, tiny_blip_dir):
     run_dir, final = full
-    bank = CaptionBank.load(run_dir / "bank" / "round-001.jsonl")
+    bank = RunDir(run_dir).bank(1)
 
     def bank_loss(model_dir):
         model = VideoBlip.from_pretrained(model_dir, num_frames=2).eval()
         losses = []
         with torch.no_grad():
             for i, key in enumerate(bank.keys):
-                pixels = model.transform()(read_video(key, 2))[None]
+                pixels = blip_transform(model)(read_video(key, 2))[None]
                 caps = bank.captions(i)
                 losses.append(float(model(pixels.expand(len(caps), -1, -1, -1, -1), caps).loss))
         return float(np.mean(losses))
@@ -200,7 +202,7 @@ def test_full_run_lowers_the_caption_loss_and_writes_its_records(full, tiny_blip
     before, after = bank_loss(tiny_blip_dir), bank_loss(final)
     assert after < before - 1.0, (before, after)
 
-    records = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = read_json_lines(RunDir(run_dir).metrics)
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == list(range(1, 9))  # 2 steps x 4 epochs, logged every step
     assert train[0]["lr"] == pytest.approx(1e-2) and train[-1]["lr"] == pytest.approx(2e-8)
@@ -209,16 +211,16 @@ def test_full_run_lowers_the_caption_loss_and_writes_its_records(full, tiny_blip
     assert [r["step"] for r in rounds] == [0, 1]
     assert all(-1 <= r["mean_cosine"] <= 1 and r["videos_changed"] >= 0 for r in rounds)
     for r in (0, 1):  # "new captions" are exactly the bank entries that round produced
-        bank_r = CaptionBank.load(run_dir / "bank" / f"round-{r:03d}.jsonl")
+        bank_r = RunDir(run_dir).bank(r)
         produced = sum(c.round == r and c.source != "init" for e in bank_r.entries for c in e)
         assert rounds[r]["captions_new"] == produced
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
 
     # the corrupt video is skipped, never fatal, and listed in the run's report and summary
-    report = json.loads((run_dir / "report.json").read_text())["skipped_videos"]
+    report = json.loads((RunDir(run_dir).report).read_text())["skipped_videos"]
     assert [r["path"].endswith("broken.mp4") for r in report] == [True]
     assert "not a video" in report[0]["error"] or "cannot open" in report[0]["error"]
-    summary = (run_dir / "summary.md").read_text()
+    summary = (RunDir(run_dir).summary).read_text()
     assert "trained on: 8; unreadable: 1" in summary and "broken.mp4" in summary and "| 1 |" in summary
 
 
@@ -228,7 +230,7 @@ def test_generated_captions_join_each_videos_list(world):
     run_dir = world[0] / "frozen"
     rest(world, "frozen", "optim.lr=1e-12", "optim.min_lr=0", "rest.keep=50", "rest.prompts=[someone is]")
     gen = shard_records(run_dir, "round-001")
-    bank1 = CaptionBank.load(run_dir / "bank" / "round-001.jsonl")
+    bank1 = RunDir(run_dir).bank(1)
     for i in range(8):
         (new,) = gen[i]
         assert not new.startswith("someone is")  # made under the model's prompt, so new to the video
@@ -247,25 +249,25 @@ def same_weights(a, b, atol=0.0):
 def test_resume_after_stops_mid_epoch_equals_uninterrupted_run(world, full):
     run_dir = world[0] / "stopped"
     assert rest(world, "stopped", "run.stop_at_step=3") is None  # mid epoch 2 of round 0
-    assert Checkpoints(run_dir).latest().name == "step-00000003" and not (run_dir / "final").exists()
+    assert Checkpoints(RunDir(run_dir).checkpoints).latest().name == "step-00000003" and not RunDir(run_dir).final.exists()
     with pytest.raises(ConfigError, match="--resume"):
         rest(world, "stopped")
     with pytest.raises(ConfigError, match="optim.lr"):
         rest(world, "stopped", "run.resume=auto", "optim.lr=1e-3")
     assert rest(world, "stopped", "run.resume=auto", "run.stop_at_step=7") is None  # mid epoch 4 of round 1
     final = rest(world, "stopped", "run.resume=auto")
-    same_weights(final, full[0] / "final")
-    for r in ("round-000.jsonl", "round-001.jsonl"):
-        assert (run_dir / "bank" / r).read_text() == (full[0] / "bank" / r).read_text()
+    same_weights(final, RunDir(full[0]).final)
+    for r in (0, 1):
+        assert RunDir(run_dir).bank_path(r).read_text() == RunDir(full[0]).bank_path(r).read_text()
 
 
 def test_resume_with_a_smaller_per_pass_batch_equals_uninterrupted_run(world, full):
     """After an out-of-memory crash: the same global batch in smaller micro-batches."""
     assert rest(world, "smaller", "run.stop_at_step=3") is None
     final = rest(world, "smaller", "run.resume=auto", "optim.batch_size=1", "rest.caption_batch=3")
-    same_weights(final, full[0] / "final", atol=1e-5)
-    for r in ("round-000.jsonl", "round-001.jsonl"):
-        assert bank_rows(world[0] / "smaller" / "bank" / r)[0] == bank_rows(full[0] / "bank" / r)[0]
+    same_weights(final, RunDir(full[0]).final, atol=1e-5)
+    for r in (0, 1):
+        assert bank_rows(RunDir(world[0] / "smaller").bank_path(r))[0] == bank_rows(RunDir(full[0]).bank_path(r))[0]
     with pytest.raises(ConfigError, match="optim.global_batch"):
         rest(world, "smaller", "run.resume=auto", "optim.global_batch=8")
 
@@ -288,7 +290,7 @@ def test_resume_refuses_when_the_training_videos_changed(world, tmp_path):
 
 KILL_DURING_SECOND_CHECKPOINT = textwrap.dedent("""
     import os, sys, torch
-    import genact.training as training
+    import genact.training.trainer as training
     from genact.config import RestConfig, load_config
     from genact.rest.run import run_rest
 
@@ -313,16 +315,16 @@ def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(world, full, tmp
     out = subprocess.run([sys.executable, str(script), *settings, f"run.dir={run_dir}"], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 9, out.stderr[-2000:]
-    latest = Checkpoints(run_dir).latest()
+    latest = Checkpoints(RunDir(run_dir).checkpoints).latest()
     assert latest.name == "step-00000002"  # end of epoch 1; the step-4 write died half way
-    assert any(p.name.startswith(".step-00000004") for p in (run_dir / "checkpoints").iterdir())
+    assert any(p.name.startswith(".step-00000004") for p in (RunDir(run_dir).checkpoints).iterdir())
     VideoBlip.from_pretrained(latest / "model")  # loadable
     assert [r["step"] for r in Metrics(run_dir, enabled=False).read("train")] == [1, 2, 3, 4]
     final = rest(world, "killed", "run.resume=auto")
-    same_weights(final, full[0] / "final")
+    same_weights(final, RunDir(full[0]).final)
     # steps 3 and 4 were logged before the kill and trained again: each is in metrics.jsonl once
     assert [r["step"] for r in Metrics(run_dir, enabled=False).read("train")] == list(range(1, 9))
-    assert (run_dir / "bank" / "round-001.jsonl").read_text() == (full[0] / "bank" / "round-001.jsonl").read_text()
+    assert RunDir(run_dir).bank_path(1).read_text() == RunDir(full[0]).bank_path(1).read_text()
 
 
 def test_torchrun_two_processes_gives_the_same_bank(world, full):
@@ -332,15 +334,15 @@ def test_torchrun_two_processes_gives_the_same_bank(world, full):
            "-m", "genact", "rest", *settings, f"run.dir={run_dir}"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
-    assert sorted(p.name for p in (run_dir / "captions").iterdir()) == [
-        "init.rank0.jsonl", "init.rank1.jsonl", "round-001.rank0.jsonl", "round-001.rank1.jsonl"]
+    assert all(RunDir(run_dir).caption_records(stage, rank).file.exists() for stage in ("init", "round-001")
+               for rank in (0, 1)) and not RunDir(run_dir).caption_records("init", 2).file.exists()
     # text features and neighbour rows are shared out too, and agree with one process's
     for rank in (0, 1):
-        assert (run_dir / "features" / "texts" / f"rank{rank}" / "keys.jsonl").read_text().strip()
-    np.testing.assert_array_equal(np.load(run_dir / "neighbours.npy"), np.load(full[0] / "neighbours.npy"))
-    for r in ("round-000.jsonl", "round-001.jsonl"):
-        rows, scores = bank_rows(run_dir / "bank" / r)
-        ref_rows, ref_scores = bank_rows(full[0] / "bank" / r)
+        assert len(EmbeddingCache(RunDir(run_dir).text_features / f"rank{rank}", 16, "float16"))
+    np.testing.assert_array_equal(np.load(RunDir(run_dir).neighbours), np.load(RunDir(full[0]).neighbours))
+    for r in (0, 1):
+        rows, scores = bank_rows(RunDir(run_dir).bank_path(r))
+        ref_rows, ref_scores = bank_rows(RunDir(full[0]).bank_path(r))
         assert rows == ref_rows
         np.testing.assert_allclose(np.array(scores, dtype=float), np.array(ref_scores, dtype=float), atol=1e-5)
-    same_weights(run_dir / "final", full[0] / "final", atol=1e-4)
+    same_weights(RunDir(run_dir).final, RunDir(full[0]).final, atol=1e-4)

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genact.rest.retrieval import pad_ragged, retrieval_update, video_neighbours
+from genact.rest.retrieval import retrieval_update, video_neighbours
+from genact.training.bank import pad_ragged
 
 
 def brute_neighbours(feats, h):

@@ -1,5 +1,6 @@
 """Scale: the CPU thread default, and the REST pipeline benchmark run at a tiny size."""
 
+import logging
 import json
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def test_cpu_threads_share_the_cores_among_processes_and_decoding_workers(restor
 def test_run_threads_reaches_torch_in_a_training_run(tiny_blip_dir, tmp_path, restore_threads):
     from genact.config import SupervisedConfig, load_config
     from genact.data import write_video
-    from genact.runs import start_run, release_run_dir
+    from genact.training.run import Run
     from genact.testing import coloured_frames
 
     import numpy as np
@@ -46,9 +47,8 @@ def test_run_threads_reaches_torch_in_a_training_run(tiny_blip_dir, tmp_path, re
         cfg = load_config(SupervisedConfig, None, [f"run.dir={tmp_path / 'run'}", f"model.blip={tiny_blip_dir}",
                                                    f"run.threads={threads}", f"data.num_workers={workers}",
                                                    f"data.root={tmp_path}", "data.format=folder"])
-        start_run(cfg)
-        release_run_dir(tmp_path / "run")
-        assert torch.get_num_threads() == expected
+        with Run(cfg, logging.getLogger("test")):
+            assert torch.get_num_threads() == expected
 
 
 def test_rest_pipeline_benchmark_projects_a_k400_run(tmp_path):

@@ -8,8 +8,8 @@ from genact.config import OptimConfig, RunConfig
 from genact.data import SkipReport, VideoItem
 from genact.distributed import Dist
 from genact.models import VideoBlip
-from genact.metrics import Metrics
-from genact.training import CaptionTrainer
+from genact.training.metrics import Metrics
+from genact.training.trainer import CaptionTrainer
 
 from helpers import CAPTIONS
 
@@ -18,10 +18,9 @@ def trainer_on(fitted, tmp_path, **optim) -> CaptionTrainer:
     root, videos = fitted
     model = VideoBlip.from_pretrained(root / "model").eval()  # no dropout: deterministic losses
     items = [VideoItem(str(v)) for v in videos * 2]
-    trainer = CaptionTrainer(model, items, OptimConfig(epochs=1, **optim), RunConfig(dir=str(tmp_path), progress=False,
-                             tensorboard=False), Dist(), Metrics(tmp_path, enabled=False), SkipReport())
-    trainer.captions = [[CAPTIONS[0]], [CAPTIONS[1] + " on a stage"], [CAPTIONS[0]], [CAPTIONS[1] + " on a stage"]]
-    return trainer
+    captions = [[CAPTIONS[0]], [CAPTIONS[1] + " on a stage"], [CAPTIONS[0]], [CAPTIONS[1] + " on a stage"]]
+    return CaptionTrainer(model, items, captions, OptimConfig(epochs=1, **optim), RunConfig(
+        dir=str(tmp_path), progress=False, tensorboard=False), Dist(), Metrics(tmp_path, enabled=False), SkipReport())
 
 
 def test_label_smoothing_reaches_the_loss(fitted, tmp_path):

@@ -24,6 +24,7 @@ from genact.models import FrozenClip
 from genact.regen.rewards import GrammarScorer
 from genact.rest.run import run_rest
 from genact.testing import coloured_frames
+from genact.training.rundir import RunDir
 
 
 
@@ -90,7 +91,7 @@ def test_what_can_be_known_is_checked_before_the_work(tmp_path, tiny_blip_dir, t
     with pytest.raises(Exception, match="no-such-clip"):
         run_rest(load_config(RestConfig, None, [*base, "optim.global_batch=4", "optim.batch_size=4",
                                                  f"model.clip={tmp_path}/no-such-clip"]))
-    assert not (tmp_path / "run" / "captions").exists() and not (tmp_path / "run" / "config.yaml").exists()
+    assert not RunDir(tmp_path / "run").caption_records("init").file.exists() and not RunDir(tmp_path / "run").is_run()
 
     from transformers import BertConfig, BertForMaskedLM
 
@@ -103,7 +104,7 @@ def test_what_can_be_known_is_checked_before_the_work(tmp_path, tiny_blip_dir, t
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     line = one_error_line(genact("regen", f"data.root={videos}", "regen.grammar_model=nobody/not-cached",
                                  f"run.dir={tmp_path / 'regen'}"))
-    assert "nobody/not-cached" in line and not (tmp_path / "regen" / "config.yaml").exists()
+    assert "nobody/not-cached" in line and not RunDir(tmp_path / "regen").is_run()
 
 
 def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path, tiny_blip_dir, tiny_clip_dir):
@@ -114,7 +115,7 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_pat
     with pytest.raises(DataError, match="no video files"):
         run_rest(load_config(RestConfig, None, [*settings, f"data.root={tmp_path / 'vidoes'}"]))
     assert run_rest(load_config(RestConfig, None, [*settings, f"data.root={videos}"])) is None  # no --resume needed
-    assert (tmp_path / "run" / "config.yaml").exists()
+    assert RunDir(tmp_path / "run").is_run()
 
 
 # ---- videos, folders, lists -------------------------------------------------------
@@ -241,7 +242,7 @@ def test_eval_with_a_wrong_data_root_is_an_error_and_results_are_strict_json(fit
     out = genact(*common, "--data-root", data, "--out", tmp_path / "r")
     assert out.returncode == 1, out.stderr[-2000:]  # 1: a video was unreadable; the others are scored
     assert out.stderr.strip().splitlines()[-1].startswith("genact: skipped 1 unreadable video(s), e.g. ")
-    res = json.loads((tmp_path / "r" / "results.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    res = json.loads(RunDir(tmp_path / "r").results.read_text(), parse_constant=lambda c: pytest.fail(c))
     split = res["splits"]["test"]
     assert split["missing"] == ["gone.mp4"] and [s[0] for s in split["skipped"]] == [str(data / "broken.mp4")]
     assert split["per_class"]["green"] is None  # no test video of that class: null, not NaN
@@ -253,7 +254,7 @@ def test_a_split_that_decodes_nothing_is_an_error(tiny_clip_dir, tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"junk")
     split = Split([VideoItem(str(tmp_path / "bad.mp4"), 0)], ["a"])
     with pytest.raises(DataError, match="none of the 1 test videos could be read"):
-        evaluate({"s": split}, "clip", FrozenClip.from_pretrained(tiny_clip_dir), None, templates=["{}"],
+        evaluate({"s": split}, FrozenClip.from_pretrained(tiny_clip_dir), None, method="clip", templates=["{}"],
                  out_dir=tmp_path / "out", meta={})
 
 
@@ -277,7 +278,7 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, cap
 
 
 def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing_half_written(tmp_path, monkeypatch):
-    target = tmp_path / "results.json"
+    target = tmp_path / "out.json"
     target.write_text("old")
 
     def no_space(fd):
@@ -286,11 +287,11 @@ def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing_half_written
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(DiskFullError, match=f"{target}: no space left on the device"):
         atomic_write_text(target, "new")
-    with pytest.raises(DiskFullError, match="final: no space"):
-        with atomic_dir(tmp_path / "final") as tmp:
+    with pytest.raises(DiskFullError, match="model: no space"):
+        with atomic_dir(tmp_path / "model") as tmp:
             (tmp / "model.safetensors").write_bytes(b"half")
             os.fsync(0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"] and target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"] and target.read_text() == "old"
 
 
 # ---- what a person reads ----------------------------------------------------------

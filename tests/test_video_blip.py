@@ -7,6 +7,7 @@ from transformers.models.blip.modeling_blip import BlipAttention
 
 from genact.models import VideoBlip
 from genact.models.attention import SdpaBlipAttention
+from genact.inference.processing import blip_transform, saved_training_short_side
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +215,9 @@ def test_a_model_runs_at_another_input_size_and_its_own_size_is_unchanged(blip_d
     with torch.no_grad():
         own = native.encode_video(clip)
         plain = torch.stack([native.blip.vision_model(pixel_values=c).last_hidden_state.mean(0) for c in clip])
-    assert torch.equal(own, plain) and native.transform().size == 32
+    assert torch.equal(own, plain) and blip_transform(native).size == 32
     small = VideoBlip.from_pretrained(blip_dir, num_frames=2, image_size=16).eval()
-    assert small.transform().size == 16 and small.transform(train=True).resize_side == 18
+    assert blip_transform(small).size == 16 and blip_transform(small, train=True).resize_side == 18
     with torch.no_grad():
         memory = small.encode_video(clip[..., :16, :16])
         assert memory.shape == (2, 1 + 4, 32)
@@ -226,6 +227,6 @@ def test_a_model_runs_at_another_input_size_and_its_own_size_is_unchanged(blip_d
         assert small.generate(clip[..., :16, :16], max_new_tokens=3)  # captions at the new size
     small.save_pretrained(tmp_path / "m")
     assert VideoBlip.from_pretrained(tmp_path / "m").input_size == 16
-    assert VideoBlip.training_short_side(tmp_path / "m") == 18
+    assert saved_training_short_side(tmp_path / "m") == 18
     with pytest.raises(ValueError, match="multiple of the ViT's patch size 8"):
         VideoBlip.from_pretrained(blip_dir, image_size=20)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from genact.data import read_list, read_video
+from genact.training.rundir import RunDir
 from genact.world import OBJECTS, VERBS, ClipSpec, WorldConfig, build_world, compositions, is_unseen, render_clip
 from genact.world.render import frame_hints
 from genact.world.world import frame_caption, pretraining_corpus
@@ -159,7 +160,7 @@ def test_demo_rest_beats_the_frame_captioner_on_unseen_compositions(tmp_path):
     assert label == "REST > frame captioner" and split == "unseen"
     assert effect.low > 0 and effect.verdict == "holds" and effect.p_values[0] < 0.05, effect
     assert "REST > frame captioner" in table and "holds" in table
-    results = json.loads((tmp_path / "results" / "rest" / "results.json").read_text())["splits"]["unseen"]["videos"]
+    results = RunDir(tmp_path / "results" / "rest").read_results()["splits"]["unseen"]["videos"]
     assert sum(any(v in r["caption"] for v in VERBS) for r in results) >= 240
     assert (tmp_path / "report" / "report.html").exists()
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genact.commands import add_decoding_args, cache_dir, count, finish, user_path
+from genact.commands import add_decoding_args, cache_dir, count, decoding, exit_status, user_path
 from genact.errors import GenactError
 
 if TYPE_CHECKING:
@@ -65,10 +65,8 @@ def _captions(args, dist) -> tuple[list, dict[int, str], SkipReport]:
     from genact.inference.captions import Captioner
 
     items = video_items(args.videos)  # a path that is not there stops the command before any model loads
-    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir(args), dist.device,
-                               image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
-                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
-                               dist=dist)
+    captioner = Captioner.load(args.model, decoding(args), cache_dir=cache_dir(args), device=dist.device,
+                               progress=not args.quiet, dist=dist)
     report = SkipReport()
     return items, captioner(items, report), report
 
@@ -86,7 +84,7 @@ def cmd_caption(args) -> int:
     else:
         for r in rows:
             print(f"{r['video']}\t{r['caption']}")
-    return finish(report, len(rows))
+    return exit_status(report, len(rows))
 
 
 def cmd_classify(args) -> int:
@@ -115,7 +113,7 @@ def cmd_classify(args) -> int:
             print(f"{r['video']}\n  caption: {r['caption']}")
             for rank, t in enumerate(r["top"], 1):
                 print(f"  {rank}. {t['class']:<40s} {t['score']:.4f}")
-    return finish(report, len(rows))
+    return exit_status(report, len(rows))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     from genact.evaluation.cli import add_evaluation_commands
     from genact.regen.cli import add_regen_commands
     from genact.rest.cli import add_rest_commands
+    from genact.training.cli import add_training_commands
     from genact.world.cli import add_world_commands
 
     parser = argparse.ArgumentParser(
@@ -148,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_classify)
 
     add_rest_commands(sub)
+    add_training_commands(sub)
     add_regen_commands(sub)
     add_evaluation_commands(sub)
     add_world_commands(sub)

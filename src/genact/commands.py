@@ -53,6 +53,7 @@ def add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
                    help="frames per clip (default: the model's, 8)")
     p.add_argument("--image-size", type=option(ModelConfig, "image_size"), default=None,
                    help="frame side the ViT sees (default: the model's)")
+    p.add_argument("--prompt", default=None, help="the text the caption starts from (default: the model's)")
     p.add_argument("--beams", type=option(RestStepsConfig, "num_beams"), default=3, help="beam size for caption search")
     p.add_argument("--max-new-tokens", type=option(RestStepsConfig, "max_new_tokens"), default=30)
     p.add_argument("--batch-size", type=option(RestStepsConfig, "caption_batch"), default=8)
@@ -65,6 +66,16 @@ def add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
     if cache:
         p.add_argument("--cache-dir", type=user_path,
                        help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
+
+
+def decoding(args: argparse.Namespace, *, one_frame: bool = False) -> Any:
+    """The Decoding of a command's options (see add_decoding_args); `one_frame`: the
+    image captioner on the middle frame (`eval --method blip-frame`)."""
+    from genact.config import Decoding
+
+    return Decoding(frames=1 if one_frame else args.frames, image_size=args.image_size, prompt=args.prompt,
+                    beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                    workers=args.num_workers)
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -105,7 +116,7 @@ def trained(final: Path | None) -> int:
     return 0
 
 
-def finish(report: Any, done: int) -> int:
+def exit_status(report: Any, done: int) -> int:
     """The closing line about unreadable videos and the exit status: 0 when every
     video was done, 1 when some were unreadable or none could be done (2, a user
     error, is the CLI's own)."""

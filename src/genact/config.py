@@ -1,263 +1,41 @@
-"""Typed configs: dataclasses filled from YAML files and `key=value` overrides.
-
-    cfg = load_config(RestConfig, "configs/rest_k400.yaml", ["train.lr=1e-5", "data.frames=16"])
-
-Nested dataclasses are addressed with dots. Values are parsed as YAML
-(`k=3`, `x=1e-5`, `flag=true`, `layers=[0,2]`, `name=null`) and checked against the
-field's type, its allowed values (`Literal[...]`) and its bounds (`bounded(...)`:
-counts are positive), so a typo, a wrong type or an impossible number stops the
-run before it starts, in one line.
-"""
+"""The run configs: one dataclass per section (`configs/*.yaml` set them and
+`key=value` overrides them: `optim.lr=1e-5`, `rest.neighbours=1`), and one per run
+kind, which declares what its lifecycle needs to know: its name, the settings a
+resume may change, and those only its training reads."""
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import os
-import re
-import types
-import typing
-from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
-
-import yaml
+from typing import ClassVar, Literal
 
 from genact.errors import ConfigError
-from genact.io import atomic_write_text
+from genact.settings import (  # noqa: F401  (the loading API, re-exported for `from genact.config import ...`)
+    Section, bounded, bounded_list, check_template, expand_path, freeze, load_config, option, path_field, replace,
+    save_config, to_dict,
+)
 
-T = TypeVar("T")
-
-
-def _check(value: Any, tp: Any, where: str) -> Any:
-    """Return `value` converted to type `tp`, or raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if isinstance(value, bool):  # YAML reads no / off as False
-            value = next((w for w in (("yes", "on", "true") if value else ("no", "off", "false"))
-                          if w in typing.get_args(tp)), value)
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _check(value, arg, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where}: {value!r} is not {tp}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return from_dict(tp, value, where)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(tp)[:1] or (Any,)
-        return origin(_check(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:  # YAML 1.1 reads "3e-5" (no dot) as a string
-            number = float(value)
-        except ValueError:
-            number = None
-        if number is not None and not math.isfinite(number):
-            raise ConfigError(f"{where}: {value!r} is not a finite number")
-        if number is not None:
-            return number
-    if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{where}: {value!r} is not of type {getattr(tp, '__name__', tp)}")
-
-
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Build dataclass `cls` from a (nested) mapping; unknown keys are errors."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; valid: {sorted(names)}")
-    kwargs = {k: _check(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in data.items()}
-    for f in dataclasses.fields(cls):
-        if f.name in kwargs and kwargs[f.name] is not None:
-            name = f"{where}.{f.name}".lstrip(".")
-            if f.metadata.get("path"):
-                kwargs[f.name] = expand_path(kwargs[f.name], name)
-            _check_field(kwargs[f.name], f, name)
-    return cls(**kwargs)
-
-
-def _check_field(value: Any, f: dataclasses.Field, where: str) -> None:
-    """A value against its field's declared length and bounds (each item's, for a list)."""
-    length = f.metadata.get("length")
-    if length is not None and len(value) != length:
-        raise ConfigError(f"{where}={value!r}: must hold {length} values")
-    if "bounds" in f.metadata:
-        for v in value if isinstance(value, (list, tuple)) else [value]:
-            _check_bounds(v, f.metadata["bounds"], where)
-
-
-def bounded(default: Any, low: float | None = None, high: float | None = None, *, open_low: bool = False,
-            open_high: bool = False) -> Any:
-    """A field whose value (when not None) must lie in [low, high]; `open_low` /
-    `open_high` exclude the end. `bounded(8, 1)` is a positive count."""
-    return field(default=default, metadata={"bounds": (low, high, open_low, open_high)})
-
-
-def path_field(default: str | None) -> Any:
-    """A path setting: `~` and `$VAR` / `${VAR}` are expanded when the config loads."""
-    return field(default=default, metadata={"path": True})
-
-
-_UNSET_VAR = re.compile(r"\$(\w+|\{[^}]*\})")
-
-
-def expand_path(text: str, where: str = "path") -> str:
-    """`text` with `~` and environment variables expanded, as a shell would; a
-    variable that is not set is a ConfigError (never a folder named `$RUNS`)."""
-    out = os.path.expandvars(os.path.expanduser(text))
-    unset = _UNSET_VAR.search(out)
-    if unset:
-        raise ConfigError(f"{where} {text!r}: environment variable {unset.group(1).strip('{}')} is not set")
-    return out
-
-
-def bounded_list(default: list, low: float | None = None, high: float | None = None, *, length: int | None = None,
-                 open_low: bool = False, open_high: bool = False) -> Any:
-    """A list field whose items must lie in [low, high] (see `bounded`), of `length` items when given."""
-    return field(default_factory=lambda: list(default),
-                 metadata={"bounds": (low, high, open_low, open_high), "length": length})
-
-
-def option(cls: type, name: str) -> Any:
-    """An argparse `type=` for a command-line number with the bounds of config field
-    `cls.name`, so a command's option and a config's setting refuse the same values:
-    `--beams 0` is refused like `rest.num_beams=0`."""
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    hint = typing.get_type_hints(cls)[name]
-    kind = float if float in (typing.get_args(hint) or (hint,)) else int
-
-    def parse(text: str) -> Any:
-        import argparse
-
-        try:
-            value = _check(yaml.safe_load(text), kind, name)
-            _check_field(value, f, name)
-        except (ConfigError, yaml.YAMLError) as e:
-            raise argparse.ArgumentTypeError(str(e).replace(f"{name}=", "", 1).replace(f"{name}: ", "", 1)) from None
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-def check_template(template: str, where: str = "template") -> str:
-    """A class-name prompt template with exactly one `{}` (where the class name goes)
-    and no other braces; anything else is a ConfigError (a template without `{}`
-    would give every class the same text, hence the same score)."""
-    if not isinstance(template, str) or template.count("{}") != 1 or template.replace("{}", "").count("{") \
-            or template.replace("{}", "").count("}"):
-        raise ConfigError(f"{where} {template!r}: needs exactly one {{}} where the class name goes, "
-                          "e.g. 'a video of a person {}.'")
-    return template
-
-
-def _check_bounds(value: Any, bounds: tuple, where: str) -> None:
-    low, high, open_low, open_high = bounds
-    too_low = low is not None and (value <= low if open_low else value < low)
-    too_high = high is not None and (value >= high if open_high else value > high)
-    if too_low or too_high:
-        lo = "" if low is None else f"{'>' if open_low else '>='} {low}"
-        hi = "" if high is None else f"{'<' if open_high else '<='} {high}"
-        raise ConfigError(f"{where}={value!r}: must be {' and '.join(x for x in (lo, hi) if x)}")
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dict of a config (for YAML / JSON dumps)."""
-    return dataclasses.asdict(cfg)
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set dotted `key=value` pairs in a nested dict (values parsed as YAML)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not key=value")
-        key, raw = item.split("=", 1)
-        node = data
-        *parents, leaf = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {p} is not a section")
-        try:
-            node[leaf] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
-    return data
-
-
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Defaults of `cls`, updated by the YAML file at `path`, then by `overrides`."""
-    data = to_dict(cls())
-    if path is not None:
-        loaded = read_yaml(path) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        _merge(data, loaded)
-    return from_dict(cls, apply_overrides(data, list(overrides or [])))
-
-
-def read_yaml(path: str | Path) -> Any:
-    """A YAML file's contents; a missing file or a syntax error is one ConfigError
-    line with the file, line and column."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the config file ({getattr(e, 'strerror', None) or e})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
-    for k, v in update.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
-
-
-def save_config(cfg: Any, path: str | Path) -> None:
-    """Write a config as YAML (what a run used, for the record and for resume),
-    atomically: a full disk or a kill leaves the old file or none, never a part."""
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
-# ---- the run configs -----------------------------------------------------------------
 DEFAULT_PROMPTS = ("a video of", "a person is", "someone is")  # REST's initial captioning prompts
 
-# One dataclass per section; `configs/*.yaml` set them and `key=value` overrides them
-# (`optim.lr=1e-5`, `rest.neighbours=1`).
+# settings any run may change on resume: where and how it runs, not what it computes
+# (per-pass batch sizes change memory, not results: see docs/rest.md, "Guarantees")
+RESUMABLE = ("run.dir", "run.resume", "run.stop_at_step", "run.progress", "run.device", "run.log_every",
+             "run.checkpoint_every", "run.keep_checkpoints", "run.tensorboard", "run.dist_timeout_min", "run.threads",
+             "data.num_workers", "data.frame_cache", "optim.compile")
+
+
+class RunSettings(Section):
+    """What a run's lifecycle (genact.training.run) needs to know of its config class."""
+
+    kind: ClassVar[str]  # the run's name: recorded as `trained_by` in the model it makes
+    resumable: ClassVar[tuple[str, ...]] = RESUMABLE  # settings a resume may change
+    # prefixes of the settings only training reads: until the first checkpoint a resume may correct them
+    training_only: ClassVar[tuple[str, ...]] = ("optim.", "run.seed")
+    # left unset (None), these take the starting model's value; config.yaml records the value used
+    model_settings: ClassVar[tuple[str, ...]] = ("data.frames", "model.prompt", "model.image_size")
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     """Which videos to train on. `format`: folder (every video below `root`,
     unlabelled), list (`list` file of `path label` lines, optional `classes` file),
     kinetics (`list` = the Kinetics CSV, `subset` its split column), hmdb51 / ucf101
@@ -276,7 +54,7 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     blip: str = path_field("Salesforce/blip-image-captioning-base")  # image BLIP or a genact model: hub id or dir
     clip: str = path_field("openai/clip-vit-base-patch16")
     use_adapters: bool = True
@@ -287,7 +65,7 @@ class ModelConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(Section):
     """REST Table 10: AdamW (0.9, 0.98), wd 0.001, cosine 2e-5 -> 2e-8, batch 64, LS 0.2."""
 
     epochs: int = bounded(60, 1)
@@ -305,7 +83,7 @@ class OptimConfig:
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Section):
     dir: str = path_field("runs/rest")
     seed: int = bounded(0, 0)
     device: str = "auto"  # auto | cpu | cuda (under torchrun: the local GPU)
@@ -322,7 +100,7 @@ class RunConfig:
 
 
 @dataclass
-class RestStepsConfig:
+class RestStepsConfig(Section):
     """Algorithm 1's knobs and the ablation switches of REST §4."""
 
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
@@ -346,7 +124,11 @@ class RestStepsConfig:
 
 
 @dataclass
-class RestConfig:
+class RestConfig(RunSettings):
+    kind: ClassVar[str] = "rest"
+    resumable: ClassVar[tuple[str, ...]] = (*RESUMABLE, "optim.batch_size", "rest.caption_batch", "rest.clip_batch")
+    training_only: ClassVar[tuple[str, ...]] = ("optim.", "run.seed", "rest.epochs_per_round")
+
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -355,8 +137,11 @@ class RestConfig:
 
 
 @dataclass
-class SupervisedConfig:
+class SupervisedConfig(RunSettings):
     """"GAR + class labels": the same model and optimiser, captions = class names."""
+
+    kind: ClassVar[str] = "supervised"
+    resumable: ClassVar[tuple[str, ...]] = (*RESUMABLE, "optim.batch_size")
 
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/supervised"))
     data: DataConfig = field(default_factory=lambda: DataConfig(format="kinetics"))
@@ -365,7 +150,7 @@ class SupervisedConfig:
 
 
 @dataclass
-class RegenStepsConfig:
+class RegenStepsConfig(Section):
     """ReGen's RL settings (SPEC §6); any reward weight may be 0 (the ablations)."""
 
     samples: int = bounded(5, 1)  # captions sampled per video and step
@@ -401,10 +186,29 @@ class RegenStepsConfig:
 
 
 @dataclass
-class RegenConfig:
+class RegenConfig(RunSettings):
+    # optim.batch_size is not resumable: captions are sampled per micro-batch (other micro-batches, other draws)
+    kind: ClassVar[str] = "regen"
+    resumable: ClassVar[tuple[str, ...]] = (*RESUMABLE, "regen.clip_batch")
+
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/regen"))
     data: DataConfig = field(default_factory=lambda: DataConfig(format="kinetics"))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(blip="runs/rest_k400/final"))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
         epochs=10, lr=2.5e-6, min_lr=2.5e-8, weight_decay=0.01, label_smoothing=0.0))
     regen: RegenStepsConfig = field(default_factory=RegenStepsConfig)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a command captions videos, built once from its options (genact.commands.
+    decoding) or set by the caller: frames per clip, frame side and prompt (None: the
+    model's own), beam search, and the loader's batch size and decoding workers."""
+
+    frames: int | None = None
+    image_size: int | None = None
+    prompt: str | None = None
+    beams: int = 3
+    max_new_tokens: int = 30
+    batch_size: int = 8
+    workers: int = 0

@@ -16,8 +16,6 @@ import torch
 import torch.distributed as tdist
 from genact.errors import ConfigError
 
-_joined = 0  # how many callers of init_distributed hold the process group (see cleanup)
-
 
 @dataclass(frozen=True)
 class Dist:
@@ -69,12 +67,10 @@ def init_distributed(device: str = "auto", timeout_min: int = 120, *, threads: i
                      workers: int = 0) -> Dist:
     """Join the torchrun process group if there is one, pick this process's device and
     set its CPU threads (see cpu_threads; `workers` = decoding workers per process).
-    Calls nest: a command that evaluates after training joins once, the training run
-    joins again, and the group lives until the last `cleanup`.
+    A command that trains and then evaluates joins once and passes its Dist down.
 
     device: auto (the local GPU when there is one, else cpu), cpu, cuda or cuda:N.
     """
-    global _joined
     cpu_threads(threads, workers)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -84,8 +80,6 @@ def init_distributed(device: str = "auto", timeout_min: int = 120, *, threads: i
     if world > 1 and not tdist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         tdist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_min))
-    if world > 1:
-        _joined += 1
     return Dist(rank, world, local_rank, dev)
 
 
@@ -149,10 +143,6 @@ def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:
 
 
 def cleanup(dist: Dist) -> None:
-    """Leave the process group; the last of the nested `init_distributed` callers destroys it."""
-    global _joined
+    """Leave (destroy) the process group that init_distributed joined."""
     if dist.enabled and tdist.is_initialized():
-        _joined -= 1
-        if _joined <= 0:
-            _joined = 0
-            tdist.destroy_process_group()
+        tdist.destroy_process_group()

@@ -20,9 +20,10 @@ from genact.config import check_template
 from genact.errors import GenactError
 from genact.evaluation.clip_tam import ClipTam
 from genact.inference.captions import caption_videos
-from genact.metrics import Metrics
+from genact.training.metrics import Metrics
 from genact.models import FrozenClip, VideoBlip
-from genact.rest.bank import CaptionBank
+from genact.training.rundir import RunDir
+from genact.inference.processing import blip_transform
 
 VIEW_SIDE = 160  # frames are shown at least this tall (the miniature world's are 32 px)
 
@@ -73,7 +74,7 @@ def try_video(models: Models, path: str, class_text: str, template: str = "{}", 
     video = caption_videos(models.video, item, progress=False, num_beams=beams, max_new_tokens=20)[0][0]
     middle = torch.from_numpy(clip_frames[frames // 2][None])
     with torch.no_grad():
-        pixels = models.image.transform()(middle.numpy())[None]
+        pixels = blip_transform(models.image)(middle.numpy())[None]
         image = models.image.generate(pixels, num_beams=beams, max_new_tokens=20)[0]
     tam = ClipTam(models.clip, names, [template])
     top = tam.topk([video], min(5, len(names)))[0]
@@ -94,30 +95,29 @@ def confine(root: str | Path, path: str | Path) -> Path:
 
 
 def find_runs(root: str | Path) -> list[str]:
-    """Run directories (config.yaml) and evaluation results (results.json) below `root`."""
+    """Run directories and evaluation results folders below `root` (not checkpoints)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = {p.parent for p in root.rglob("config.yaml")} | {p.parent for p in root.rglob("results.json")}
-    return sorted(str(p) for p in found if "checkpoints" not in p.parts)
+    found = {p for p in [root, *(d for d in root.rglob("*") if d.is_dir())]
+             if "checkpoints" not in p.relative_to(root).parts and (RunDir(p).is_run() or RunDir(p).has_results())}
+    return sorted(str(p) for p in found)
 
 
 def run_kind(path: str | Path) -> str:
-    path = Path(path)
-    if (path / "results.json").exists():
+    run = RunDir(path)
+    if run.has_results():
         return "evaluation"
-    if (path / "bank").is_dir():
+    if run.has_banks():
         return "REST"
-    cfg = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else None
-    if cfg is None:
-        raise GenactError(f"{path}: not a genact run (no config.yaml) nor an evaluation (no results.json)")
-    return "ReGen" if "regen" in cfg else "supervised"
+    if not run.is_run():
+        raise GenactError(f"{run.path}: not a genact run (no config) nor an evaluation (no results)")
+    return "ReGen" if "regen" in run.read_config() else "supervised"
 
 
 def run_config(path: str | Path) -> str:
-    path = Path(path)
-    file = path / "config.yaml" if (path / "config.yaml").exists() else path / "results.json"
-    return file.read_text()
+    run = RunDir(path)
+    return run.config_text() if run.is_run() else run.results.read_text()
 
 
 def curves_figure(path: str | Path):
@@ -151,15 +151,16 @@ def curves_figure(path: str | Path):
 def bank_videos(path: str | Path, limit: int = 2000) -> list[str]:
     """The first `limit` training videos of a REST run (round 0's bank); others can be
     typed into the page's box."""
-    first = Path(path) / "bank" / "round-000.jsonl"
-    return CaptionBank.load(first).keys[:limit] if first.exists() else []
+    run = RunDir(path)
+    return run.bank(0).keys[:limit] if run.has_bank(0) else []
 
 
 def caption_history(path: str | Path, video: str) -> list[list]:
     """Rows [round, caption, source, round made, CLIP score] of `video` in every round's bank."""
     rows = []
-    for bank_file in sorted((Path(path) / "bank").glob("round-*.jsonl")):
-        bank, r = CaptionBank.load(bank_file), int(bank_file.stem.split("-")[1])
+    run = RunDir(path)
+    for r in run.bank_rounds():
+        bank = run.bank(r)
         if video in bank.keys:
             rows += [[r, bank.texts[c.text_id], c.source, c.round, None if math.isnan(c.score) else round(c.score, 6)]
                      for c in bank.entries[bank.keys.index(video)]]
@@ -171,8 +172,7 @@ def video_frames(run: str | Path, video: str, frames: int = 8) -> list[np.ndarra
     a video that the run trained on (its round-0 bank) is read: the page opens no other
     file. A relative path is relative to where the run was started: the run
     directory's nearest parent folder that has it."""
-    first = Path(run) / "bank" / "round-000.jsonl"
-    if not first.exists() or video not in CaptionBank.load(first).keys:
+    if not RunDir(run).has_bank(0) or video not in RunDir(run).bank(0).keys:
         raise GenactError(f"{video}: not a training video of {run}")
     path = Path(video.split("|")[0])
     if not path.is_absolute():
@@ -187,7 +187,7 @@ def per_class(path: str | Path, worst: int = 3) -> tuple[list[list], list[list]]
     """An evaluation's per-class top-1 (worst first) and, for its `worst` classes,
     example videos with their captions and top-5: ([split, class, top-1], [split, class,
     video, caption, top-5])."""
-    res = json.loads((Path(path) / "results.json").read_text())
+    res = RunDir(path).read_results()
     table, examples = [], []
     for split, r in res["splits"].items():
         scored = sorted((acc, name) for name, acc in r["per_class"].items() if acc is not None)

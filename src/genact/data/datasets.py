@@ -29,7 +29,7 @@ class VideoItem:
     label: int | None = None
     start: float | None = None
     end: float | None = None
-    frames: CachedClip | None = None
+    cached: CachedClip | None = None  # its T frames in a frame cache
 
 
 def video_id(item: VideoItem, num_frames: int | None = None) -> str:
@@ -113,10 +113,10 @@ class VideoDataset(Dataset):
         return sample
 
     def _cached(self, item: VideoItem) -> np.ndarray | None:
-        if item.frames is None or item.frames.num_frames != self.num_frames:
+        if item.cached is None or item.cached.num_frames != self.num_frames:
             return None
         try:
-            return read_cached(item.frames)
+            return read_cached(item.cached)
         except (OSError, ValueError) as e:
             log.warning("%s: cached frames unreadable (%s); decoding the video", item.path, e)
             return None
@@ -181,12 +181,11 @@ class SkipReport:
             self.skipped.append((path, error))
             log.warning("skipping unreadable video %s", error)
 
-    def record(self, run_dir: Path, rank: int, stage: str) -> None:
-        """Append the skipped videos to the run's list of unreadable videos
-        (`logs/skipped.rank<r>.jsonl`, merged into report.json at the end)."""
+    def save(self, log: ShardLog, stage: str) -> None:
+        """Append the skipped videos, found in `stage`, to a run's records of unreadable
+        videos (RunDir.skipped_log; merged into report.json at the end)."""
         if self.skipped:
-            ShardLog(run_dir / "logs", "skipped", rank).append(
-                [{"stage": stage, "path": p, "error": e} for p, e in self.skipped])
+            log.append([{"stage": stage, "path": p, "error": e} for p, e in self.skipped])
 
     def summary(self) -> str:
         if not self.skipped:

@@ -125,7 +125,7 @@ def use_frame_cache(items: list[VideoItem], root: str | Path | None, num_frames:
     for it in items:
         e = entries.get(video_id(it))
         if _current(e, it.path):
-            it = replace(it, frames=CachedClip(e["shard"], tuple(e["offsets"]), e["hw"][0], e["hw"][1], meta["format"]))
+            it = replace(it, cached=CachedClip(e["shard"], tuple(e["offsets"]), e["hw"][0], e["hw"][1], meta["format"]))
             hits += 1
         out.append(it)
     log.info("frame cache %s: %d of %d videos cached (the rest are decoded)", root, hits, len(items))

@@ -16,7 +16,7 @@ from pathlib import Path
 from genact.data.datasets import VideoItem
 from genact.data.splits import find_video, index_videos, read_text
 from genact.errors import DataError
-from genact.io import atomic_write_text
+from genact.training.rundir import RunDir
 
 
 def read_vatex(path: str | Path, data_root: str | Path) -> tuple[list[VideoItem], list[list[str]], list[str]]:
@@ -77,7 +77,7 @@ def caption_metrics(references: list[list[str]], candidates: list[str], java: bo
 
 def write_caption_metrics(out: Path, result: dict) -> Path:
     """Write `result` (model, scores, note, missing and skipped videos, every caption
-    with its references) as out/caption_metrics.json."""
-    path = Path(out) / "caption_metrics.json"
-    atomic_write_text(path, json.dumps(result, indent=1) + "\n")
-    return path
+    with its references) in results folder `out` (RunDir.caption_metrics)."""
+    results = RunDir(out)
+    results.write_caption_metrics(json.dumps(result, indent=1) + "\n")
+    return results.caption_metrics

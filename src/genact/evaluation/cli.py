@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from genact.commands import add_decoding_args, cache_dir, count, finish, user_path
+from genact.commands import add_decoding_args, cache_dir, count, decoding, exit_status, user_path
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -19,6 +19,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace, dist) -> int:
     from genact.errors import ConfigError
     from genact.evaluation.evaluate import closing_lines, evaluate
+    from genact.training.rundir import RunDir
     from genact.evaluation.protocols import protocol_splits
     from genact.inference.captions import Captioner
     from genact.models import FrozenClip
@@ -29,20 +30,18 @@ def _eval(args: argparse.Namespace, dist) -> int:
     cache = cache_dir(args)
     captioner = None
     if args.method != "clip":
-        captioner = Captioner.load(args.model, args.method, args.frames, cache, dist.device,
-                                   image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
-                                   num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
-                                   dist=dist)
+        captioner = Captioner.load(args.model, decoding(args, one_frame=args.method == "blip-frame"), cache_dir=cache,
+                                   device=dist.device, progress=not args.quiet, dist=dist)
     clip = FrozenClip.from_pretrained(args.clip).to(dist.device)
     out_dir = Path(args.out or f"results/{args.protocol}-{args.method}")
     meta = {"protocol": args.protocol, "model": args.model, "clip": args.clip}
     frames = args.frames or (captioner.model.config.num_frames if captioner else 8)
-    res = evaluate(splits, args.method, clip, captioner, templates=args.template, out_dir=out_dir, meta=meta,
+    res = evaluate(splits, clip, captioner, method=args.method, templates=args.template, out_dir=out_dir, meta=meta,
                    cache_dir=cache, frames=frames, progress=not args.quiet, dist=dist)
     if not dist.main:
         return 0
     print(res["table"])
-    print(f"genact: results in {out_dir / 'results.json'}"
+    print(f"genact: results in {RunDir(out_dir).results}"
           + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""), file=sys.stderr)
     for line in closing_lines(res, args.data_root):
         print(f"genact: {line}", file=sys.stderr)
@@ -51,16 +50,18 @@ def _eval(args: argparse.Namespace, dist) -> int:
 
 def cmd_fewshot(args: argparse.Namespace) -> int:
     from genact.distributed import joined
+    from genact.evaluation.fewshot import process_settings
 
-    device = next((s.split("=", 1)[1] for s in args.settings if s.startswith("run.device=")), "auto")
-    with joined(device) as dist:  # one process group for every fine-tuning run and evaluation
+    run = process_settings(args.settings)  # checked once, before the process group
+    with joined(run.run.device, run.run.dist_timeout_min, threads=run.run.threads,
+                workers=run.data.num_workers) as dist:  # one group for every fine-tuning run and evaluation
         return _fewshot(args, dist)
 
 
 def _fewshot(args: argparse.Namespace, dist) -> int:
     from genact.errors import ConfigError
-    from genact.evaluation.fewshot import fewshot_summary, run_fewshot
-    from genact.supervised import SHOTS
+    from genact.evaluation.fewshot import SHOTS, fewshot_summary, run_fewshot
+    from genact.training.rundir import RunDir
 
     shots = list(SHOTS) if args.all else [args.shots]
     splits = [1, 2, 3] if args.all else [args.split]
@@ -72,12 +73,12 @@ def _fewshot(args: argparse.Namespace, dist) -> int:
         for k in splits:
             res = run_fewshot(args.protocol, args.data_root, args.splits, args.model, clip=args.clip, shots=m, split=k,
                               out_dir=out, seed=args.seed, train_list=args.train_list, overrides=args.settings,
-                              templates=args.template, progress=not args.quiet)
+                              templates=args.template, progress=not args.quiet, dist=dist)
             top1.setdefault(m, {})[k] = res["splits"][f"split{k}"]["top1"]
     if not dist.main:
         return 0
     print(fewshot_summary(out, args.protocol, args.model, args.seed, top1))
-    print(f"genact: few-shot results in {out / 'fewshot.json'}", file=sys.stderr)
+    print(f"genact: few-shot results in {RunDir(out).fewshot}", file=sys.stderr)
     return 0
 
 
@@ -102,10 +103,8 @@ def _caption_metrics(args: argparse.Namespace, dist) -> int:
         items, refs = items[: args.limit], refs[: args.limit]
     if not items:
         raise DataError(f"{args.data_root}: none of the videos of {args.annotations}")
-    captioner = Captioner.load(args.model, "genact", args.frames, cache_dir(args), dist.device,
-                               image_size=args.image_size, batch_size=args.batch_size, num_workers=args.num_workers,
-                               num_beams=args.beams, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
-                               dist=dist)
+    captioner = Captioner.load(args.model, decoding(args), cache_dir=cache_dir(args), device=dist.device,
+                               progress=not args.quiet, dist=dist)
     report = SkipReport()
     caps = captioner(items, report)
     if not dist.main:
@@ -120,7 +119,7 @@ def _caption_metrics(args: argparse.Namespace, dist) -> int:
     write_caption_metrics(Path(args.out or "results/caption-metrics"), {
         "model": args.model, "annotations": args.annotations, "videos": len(done), "scores": scores, "note": note,
         "missing": missing, "skipped": report.skipped, "captions": captions})
-    return finish(report, len(done))
+    return exit_status(report, len(done))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -169,7 +168,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", type=user_path, required=True, help="videos named <videoID>.<ext> anywhere below")
     p.add_argument("--limit", type=count(1), help="the first N videos only")
     add_decoding_args(p, cache=True)
-    p.add_argument("--out", type=user_path, help="folder for caption_metrics.json (default results/caption-metrics)")
+    p.add_argument("--out", type=user_path, help="results folder (default results/caption-metrics)")
     p.set_defaults(func=cmd_caption_metrics)
 
     p = sub.add_parser("report", help="an HTML report (tables vs the papers, t-SNE, cosines, caption evolution)")

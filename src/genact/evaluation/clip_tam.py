@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genact.models.cache import EmbeddingCache
+from genact.store import EmbeddingCache
 from genact.models.clip import FrozenClip, class_embeddings
 
 

@@ -1,8 +1,9 @@
 """Zero-shot evaluation: caption every test video once, classify the captions with
 CLIP-TAM, and report top-1 / top-5 per split and mean ± std over splits.
 
-Methods: `genact` (the video captioner), `blip-frame` (an image BLIP captioning the
-middle frame), `clip` (CLIP zero-shot: video feature against class text features).
+What is scored: captions of a video captioner (`genact eval --method genact`), or of
+an image BLIP on the middle frame (`blip-frame`, a one-frame Decoding), or CLIP
+video features against the class text features (`clip`).
 Captions are cached on disk per model, decoding settings and video, so scoring the
 same videos with other class names or templates generates nothing.
 """
@@ -22,16 +23,16 @@ from genact import __version__
 from genact.data.datasets import SkipReport
 from genact.data.splits import Split
 from genact.distributed import Dist
-from genact.errors import ConfigError, DataError
+from genact.errors import DataError
 from genact.evaluation.clip_tam import caption_scores, mean_std, per_class_accuracy, topk_accuracy
 from genact.inference.captions import Captioner, model_fingerprint
 from genact.inference.features import encode_videos
-from genact.io import atomic_file, atomic_write_text
-from genact.models.cache import EmbeddingCache
+from genact.io import atomic_file
+from genact.store import EmbeddingCache
 from genact.models.clip import FrozenClip, class_embeddings
+from genact.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
-METHODS = ("genact", "blip-frame", "clip")
 
 
 @dataclass
@@ -46,11 +47,10 @@ class SplitResult:
     missing: list[str] = field(default_factory=list)  # listed in the split file, not found below the data root
 
 
-def score_split(
+def score_captions(
     split: Split,
-    method: str,
     clip: FrozenClip,
-    captioner: Captioner | None,
+    captioner: Captioner,
     *,
     templates: list[str],
     clip_cache: EmbeddingCache | None = None,
@@ -59,44 +59,62 @@ def score_split(
     video_cosine: bool = True,
     dist: Dist = Dist(),
 ) -> tuple[SplitResult, torch.Tensor]:
-    """Classify a split's videos; returns the result and the (N, D) embeddings that
-    were classified (caption text features, or CLIP video features for `clip`).
-    With `video_cosine`, each caption's CLIP cosine with its video is recorded too.
-    Under torchrun the videos are shared out (`dist`, and the captioner's own) and
-    every process returns the whole split's result."""
+    """Classify a split's videos by their captions (CLIP-TAM); returns the result and
+    the (N, D) caption text features classified. With `video_cosine`, each caption's
+    CLIP cosine with its video (`frames` per clip) is recorded too. Under torchrun the
+    videos are shared out (`dist`, and the captioner's own) and every process returns
+    the whole split's result."""
     report = SkipReport()
+    captions = captioner(split.items, report)
+    done = sorted(captions)
+    emb = clip.encode_texts([captions[i] for i in done], clip_cache)
+    cosine = {}
+    if video_cosine:  # how well each caption describes its video (the report plots it)
+        vfeats = encode_videos(clip, [split.items[i] for i in done], frames, clip_cache, progress=progress, dist=dist)
+        cosine = {done[j]: float(emb[j] @ f) for j, f in vfeats.items()}
+    return _result(split, clip, done, emb, templates, clip_cache, report, captions, cosine), emb
+
+
+def score_clip_features(
+    split: Split,
+    clip: FrozenClip,
+    *,
+    templates: list[str],
+    clip_cache: EmbeddingCache | None = None,
+    frames: int = 8,
+    progress: bool = True,
+    dist: Dist = Dist(),
+) -> tuple[SplitResult, torch.Tensor]:
+    """CLIP zero-shot: classify a split's videos by their CLIP video features (mean of
+    `frames` frames) against the class text features; returns the result and the
+    (N, D) video features."""
+    report = SkipReport()
+    feats = encode_videos(clip, split.items, frames, clip_cache, report=report, progress=progress, dist=dist)
+    done = sorted(feats)
+    emb = torch.stack([feats[i] for i in done]) if done else torch.zeros(0, clip.dim)
+    return _result(split, clip, done, emb, templates, clip_cache, report, {}, {}), emb
+
+
+def _result(split: Split, clip: FrozenClip, done: list[int], emb: torch.Tensor, templates: list[str],
+            clip_cache: EmbeddingCache | None, report: SkipReport, captions: dict[int, str],
+            cosine: dict[int, float]) -> SplitResult:
+    """The SplitResult of the classified items `done` with embeddings `emb` (N, D)."""
+    if not done:
+        raise DataError(f"none of the {len(split.items)} test videos could be read "
+                        f"(e.g. {report.skipped[0][1] if report.skipped else split.items[0].path})")
     class_emb = class_embeddings(clip, split.class_names, templates, clip_cache)
-    if method == "clip":
-        feats = encode_videos(clip, split.items, frames, clip_cache, report=report, progress=progress, dist=dist)
-        done = sorted(feats)
-        emb = torch.stack([feats[i] for i in done]) if done else torch.zeros(0, clip.dim)
-        captions = {}
-        cosine = {}
-    else:
-        captions = captioner(split.items, report)
-        done = sorted(captions)
-        emb = clip.encode_texts([captions[i] for i in done], clip_cache)
-        cosine = {}
-        if video_cosine:  # how well each caption describes its video (the report plots it)
-            vfeats = encode_videos(clip, [split.items[i] for i in done], frames, clip_cache, progress=progress,
-                                   dist=dist)
-            cosine = {done[j]: float(emb[j] @ f) for j, f in vfeats.items()}
-    scores = caption_scores(emb, class_emb) if len(done) else torch.zeros(0, len(split.class_names))
+    scores = caption_scores(emb, class_emb)
     labels = torch.tensor([split.items[i].label for i in done], dtype=torch.long)
-    top = scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist() if len(done) else []
+    top = scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist()
     videos = [
         {"video": split.items[i].path, "label": split.class_names[split.items[i].label],
          "caption": captions.get(i), "video_caption_cosine": cosine.get(i), "top5": [split.class_names[c] for c in t]}
         for i, t in zip(done, top)
     ]
     per_class = dict(zip(split.class_names, per_class_accuracy(scores, labels, len(split.class_names))))
-    if not done:
-        raise DataError(f"none of the {len(split.items)} test videos could be read "
-                        f"(e.g. {report.skipped[0][1] if report.skipped else split.items[0].path})")
-    result = SplitResult(topk_accuracy(scores, labels, 1), topk_accuracy(scores, labels, 5), len(done),
-                         list(split.class_names), per_class, videos, [list(s) for s in report.skipped],
-                         list(split.missing))
-    return result, emb
+    return SplitResult(topk_accuracy(scores, labels, 1), topk_accuracy(scores, labels, 5), len(done),
+                       list(split.class_names), per_class, videos, [list(s) for s in report.skipped],
+                       list(split.missing))
 
 
 def strict_json(obj):
@@ -133,10 +151,10 @@ def save_embeddings(path: Path, embeddings: dict[str, torch.Tensor]) -> None:
 
 def evaluate(
     splits: dict[str, Split],
-    method: str,
     clip: FrozenClip,
     captioner: Captioner | None,
     *,
+    method: str,
     templates: list[str],
     out_dir: Path,
     meta: dict,
@@ -145,12 +163,12 @@ def evaluate(
     progress: bool = True,
     dist: Dist = Dist(),
 ) -> dict:
-    """Score every split, write `results.json` and `embeddings.npz` to `out_dir`
-    (the main process), and return the results (see docs/evaluation.md for the
-    fields). Under torchrun pass `dist` here and to the captioner: each process
-    captions and encodes its share of the videos."""
-    if method not in METHODS:
-        raise ConfigError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+    """Score every split by its captions (score_captions), or by CLIP video features
+    when there is no `captioner` (score_clip_features); write `results.json` and
+    `embeddings.npz` to the results folder `out_dir` (the main process), and return
+    the results (see docs/evaluation.md for the fields). `method` names what was
+    scored in results.json. Under torchrun pass `dist` here and to the captioner:
+    each process captions and encodes its share of the videos."""
     for name, split in splits.items():  # before any work: a wrong data root finds nothing
         if not split.items:
             example = f" (e.g. {split.missing[0]})" if split.missing else ""
@@ -160,9 +178,10 @@ def evaluate(
         if cache_dir is not None and clip.source is not None else None
     results, embeddings = {}, {}
     for name, split in splits.items():
-        results[name], embeddings[name] = score_split(split, method, clip, captioner, templates=templates,
-                                                      clip_cache=clip_cache, frames=frames,
-                                                      progress=progress and dist.main, dist=dist)
+        common = {"templates": templates, "clip_cache": clip_cache, "frames": frames,
+                  "progress": progress and dist.main, "dist": dist}
+        results[name], embeddings[name] = score_captions(split, clip, captioner, **common) if captioner \
+            else score_clip_features(split, clip, **common)
         log.info("%s: top-1 %.2f, top-5 %.2f (%d videos)", name, results[name].top1, results[name].top5,
                  results[name].num_videos)
     summary = summarise(results)
@@ -171,9 +190,9 @@ def evaluate(
     out = {**meta, "method": method, "templates": templates, "settings": settings, "mean_std": summary,
            "splits": {k: vars(v) for k, v in results.items()}}
     if dist.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / "results.json", json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n")
-        save_embeddings(out_dir / "embeddings.npz", embeddings)
+        results_dir = RunDir(out_dir)
+        results_dir.write_results(json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n")
+        save_embeddings(results_dir.embeddings, embeddings)
     out["table"] = results_table(results, summary)
     return out
 

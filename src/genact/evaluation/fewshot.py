@@ -1,26 +1,85 @@
 """The few-shot protocol (SPEC §5): fine-tune on M videos per class of a split's
-train side (`genact.supervised`: sampling, epochs, optimiser), or on a ViFi-CLIP
+train side (`genact.training.supervised`: sampling, epochs, optimiser), or on a ViFi-CLIP
 style list, then classify the split's test videos with CLIP-TAM."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
+from genact.config import Decoding, SupervisedConfig, load_config
 from genact.data.datasets import VideoItem
 from genact.data.splits import Split, read_list
-from genact.distributed import joined
-from genact.errors import ConfigError
+from genact.distributed import Dist, joined
+from genact.errors import ConfigError, DataError
 from genact.evaluation.clip_tam import mean_std
 from genact.evaluation.evaluate import evaluate
 from genact.evaluation.protocols import protocol_splits
 from genact.inference.captions import Captioner
-from genact.io import atomic_write_text
+from genact.training.rundir import RunDir
 from genact.models.clip import FrozenClip
-from genact.supervised import fewshot_config, sample_shots, train_on_class_names
+from genact.models.video_blip import VideoBlip
+from genact.training.supervised import train_on_class_names
 
 log = logging.getLogger(__name__)
+
+SHOTS = (2, 4, 8, 16)
+
+
+def fewshot_epochs(shots: int) -> int:
+    return max(400 // shots, 30)
+
+
+# ReGen supp. A.2: few-shot fine-tuning of a ReGen model uses ReGen's settings
+REGEN_FEWSHOT = ("optim.lr=2.5e-6", "optim.min_lr=2.5e-8", "optim.weight_decay=0.01")
+
+
+def optim_for(model: str) -> tuple[str, ...]:
+    """The optimiser settings (overrides) for fine-tuning `model`: ReGen's for a model
+    a ReGen run made (its genact_video.json says so), REST Table 10's otherwise."""
+    kind = VideoBlip.saved_settings(model).get("trained_by")
+    chosen = REGEN_FEWSHOT if kind == "regen" else ()
+    log.info("few-shot optimiser for a %s model: %s", kind or "non-genact",
+             ", ".join(chosen) if chosen else "REST Table 10's (lr 2e-5, weight decay 0.001)")
+    return chosen
+
+
+def sample_shots(split: Split, shots: int, seed: int = 0) -> list[VideoItem]:
+    """Exactly `shots` videos of every class of `split` (its train side), drawn with `seed`."""
+    by_class: dict[int, list[VideoItem]] = {c: [] for c in range(len(split.class_names))}
+    for it in split.items:
+        by_class[it.label].append(it)
+    rng = np.random.default_rng([seed, shots])
+    chosen = []
+    for c, items in by_class.items():
+        if len(items) < shots:
+            raise DataError(f"class {split.class_names[c]!r} has {len(items)} training videos, fewer than {shots} shots")
+        items = sorted(items, key=lambda it: (it.path, it.start or 0))
+        chosen += [items[i] for i in sorted(rng.choice(len(items), shots, replace=False).tolist())]
+    return chosen
+
+
+def fewshot_config(model: str, run_dir: Path, *, shots: int, num_videos: int, seed: int = 0, progress: bool = True,
+                   overrides: list[str] | None = None) -> SupervisedConfig:
+    """The fine-tuning run of `shots` per class ({num_videos} videos in all) from `model`:
+    few-shot epochs and optimiser, then the user's overrides; a global batch larger
+    than the set shrinks to it (2 shots x 10 classes: one step per epoch)."""
+    settings = [f"model.blip={model}", f"run.dir={run_dir}", f"run.seed={seed}", f"optim.epochs={fewshot_epochs(shots)}",
+                f"run.progress={str(progress).lower()}", "run.resume=auto", *optim_for(model), *(overrides or [])]
+    cfg = load_config(SupervisedConfig, None, settings)
+    if num_videos < cfg.optim.global_batch:
+        fit = max(num_videos // cfg.optim.batch_size, 1) * cfg.optim.batch_size
+        cfg = load_config(SupervisedConfig, None, [*settings, f"optim.global_batch={fit}"])
+    return cfg
+
+
+def process_settings(overrides: list[str]) -> SupervisedConfig:
+    """The command's `key=value` training settings as a config: the process group
+    (run.device, run.dist_timeout_min, run.threads, data.num_workers) comes from it,
+    before any fine-tuning run is set up; a mistake stops the command here."""
+    return load_config(SupervisedConfig, None, overrides)
 
 
 def run_fewshot(
@@ -39,6 +98,7 @@ def run_fewshot(
     templates: list[str] | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    dist: Dist | None = None,
 ) -> dict:
     """Fine-tune `model` on `shots` per class of split `split`'s train side (or on
     `train_list`) and score its test side with CLIP `clip`. Returns the evaluation
@@ -52,7 +112,8 @@ def run_fewshot(
     meta = {"protocol": protocol, "base_model": model, "clip": clip, "shots": shots, "seed": seed}
     return finetune_and_evaluate(test, items, model, clip=clip, name=f"split{split}",
                                  run_dir=out_dir / f"{shots}shot-split{split}", meta=meta, seed=seed,
-                                 overrides=overrides, templates=templates, cache_dir=cache_dir, progress=progress)
+                                 overrides=overrides, templates=templates, cache_dir=cache_dir, progress=progress,
+                                 dist=dist)
 
 
 def finetune_and_evaluate(
@@ -69,29 +130,37 @@ def finetune_and_evaluate(
     templates: list[str] | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    dist: Dist | None = None,
 ) -> dict:
     """Fine-tune `model` on labelled `items` (class names of `test` as captions), then
     evaluate split `name` = `test` with CLIP `clip`; the training run is
-    run_dir/train, results in run_dir."""
+    run_dir/train, results in run_dir. Both run in the caller's process group `dist`;
+    without one, in a group joined for the two (torchrun's, if any)."""
     cfg = fewshot_config(model, run_dir / "train", shots=meta.get("shots", 1), num_videos=len(items), seed=seed,
                          progress=progress, overrides=overrides)
     log.info("%s: %d training videos, %d epochs", run_dir.name, len(items), cfg.optim.epochs)
-    processes = joined(cfg.run.device, cfg.run.dist_timeout_min, threads=cfg.run.threads, workers=cfg.data.num_workers)
-    with processes as dist:  # training and evaluation share the processes
-        final = train_on_class_names(cfg, items, test.class_names)
-        if final is None:
-            raise ConfigError(f"{run_dir}: training stopped early (run.stop_at_step); run again to resume")
-        cache = cache_dir or run_dir / "cache"
-        captioner = Captioner.load(str(final), "genact", cfg.data.frames, cache, dist.device, progress=progress,
-                                   dist=dist)
-        frozen = FrozenClip.from_pretrained(clip).to(dist.device)
-        meta = {**meta, "model": str(final), "clip": clip, "train_videos": [it.path for it in items]}
-        return evaluate({name: test}, "genact", frozen, captioner, templates=templates or ["{}"], out_dir=run_dir,
-                        meta=meta, cache_dir=cache, frames=cfg.data.frames, progress=progress, dist=dist)
+    if dist is None:
+        with joined(cfg.run.device, cfg.run.dist_timeout_min, threads=cfg.run.threads,
+                    workers=cfg.data.num_workers) as dist:
+            return finetune_and_evaluate(test, items, model, clip=clip, name=name, run_dir=run_dir, meta=meta,
+                                         seed=seed, overrides=overrides, templates=templates, cache_dir=cache_dir,
+                                         progress=progress, dist=dist)
+    final = train_on_class_names(cfg, items, test.class_names, dist=dist)
+    if final is None:
+        raise ConfigError(f"{run_dir}: training stopped early (run.stop_at_step); run again to resume")
+    cache = cache_dir or run_dir / "cache"
+    captioner = Captioner.load(str(final), Decoding(frames=cfg.data.frames), cache_dir=cache, device=dist.device,
+                               progress=progress, dist=dist)
+    frozen = FrozenClip.from_pretrained(clip).to(dist.device)
+    meta = {**meta, "model": str(final), "clip": clip, "train_videos": [it.path for it in items]}
+    return evaluate({name: test}, frozen, captioner, method="genact", templates=templates or ["{}"], out_dir=run_dir,
+                    meta=meta, cache_dir=cache, frames=captioner.model.config.num_frames, progress=progress,
+                    dist=dist)
 
 
 def fewshot_summary(out: Path, protocol: str, model: str, seed: int, top1: dict[int, dict[int, float]]) -> str:
-    """Write out/fewshot.json from {shots: {split: top-1}} and return the text table
+    """Write the few-shot table of results folder `out` (RunDir.fewshot) from
+    {shots: {split: top-1}} and return it as text
     (one row per shot count: each split, mean and std)."""
     splits = sorted({k for row in top1.values() for k in row})
     lines = [f"{'shots':<6}" + "".join(f"{'split' + str(k):>9}" for k in splits) + f"{'mean':>9}{'std':>7}"]
@@ -100,6 +169,5 @@ def fewshot_summary(out: Path, protocol: str, model: str, seed: int, top1: dict[
         mean, std = mean_std(list(row.values()))
         summary[m] = {"top1": row, "mean": mean, "std": std}
         lines.append(f"{m:<6}" + "".join(f"{row[k]:>9.2f}" for k in splits) + f"{mean:>9.2f}{std:>7.2f}")
-    atomic_write_text(out / "fewshot.json", json.dumps({"protocol": protocol, "model": model, "seed": seed,
-                                                        "shots": summary}, indent=1) + "\n")
+    RunDir(out).write_fewshot({"protocol": protocol, "model": model, "seed": seed, "shots": summary})
     return "\n".join(lines)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genact.io import ShardLog, atomic_file, atomic_write_text
+from genact.io import atomic_file, atomic_write_text
+from genact.training.rundir import RunDir
 from genact.errors import DataError
 
 # SPEC §7 (REST) and §6 (ReGen): top-1 (top-5) mean ± std
@@ -32,26 +33,20 @@ PAPER_FEWSHOT = {"hmdb51": [54.0, 59.1, 62.1, 64.0], "ucf101": [88.2, 90.2, 92.6
 
 
 def load_source(path: str | Path) -> dict:
-    """A results folder (results.json, embeddings.npz), a few-shot folder (fewshot.json)
-    or a REST run (bank/round-*.jsonl), with a label for the page."""
-    path = Path(path)
-    if (path / "results.json").exists():
-        res = json.loads((path / "results.json").read_text())
-        emb = path / "embeddings.npz"
-        return {"kind": "results", "name": path.name, "results": res,
+    """An evaluation's results (with its embeddings), a few-shot table, or a REST run
+    (its banks and each round's new captions), with a label for the page."""
+    src = RunDir(path)
+    if src.has_results():
+        emb = src.embeddings
+        return {"kind": "results", "name": src.name, "results": src.read_results(),
                 "embeddings": dict(np.load(emb)) if emb.exists() else {}}
-    if (path / "fewshot.json").exists():
-        return {"kind": "fewshot", "name": path.name, "fewshot": json.loads((path / "fewshot.json").read_text())}
-    if (path / "bank").is_dir():
-        banks = sorted((path / "bank").glob("round-*.jsonl"))
-        generated = {}  # round -> {video: the model's caption}
-        for b in banks[1:]:
-            rows = ShardLog(path / "captions", b.stem, 0).read_all()
-            generated[int(b.stem.split("-")[1])] = {r["video"]: r["captions"][0] for r in rows
-                                                    if r.get("captions") and "video" in r}
-        return {"kind": "run", "name": path.name, "generated": generated,
-                "rounds": [[json.loads(ln) for ln in b.read_text().splitlines()] for b in banks]}
-    raise DataError(f"{path}: neither results (results.json / fewshot.json) nor a REST run (bank/)")
+    if src.has_fewshot():
+        return {"kind": "fewshot", "name": src.name, "fewshot": src.read_fewshot()}
+    if src.has_banks():
+        rounds = src.bank_rounds()
+        return {"kind": "run", "name": src.name, "generated": {r: src.generated_captions(r) for r in rounds[1:]},
+                "rounds": [src.bank(r) for r in rounds]}
+    raise DataError(f"{path}: neither an evaluation's results, a few-shot table, nor a REST run")
 
 
 def _png(fig) -> bytes:
@@ -150,11 +145,12 @@ def _fewshot_section(sources: list[dict]) -> str:
 def _evolution_section(run: dict, videos: int = 4) -> str:
     rounds = run["rounds"]
     parts = []
-    for i in range(min(videos, len(rounds[0]))):
-        rows = [[r, run["generated"].get(r, {}).get(rounds[0][i]["video"], "-"),
-                 "; ".join(f"{c['text']} [{c['source']} r{c['round']}]" for c in bank[i]["captions"])]
-                for r, bank in enumerate(rounds) if i < len(bank)]
-        parts.append(f"<h4>{html.escape(rounds[0][i]['video'])}</h4>"
+    for i in range(min(videos, len(rounds[0].keys))):
+        video = rounds[0].keys[i]
+        rows = [[r, run["generated"].get(r, {}).get(video, "-"),
+                 "; ".join(f"{bank.texts[c.text_id]} [{c.source} r{c.round}]" for c in bank.entries[i])]
+                for r, bank in enumerate(rounds) if i < len(bank.keys)]
+        parts.append(f"<h4>{html.escape(video)}</h4>"
                      + _table(["round", "the model's new caption", "kept captions (source, round)"], rows))
     return "".join(parts)
 

@@ -19,7 +19,7 @@ from typing import Iterator
 import torch
 from filelock import FileLock
 
-from genact.config import DEFAULT_PROMPTS
+from genact.config import DEFAULT_PROMPTS, Decoding
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
 from genact.distributed import Dist, all_gather, all_reduce_sum, shard
@@ -27,6 +27,7 @@ from genact.io import ShardLog
 from genact.models.hub import resolve_model_dir
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip
+from genact.inference.processing import blip_transform
 
 
 def eval_batches(
@@ -43,7 +44,7 @@ def eval_batches(
     the model is in eval mode, no_grad and (on GPU) bf16 autocast while they are
     consumed. Unreadable videos are left out and recorded in `report`."""
     report = report if report is not None else SkipReport()
-    loader = make_loader(VideoDataset(items, num_frames, model.transform(train=False)), batch_size, num_workers)
+    loader = make_loader(VideoDataset(items, num_frames, blip_transform(model)), batch_size, num_workers)
     was_training = model.training
     model.eval()
     try:
@@ -173,10 +174,7 @@ class Captioner:
 
     model: VideoBlip
     cache: CaptionCache
-    batch_size: int = 8
-    num_workers: int = 0
-    num_beams: int = 3
-    max_new_tokens: int = 30
+    decoding: Decoding = Decoding()
     progress: bool = True
     chunk: int = 64
     dist: Dist = Dist()
@@ -184,18 +182,19 @@ class Captioner:
     settings: dict = field(default_factory=dict)  # what the captions depend on besides the videos (see load)
 
     @classmethod
-    def load(cls, model: str, method: str, frames: int | None, cache_dir: Path, device: torch.device,
-             image_size: int | None = None, **kwargs) -> "Captioner":
-        overrides = {"num_frames": 1} if method == "blip-frame" else ({"num_frames": frames} if frames else {})
-        net = VideoBlip.from_pretrained(model, **overrides, **({"image_size": image_size} if image_size else {}))
+    def load(cls, model: str, decoding: Decoding, *, cache_dir: Path, device: torch.device, progress: bool = True,
+             dist: Dist = Dist()) -> "Captioner":
+        """`model` (hub id or directory) on `device`, with `decoding`'s frames, frame side
+        and prompt where set (else the model's), and its caption cache under `cache_dir`."""
+        given = {"num_frames": decoding.frames, "image_size": decoding.image_size, "prompt": decoding.prompt}
+        net = VideoBlip.from_pretrained(model, **{k: v for k, v in given.items() if v is not None})
         net = net.to(device).eval()
-        settings = {"frames": net.config.num_frames, "prompt": net.config.prompt, "method": method,
-                    **({"image_size": net.input_size} if net.config.image_size else {}),
-                    **{k: kwargs[k] for k in ("num_beams", "max_new_tokens") if k in kwargs}}
-        fp = model_fingerprint(resolve_model_dir(model), settings)
-        settings = {**settings, "image_size": net.input_size, "model_fingerprint": model_fingerprint(
-            resolve_model_dir(model), {})}
-        return cls(net, CaptionCache(cache_dir, fp), settings=settings, **kwargs)
+        settings = {"frames": net.config.num_frames, "prompt": net.config.prompt, "image_size": net.input_size,
+                    "num_beams": decoding.beams, "max_new_tokens": decoding.max_new_tokens}
+        source = resolve_model_dir(model)
+        cache = CaptionCache(cache_dir, model_fingerprint(source, settings))
+        return cls(net, cache, decoding, progress, dist=dist,
+                   settings={**settings, "model_fingerprint": model_fingerprint(source, {})})
 
     def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
         """{item index: caption} for the readable items."""
@@ -220,8 +219,9 @@ class Captioner:
         for s in range(0, len(todo), self.chunk):
             part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
             if part:
-                caps = caption_videos(self.model, [items[i] for i in part], self.batch_size, self.num_workers,
-                                      report, False, num_beams=self.num_beams, max_new_tokens=self.max_new_tokens)
+                d = self.decoding
+                caps = caption_videos(self.model, [items[i] for i in part], d.batch_size, d.workers, report, False,
+                                      num_beams=d.beams, max_new_tokens=d.max_new_tokens)
                 self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
                 self.generated += len(caps)
                 self.cache.refresh()

@@ -12,8 +12,9 @@ import torch
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
 from genact.distributed import Dist, all_gather, barrier, shard
-from genact.models.cache import EmbeddingCache
+from genact.store import EmbeddingCache
 from genact.models.clip import FrozenClip
+from genact.inference.processing import clip_transform
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def encode_videos(
     todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
     feats: dict[int, torch.Tensor] = {}
     if todo:
-        dataset = VideoDataset([items[i] for i in todo], num_frames, clip.transform())
+        dataset = VideoDataset([items[i] for i in todo], num_frames, clip_transform(clip))
         loader = make_loader(dataset, batch_size, num_workers)
         for batch in progress_bar(iterate(loader, report), total=len(loader), desc="CLIP video features",
                                   enabled=progress):
@@ -62,27 +63,26 @@ def encode_videos(
 
 def video_feature_stage(
     clip: FrozenClip,
-    run_dir: Path,
+    root: Path,
     items: list[VideoItem],
     *,
     num_frames: int,
     dist: Dist,
+    report: SkipReport,
     dtype: str = "float16",
     batch_size: int = 32,
     num_workers: int = 0,
     progress: bool = True,
 ) -> dict[int, torch.Tensor]:
     """CLIP video features {item index: (D,)} for every readable item, computed once
-    (per-process caches under features/videos/) and read back by every process."""
-    root = run_dir / "features" / "videos"
+    (per-process caches root/rank<r>/) and read back by every process; this process's
+    unreadable videos go to `report`."""
     keys = [video_id(it, num_frames) for it in items]
     done = stored_keys(root, clip.dim, dtype, dist)
     todo = shard([i for i, k in enumerate(keys) if k not in done], dist)
     own = EmbeddingCache(root / f"rank{dist.rank}", clip.dim, dtype)
-    report = SkipReport()
     encode_videos(clip, [items[i] for i in todo], num_frames, own, batch_size, num_workers, report,
                   progress and dist.main)
-    report.record(run_dir, dist.rank, "CLIP video features")
     barrier(dist)
     vectors, found = read_rank_caches(root, clip.dim, dtype, keys)
     log.info("CLIP video features: %d of %d videos", int(found.sum()), len(items))

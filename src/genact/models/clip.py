@@ -11,9 +11,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import AutoTokenizer, CLIPModel
 
-from genact.data.transforms import VideoTransform
-from genact.models.cache import EmbeddingCache
-from genact.models.hub import image_stats, load_preprocessor_config, load_weights, resolve_model_dir
+from genact.store import EmbeddingCache
+from genact.models.hub import load_preprocessor_config, load_weights, resolve_model_dir
 from genact.models.precision import autocast
 from genact.config import check_template
 from genact.console import progress_bar
@@ -49,12 +48,6 @@ class FrozenClip(nn.Module):
     def train(self, mode: bool = True) -> "FrozenClip":
         return super().train(False)  # frozen: never leaves eval mode
 
-    def transform(self) -> VideoTransform:
-        """Eval clip transform at CLIP's input size with its processor's mean / std."""
-        mean, std = image_stats(self.preprocessor)
-        return VideoTransform(size=self.model.config.vision_config.image_size, mean=mean, std=std)
-
-    @torch.no_grad()
     def video_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels (B, T, 3, H, W) -> (B, D): mean of frame features, L2-normalised."""
         b, t = pixels.shape[:2]

@@ -109,10 +109,3 @@ def load_preprocessor_config(path: Path) -> dict:
     image-processor backend (PIL, torchvision) is needed; {} when absent."""
     file = path / PREPROCESSOR_CONFIG
     return json.loads(file.read_text()) if file.exists() else {}
-
-
-def image_stats(preprocessor: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) of a preprocessor config; OpenAI CLIP's (also BLIP's) by default."""
-    from genact.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-
-    return tuple(preprocessor.get("image_mean", OPENAI_CLIP_MEAN)), tuple(preprocessor.get("image_std", OPENAI_CLIP_STD))

@@ -21,11 +21,10 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, BlipConfig, BlipForConditionalGeneration, PreTrainedTokenizerBase
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from genact.data.transforms import VideoTransform
 from genact.errors import ConfigError
 from genact.models.attention import use_sdpa
 from genact.models.hub import (
-    PREPROCESSOR_CONFIG, check_finite, image_stats, load_preprocessor_config, load_weights, resolve_model_dir,
+    PREPROCESSOR_CONFIG, check_finite, load_preprocessor_config, load_weights, resolve_model_dir,
 )
 
 VIDEO_CONFIG = "genact_video.json"
@@ -158,23 +157,10 @@ class VideoBlip(nn.Module):
             save_file(state, directory / ADAPTER_WEIGHTS)
         (directory / VIDEO_CONFIG).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
 
-    @staticmethod
-    def training_short_side(id_or_dir: str | os.PathLike, image_size: int | None = None) -> int:
-        """The short side training resizes clips to, from the model's configs alone
-        (no weights are loaded); what `genact cache-frames` stores."""
-        size = image_size or VideoBlip.saved_settings(id_or_dir).get("image_size")
-        size = size or BlipConfig.from_pretrained(resolve_model_dir(id_or_dir)).vision_config.image_size
-        return VideoTransform(size=size, train=True).resize_side
-
     @property
     def input_size(self) -> int:
         """The side of the frames the ViT sees (config.image_size, else BLIP's own)."""
         return self.config.image_size or self.blip.config.vision_config.image_size
-
-    def transform(self, train: bool = False) -> VideoTransform:
-        """The clip transform at the model's input size with its processor's mean / std."""
-        mean, std = image_stats(self.preprocessor)
-        return VideoTransform(size=self.input_size, mean=mean, std=std, train=train)
 
     def compile_vision(self) -> None:
         """torch.compile the video encoder (ViT + adapters) of this instance; same

@@ -16,7 +16,7 @@ from genact.config import RegenStepsConfig
 from genact.models.clip import FrozenClip
 from genact.models.precision import autocast
 from genact.regen.rewards import GrammarScorer, advantages, clip_reward, cls_reward, standardise, text_stats
-from genact.training import CaptionTrainer, pick_caption
+from genact.training.trainer import CaptionTrainer, pick_caption
 
 
 class Rewards:
@@ -65,28 +65,28 @@ class RegenTrainer(CaptionTrainer):
 
     def __init__(self, *args, rewards: Rewards, regen: RegenStepsConfig, **kwargs):
         super().__init__(*args, **kwargs)
-        self.rewards, self.rc = rewards, regen
+        self.rewards, self.regen = rewards, regen
 
     def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, float, int, dict[str, float]]:
         """Policy-gradient loss summed over the micro-batch's videos (each video's mean
         over its samples), counted per video; see CaptionTrainer._micro_step."""
         if not len(batch["path"]):
             return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0.0, 0, {}
-        rc, n = self.rc, self.rc.samples
+        regen_cfg, n = self.regen, self.regen.samples
         idx = batch["index"]
         pixels = batch["pixels"].to(self.dist.device, non_blocking=True)
         with torch.no_grad(), autocast(self.dist.device, self.optim.precision):
             memory = self.model.encode_video(pixels)
             sampled = self.model.generate_from_memory(
-                memory, do_sample=True, num_return_sequences=n, temperature=rc.temperature, top_k=rc.top_k,
-                top_p=rc.top_p, max_new_tokens=rc.max_new_tokens)
-            greedy = self.model.generate_from_memory(memory, num_beams=1, max_new_tokens=rc.max_new_tokens) \
-                if rc.baseline == "greedy" else None
+                memory, do_sample=True, num_return_sequences=n, temperature=regen_cfg.temperature, top_k=regen_cfg.top_k,
+                top_p=regen_cfg.top_p, max_new_tokens=regen_cfg.max_new_tokens)
+            greedy = self.model.generate_from_memory(memory, num_beams=1, max_new_tokens=regen_cfg.max_new_tokens) \
+                if regen_cfg.baseline == "greedy" else None
         videos = idx.repeat_interleave(n)
         reward, parts, right = self.rewards(sampled, videos)
         base = self.rewards(greedy, idx)[0] if greedy is not None else None
         adv = advantages(reward, n, base).to(self.dist.device)
-        lm = rc.lm_weight > 0
+        lm = regen_cfg.lm_weight > 0
         texts = []
         for b, i in enumerate(idx.tolist()):
             texts += sampled[b * n : (b + 1) * n]
@@ -99,7 +99,7 @@ class RegenTrainer(CaptionTrainer):
         loss = -(adv.view(len(idx), n) * logprob[:, :n]).mean(1).sum()
         if lm:
             tokens = out.num_tokens.view(len(idx), per_clip)[:, n].clamp(min=1)
-            loss = loss + rc.lm_weight * (-logprob[:, n] / tokens).sum()
+            loss = loss + regen_cfg.lm_weight * (-logprob[:, n] / tokens).sum()
         stats = {"reward": float(reward.mean()), "advantage_std": float(adv.std(unbiased=False)),
                  "sampled_class_top1": float(right.float().mean()),  # sampled captions CLIP-TAM puts in the class
                  **{f"reward_{k}": float(v.mean()) for k, v in parts.items()},

@@ -106,15 +106,6 @@ def approximate_neighbours(
     return out
 
 
-def pad_ragged(lists: list[list[int]], fill: int = -1) -> torch.Tensor:
-    """Ragged lists of ids -> (len, max_len) int64 padded with `fill`."""
-    width = max((len(x) for x in lists), default=0)
-    out = torch.full((len(lists), max(width, 1)), fill, dtype=torch.long)
-    for i, x in enumerate(lists):
-        out[i, : len(x)] = torch.as_tensor(x, dtype=torch.long)
-    return out
-
-
 # bf16 keeps 8 significant bits: each input rounds with relative error <= 2**-8
 BF16_UNIT = 2.0**-8
 

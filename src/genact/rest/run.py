@@ -1,13 +1,14 @@
 """REST training end to end (Algorithm 1).
 
-    round 0:  initial frame captions -> CLIP features -> neighbours -> retrieval -> bank/round-000
+    round 0:  initial frame captions -> CLIP features -> neighbours -> retrieval -> round 0's bank
               train R epochs
-    round r:  the model captions every video (new caption joins W_i) -> retrieval -> bank/round-r
+    round r:  the model captions every video (new caption joins W_i) -> retrieval -> round r's bank
               train R epochs
-    ...       until optim.epochs; the model is saved as final/
+    ...       until optim.epochs; the model is saved as the run's final model
 
-Every stage leaves its result in the run directory, so a resumed run skips what
-is done and continues a half-done stage or epoch where it stopped.
+Every stage leaves its result in the run directory (genact.training.rundir), so a
+resumed run skips what is done and continues a half-done stage or epoch where it
+stopped.
 """
 
 from __future__ import annotations
@@ -21,29 +22,25 @@ from pathlib import Path
 import torch
 
 from genact.config import RestConfig
-from genact.data.datasets import VideoItem, video_id
+from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.distributed import barrier
 from genact.inference.captions import caption_videos, frame_captions
 from genact.inference.features import video_feature_stage
-from genact.io import atomic_file
 from genact.models.clip import FrozenClip
 from genact.models.hub import resolve_model_dir
 from genact.models.video_blip import VideoBlip
-from genact.rest.bank import GENERATED, INIT, CaptionBank
+from genact.training.bank import GENERATED, INIT, CaptionBank
 from genact.rest.retrieval import import_faiss
 from genact.rest.stages import caption_stage, neighbour_stage, retrieval_stage
-from genact.runs import Run, training_split
-from genact.training import CaptionTrainer
+from genact.training.run import Run, training_split
+from genact.training.trainer import CaptionTrainer
 
 log = logging.getLogger(__name__)
 
 
-def _bank_path(run_dir: Path, r: int) -> Path:
-    return run_dir / "bank" / f"round-{r:03d}.jsonl"
-
-
 class RestRun:
-    """Algorithm 1 inside a `Run`: the stages around training and the rounds."""
+    """Algorithm 1 inside a `Run` (whose model is loaded): the stages around training
+    and the rounds."""
 
     def __init__(self, run: Run, model: VideoBlip, items: list[VideoItem]):
         self.run, self.cfg, self.model, self.items = run, run.cfg, model, items
@@ -60,18 +57,20 @@ class RestRun:
     def train(self) -> Path | None:
         """Every round that is left; returns final/ (None when run.stop_at_step stopped it)."""
         cfg = self.cfg
-        if not _bank_path(self.dir, 0).exists():
+        if not self.dir.has_bank(0):
             self.initialise()
         by_id = {video_id(it): it for it in self.items}
-        train_items = [by_id[k] for k in CaptionBank.load(_bank_path(self.dir, 0)).keys]
-        trainer = self.run.trainer(CaptionTrainer, self.model, train_items)
+        first = self.dir.bank(0)
+        train_items = [by_id[k] for k in first.keys]
         per_round, epochs = cfg.rest.epochs_per_round, cfg.optim.epochs
         rounds = math.ceil(epochs / per_round)
+        trainer = self.run.make_trainer(CaptionTrainer, self.model, train_items,
+                                        [first.captions(i) for i in range(len(train_items))])
         for r in range(min(trainer.state.epoch // per_round, rounds - 1), rounds):
-            if not _bank_path(self.dir, r).exists():
+            if not self.dir.has_bank(r):
                 self.refresh(r, train_items)
-            bank = CaptionBank.load(_bank_path(self.dir, r))
-            trainer.captions = [bank.captions(i) for i in range(len(train_items))]
+            bank = self.dir.bank(r)
+            trainer.use_captions([bank.captions(i) for i in range(len(train_items))])
             if not self.run.train_until(min((r + 1) * per_round, epochs)):
                 return None
         return self.run.finish(len(self.items))
@@ -79,17 +78,20 @@ class RestRun:
     # ---- Algorithm 1, steps 1-4 ------------------------------------------------
     def initialise(self) -> None:
         cfg, dist = self.cfg, self.dist
-        rc = cfg.rest
+        rest_cfg = cfg.rest
         init = caption_stage(
             "init", self.dir, self.items, list(range(len(self.items))),
-            caption_fn=lambda its, rep: frame_captions(self.model, its, cfg.data.frames, rc.prompts, rc.caption_batch,
-                                            cfg.data.num_workers, rep, progress=False, num_beams=rc.num_beams,
-                                            max_new_tokens=rc.max_new_tokens),
-            dist=dist, chunk=rc.chunk, progress=self.progress,
+            caption_fn=lambda its, rep: frame_captions(
+                self.model, its, cfg.data.frames, rest_cfg.prompts, rest_cfg.caption_batch, cfg.data.num_workers,
+                rep, progress=False, num_beams=rest_cfg.num_beams, max_new_tokens=rest_cfg.max_new_tokens),
+            dist=dist, chunk=rest_cfg.chunk, progress=self.progress,
         )
-        feats = video_feature_stage(self.clip, self.dir, self.items, num_frames=cfg.data.frames, dist=dist,
-                                    dtype=rc.feature_dtype, batch_size=rc.clip_batch, num_workers=cfg.data.num_workers,
+        report = SkipReport()
+        feats = video_feature_stage(self.clip, self.dir.video_features, self.items, num_frames=cfg.data.frames,
+                                    dist=dist, report=report, dtype=rest_cfg.feature_dtype,
+                                    batch_size=rest_cfg.clip_batch, num_workers=cfg.data.num_workers,
                                     progress=self.progress)
+        report.save(self.dir.skipped_log(dist.rank), "CLIP video features")
         # every process holds all captions and features, so each builds the same bank
         usable = [i for i in range(len(self.items)) if i in init and i in feats and init[i]]
         log.info("%d of %d videos have initial captions and CLIP features", len(usable), len(self.items))
@@ -98,23 +100,23 @@ class RestRun:
             for text in init[i]:
                 bank.add(j, text, 0, INIT)
         if dist.main:
-            video_feats = torch.stack([feats[i] for i in usable]).to(getattr(torch, rc.feature_dtype))
-            with atomic_file(self.dir / "features" / "train_videos.pt") as f:
-                torch.save(video_feats, f)
+            self.dir.save_train_features(torch.stack([feats[i] for i in usable]).to(
+                getattr(torch, rest_cfg.feature_dtype)))
         barrier(dist)
         self._retrieve(bank, 0)
 
     # ---- Algorithm 1, steps 10-13 ----------------------------------------------
     def refresh(self, r: int, train_items: list[VideoItem]) -> None:
         """Round r's bank: the current model adds one caption per video, then retrieval."""
-        cfg, rc = self.cfg, self.cfg.rest
+        cfg, rest_cfg = self.cfg, self.cfg.rest
         new = caption_stage(
             f"round-{r:03d}", self.dir, train_items, list(range(len(train_items))),
-            caption_fn=lambda its, rep: caption_videos(self.model, its, rc.caption_batch, cfg.data.num_workers, rep,
-                                            progress=False, num_beams=rc.num_beams, max_new_tokens=rc.max_new_tokens),
-            dist=self.dist, chunk=rc.chunk, progress=self.progress,
+            caption_fn=lambda its, rep: caption_videos(
+                self.model, its, rest_cfg.caption_batch, cfg.data.num_workers, rep, progress=False,
+                num_beams=rest_cfg.num_beams, max_new_tokens=rest_cfg.max_new_tokens),
+            dist=self.dist, chunk=rest_cfg.chunk, progress=self.progress,
         )
-        bank = CaptionBank.load(_bank_path(self.dir, r - 1))  # on every process, as are the new captions
+        bank = self.dir.bank(r - 1)  # on every process, as are the new captions
         for i, caps in new.items():
             for text in caps:
                 bank.add(i, text, r, GENERATED)
@@ -123,17 +125,19 @@ class RestRun:
     def _retrieve(self, bank: CaptionBank, r: int) -> None:
         """Eqs. 5-6 on `bank` with the stored video features, on all processes; the main
         one saves the result as round r's bank."""
-        rc = self.cfg.rest
-        video_feats = torch.load(self.dir / "features" / "train_videos.pt", weights_only=True).float()
-        neighbours = neighbour_stage(self.dir, video_feats, rc.neighbours, dist=self.dist, progress=self.progress,
-                                     index=rc.neighbour_index, nprobe=rc.faiss_nprobe)
-        h = rc.neighbours if rc.retrieval_rounds is None or r < rc.retrieval_rounds else 1
-        stats = retrieval_stage(bank, r, video_feats, neighbours, h=h, clip=self.clip, run_dir=self.dir, keep=rc.keep,
-                                dist=self.dist, feature_dtype=rc.feature_dtype, progress=self.progress)
+        rest_cfg = self.cfg.rest
+        video_feats = self.dir.load_train_features().float()
+        neighbours = neighbour_stage(self.dir, video_feats, rest_cfg.neighbours, dist=self.dist,
+                                     progress=self.progress, index=rest_cfg.neighbour_index,
+                                     nprobe=rest_cfg.faiss_nprobe)
+        h = rest_cfg.neighbours if rest_cfg.retrieval_rounds is None or r < rest_cfg.retrieval_rounds else 1
+        stats = retrieval_stage(bank, r, video_feats, neighbours, h=h, clip=self.clip, run_dir=self.dir,
+                                keep=rest_cfg.keep, dist=self.dist, feature_dtype=rest_cfg.feature_dtype,
+                                progress=self.progress)
         if self.dist.main:
             sources = Counter(c.source for e in bank.entries for c in e)
             stats.update({f"captions_{s}": n for s, n in sources.items()}, neighbours_used=min(h, neighbours.shape[1]))
-            bank.save(_bank_path(self.dir, r))
+            self.dir.save_bank(bank, r)
             self.run.metrics.log("round", r, **stats)
             log.info("round %d bank: %s", r, json.dumps(stats))
         barrier(self.dist)
@@ -146,7 +150,7 @@ def run_rest(cfg: RestConfig) -> Path | None:
         import_faiss()  # before hours of captioning, not after
     with Run(cfg, log) as run:
         model = run.load_model()
-        items = training_split(cfg).items
+        items = training_split(run.cfg).items
         resolve_model_dir(cfg.model.clip)  # present (offline too) before any captioning
-        run.record(items)
+        run.record_videos(items)
         return RestRun(run, model, run.frame_cache(items, model)).train()

@@ -26,10 +26,10 @@ from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.distributed import Dist, barrier, block, gather_to_main, shard
 from genact.inference.features import read_rank_caches, stored_keys
-from genact.io import ShardLog
-from genact.models.cache import EmbeddingCache
+from genact.store import EmbeddingCache
 from genact.models.clip import FrozenClip
-from genact.rest.bank import GENERATED, CaptionBank
+from genact.training.bank import GENERATED, CaptionBank
+from genact.training.rundir import RunDir
 from genact.rest.retrieval import approximate_neighbours, retrieval_update, video_neighbours
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ CaptionFn = Callable[[list[VideoItem], SkipReport], dict[int, list[str]]]
 
 def caption_stage(
     name: str,
-    run_dir: Path,
+    run_dir: RunDir,
     items: list[VideoItem],
     indices: list[int],
     *,
@@ -52,7 +52,7 @@ def caption_stage(
     share; videos that fail are recorded once and absent from the result. Records are
     keyed by video (`video_id`), so a resumed stage matches them to videos, not to
     list positions."""
-    records = ShardLog(run_dir / "captions", name, dist.rank)
+    records = run_dir.caption_records(name, dist.rank)
     done = {r["video"] for r in records.read_all() if "video" in r}  # (older records, by index, are redone)
     barrier(dist)  # every process has read before any writes
     todo = shard([i for i in indices if video_id(items[i]) not in done], dist)
@@ -66,7 +66,7 @@ def caption_stage(
                                                   {"error": errors.get(items[i].path, "no caption")})}
                 for j, i in enumerate(part)]
         records.append(rows)
-        report.record(run_dir, dist.rank, f"captions {name}")
+        report.save(run_dir.skipped_log(dist.rank), f"captions {name}")
         bar.update(len(part))
     bar.close()
     barrier(dist)
@@ -76,11 +76,11 @@ def caption_stage(
     return out
 
 
-def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], *, dist: Dist, dtype: str = "float16",
+def text_feature_stage(clip: FrozenClip, run_dir: RunDir, texts: list[str], *, dist: Dist, dtype: str = "float16",
                        progress: bool = True) -> torch.Tensor:
     """CLIP text features (M, D) float32 of `texts`; each distinct text is encoded once
-    over all rounds, by one process (per-process caches under features/texts/)."""
-    root = run_dir / "features" / "texts"
+    over all rounds, by one process (per-process caches under RunDir.text_features)."""
+    root = run_dir.text_features
     done = stored_keys(root, clip.dim, dtype, dist)
     todo = shard([t for t in dict.fromkeys(texts) if t not in done], dist)
     clip.cache_texts(todo, EmbeddingCache(root / f"rank{dist.rank}", clip.dim, dtype), progress=progress and dist.main)
@@ -88,12 +88,12 @@ def text_feature_stage(clip: FrozenClip, run_dir: Path, texts: list[str], *, dis
     return read_rank_caches(root, clip.dim, dtype, texts)[0]
 
 
-def neighbour_stage(run_dir: Path, feats: torch.Tensor, h: int, *, dist: Dist, progress: bool,
+def neighbour_stage(run_dir: RunDir, feats: torch.Tensor, h: int, *, dist: Dist, progress: bool,
                     index: str = "exact", nprobe: int = 64) -> np.ndarray:
     """Top-h neighbours (N, h) int32, computed once into `neighbours.npy` (memory-mapped),
     each process filling its block of rows; index: exact (`video_neighbours`) or
     faiss-ivf (`approximate_neighbours`). Every process returns the whole array."""
-    path = run_dir / "neighbours.npy"
+    path = run_dir.neighbours
     n, h = feats.shape[0], min(h, feats.shape[0])
     if path.exists():
         saved = np.load(path, mmap_mode="r")
@@ -125,7 +125,7 @@ def retrieval_stage(
     *,
     h: int,
     clip: FrozenClip,
-    run_dir: Path,
+    run_dir: RunDir,
     keep: int,
     dist: Dist,
     feature_dtype: str = "float16",

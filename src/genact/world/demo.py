@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from genact.config import RegenConfig, RestConfig, SupervisedConfig, load_config
+from genact.config import Decoding, RegenConfig, RestConfig, SupervisedConfig, load_config
 from genact.data.splits import Split, read_list
 from genact.distributed import cpu_threads
 from genact.errors import ConfigError
@@ -30,7 +30,9 @@ from genact.io import atomic_write_text
 from genact.models.clip import FrozenClip
 from genact.regen.run import run_regen
 from genact.rest.run import run_rest
-from genact.supervised import sample_shots, train_on_class_names
+from genact.training.rundir import RunDir
+from genact.evaluation.fewshot import sample_shots
+from genact.training.supervised import train_on_class_names
 from genact.world.effects import (ROW_NAMES, effects, effects_text, markdown, marked_blocks, results_text,
                                   write_markdown)
 from genact.world.pretrain import CAPTION_PROMPT, pretrain
@@ -149,9 +151,10 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     def score(name: str, method: str, model: Path | None) -> None:
         if name not in wanted:
             return
+        decoding = Decoding(frames=1 if method == "blip-frame" else cfg.frames, max_new_tokens=8)
         captioner = None if model is None else Captioner.load(
-            str(model), method, cfg.frames, cache, torch.device("cpu"), progress=progress, max_new_tokens=8)
-        rows[name] = evaluate(tests, method, clip, captioner, templates=["{}"], out_dir=out / "results" / name,
+            str(model), decoding, cache_dir=cache, device=torch.device("cpu"), progress=progress)
+        rows[name] = evaluate(tests, clip, captioner, method=method, templates=["{}"], out_dir=out / "results" / name,
                               meta={"protocol": "world", "model": str(model), "clip": str(clip_dir)},
                               cache_dir=cache, frames=cfg.frames, progress=progress)
 
@@ -160,7 +163,7 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     common = demo_settings(cfg, world, blip, clip_dir, progress)
     for name, final in run_demo_rest(cfg, common, out, wanted):
         score(name, "genact", final)
-    rest_final = out / "runs" / "rest" / "final"
+    rest_final = RunDir(out / "runs" / "rest").final
     if "regen" in wanted:
         score("regen", "genact", run_demo_regen(cfg, common, rest_final, out / "runs" / "regen"))
     if "supervised" in wanted:
@@ -233,8 +236,8 @@ def run_full(out: str | Path = "demo-full", seeds: tuple[int, ...] = (0, 1, 2, 3
 
 def captions_before_after(out: Path, videos: int = 4) -> str:
     """Captions of a few unseen-class test videos by the frame captioner and by REST."""
-    before = json.loads((out / "results" / "frame-captioner" / "results.json").read_text())["splits"]["unseen"]
-    after = json.loads((out / "results" / "rest" / "results.json").read_text())["splits"]["unseen"]
+    before = RunDir(out / "results" / "frame-captioner").read_results()["splits"]["unseen"]
+    after = RunDir(out / "results" / "rest").read_results()["splits"]["unseen"]
     lines = ["captions of unseen-class test videos (frame captioner -> REST):"]
     for b, a in list(zip(before["videos"], after["videos"]))[:: max(len(before["videos"]) // videos, 1)][:videos]:
         lines.append(f"  [{b['label']}] {b['caption']!r} -> {a['caption']!r}")

@@ -1,5 +1,5 @@
-"""A run's metrics: records as JSON lines (`metrics.jsonl`) and TensorBoard scalars
-(`tb/`), written by the main process, and the meter a trainer logs from."""
+"""A run's metrics: records as JSON lines and TensorBoard scalars (RunDir.metrics,
+RunDir.tensorboard), written by the main process, and the meter a trainer logs from."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from genact.distributed import Dist, all_reduce_sum, union_keys
 from genact.io import atomic_write_text, disk_full_is_an_error, read_json_lines
+from genact.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +23,18 @@ def loss_rose(first: float, now: float) -> bool:
 
 
 class Metrics:
-    """Metric records as JSON lines (`metrics.jsonl`) and TensorBoard scalars (`tb/`),
+    """Metric records as JSON lines and TensorBoard scalars of a run directory,
     written by the main process only. A resumed run calls `rewind` first, so records
     of steps it will train again are not written twice."""
 
     STEP_KINDS = ("train",)  # kinds whose step is the optimizer step
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
+    def __init__(self, run_dir: RunDir | str | Path, enabled: bool = True, tensorboard: bool = True,
                  resume_step: int | None = None):
-        self.file = Path(run_dir) / "metrics.jsonl"
+        run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.file = run_dir.metrics
         self.enabled = enabled
-        self.tb_dir = Path(run_dir) / "tb" if enabled and tensorboard else None
+        self.tb_dir = run_dir.tensorboard if enabled and tensorboard else None
         self.tb = None
         self._purge_step: int | None = None
         if resume_step is not None:

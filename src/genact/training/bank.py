@@ -12,9 +12,18 @@ import torch
 
 from genact.errors import DataError
 from genact.io import atomic_write_text
-from genact.rest.retrieval import pad_ragged
 
 INIT, RETRIEVED, GENERATED = "init", "retrieved", "generated"
+
+
+def pad_ragged(lists: list[list[int]], fill: int = -1) -> torch.Tensor:
+    """Ragged lists of ids -> (len, max_len) int64 padded with `fill`."""
+    width = max((len(x) for x in lists), default=0)
+    out = torch.full((len(lists), max(width, 1)), fill, dtype=torch.long)
+    for i, x in enumerate(lists):
+        out[i, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+    return out
+
 
 
 @dataclass

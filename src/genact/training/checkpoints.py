@@ -67,10 +67,11 @@ class TrainState:
 
 
 class Checkpoints:
-    """`checkpoints/step-XXXXXXXX/{model/, trainer.pt}` under a run directory."""
+    """`step-XXXXXXXX/{model/, trainer.pt, manifest.json}` and `latest` under a run's
+    checkpoints folder (RunDir.checkpoints)."""
 
-    def __init__(self, run_dir: str | Path, keep: int = 2):
-        self.root = Path(run_dir) / "checkpoints"
+    def __init__(self, root: str | Path, keep: int = 2):
+        self.root = Path(root)  # a run's RunDir.checkpoints
         self.keep = max(keep, 1)
 
     def latest(self) -> Path | None:

@@ -10,8 +10,8 @@
   seeded by (seed, epoch, index); torch's RNG (ReGen's caption sampling) is
   reseeded by (seed, step, micro-batch) before every micro-batch, so 1 process and
   8 draw the same. Nothing random has to be saved to resume exactly.
-- Checkpoints (`genact.checkpoints`) after every epoch and every
-  `run.checkpoint_every` steps; metrics (`genact.metrics`) every `run.log_every`.
+- Checkpoints (`genact.training.checkpoints`) after every epoch and every
+  `run.checkpoint_every` steps; metrics (`genact.training.metrics`) every `run.log_every`.
 - Divergence: a step whose loss or gradient is not finite is not taken; training
   stops with one line (TrainingDiverged) naming the step and the last good
   checkpoint, and nothing is saved from it. A caption loss that climbs past
@@ -31,15 +31,17 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from genact.checkpoints import Checkpoints, TrainState
+from genact.training.checkpoints import Checkpoints, TrainState
 from genact.config import ConfigError, OptimConfig, RunConfig
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, make_loader
 from genact.distributed import Dist, all_reduce_sum, barrier
 from genact.errors import GenactError
-from genact.metrics import LossMeter, Metrics, loss_rose
+from genact.training.metrics import LossMeter, Metrics, loss_rose
+from genact.training.rundir import RunDir
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip
+from genact.inference.processing import blip_transform
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +101,15 @@ def pick_caption(captions: list[str], seed: int, epoch: int, index: int) -> str:
 
 
 class CaptionTrainer:
-    """Trains `model` to caption `items` with per-video caption lists (which the caller
-    may replace between epochs, as REST does after each retrieval round)."""
+    """Trains `model` to caption `items` with per-video caption lists `captions` (one
+    list per item; `use_captions` replaces them between epochs, as REST does after each
+    retrieval round)."""
 
     def __init__(
         self,
         model: VideoBlip,
         items: list[VideoItem],
+        captions: list[list[str]],
         optim: OptimConfig,
         run: RunConfig,
         dist: Dist,
@@ -120,20 +124,28 @@ class CaptionTrainer:
         self.optimizer = build_optimizer(model, optim)
         if optim.compile:
             model.compile_vision()
-        self.checkpoints = Checkpoints(run.dir, run.keep_checkpoints)
+        self.checkpoints = Checkpoints(RunDir(run.dir).checkpoints, run.keep_checkpoints)
         self.state = TrainState()
         # depth-wise conv kernels (d, 1, 3, 3, 3): a stride mismatch on the size-1 axis only
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         self.ddp = DistributedDataParallel(model, device_ids=[dist.device] if dist.device.type == "cuda" else None) \
             if dist.enabled else model
-        self.dataset = VideoDataset(items, model.config.num_frames, model.transform(train=True), train=True,
+        self.dataset = VideoDataset(items, model.config.num_frames, blip_transform(model, train=True), train=True,
                                     seed=run.seed)
-        self.captions: list[list[str]] = [[] for _ in items]
+        self.captions: list[list[str]] = []
+        self.use_captions(captions)
         self.last_loss = float("nan")  # the last logged training loss
         self.first_loss: float | None = None  # the first logged since this start (a caption loss: see loss_rose)
 
     # whether the logged loss is a caption NLL that should fall (ReGen's policy loss need not)
     loss_should_fall = True
+
+    def use_captions(self, captions: list[list[str]]) -> None:
+        """Train on these caption lists from now on (one non-empty list per item, or
+        none at all for a trainer whose loss needs no captions, such as ReGen's)."""
+        if captions and (len(captions) != len(self.items) or not all(captions)):
+            raise ValueError(f"{len(captions)} caption lists for {len(self.items)} videos, or an empty list")
+        self.captions = captions
 
     def close(self) -> None:
         """Drop the DDP wrapper (before the process group goes; destroying it after

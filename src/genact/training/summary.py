@@ -1,6 +1,6 @@
-"""What a finished run leaves for people: `report.json` (unreadable videos, merged
-over processes) and `summary.md` (what was trained on, each epoch's last logged
-training values, REST's retrieval rounds, the skipped videos)."""
+"""What a finished run leaves for people: its report (unreadable videos, merged over
+processes) and summary (what was trained on, each epoch's last logged training
+values, REST's retrieval rounds, the skipped videos)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from genact.io import ShardLog, atomic_write_text
-from genact.metrics import Metrics, loss_rose
+from genact.training.metrics import Metrics, loss_rose
+from genact.training.rundir import RunDir
 
 # train-record fields that are bookkeeping, not a measurement of the epoch
 _NOT_SHOWN = ("kind", "step", "time", "epoch", "lr", "videos_per_s")
 
 
-def write_report(run_dir: Path) -> list[dict]:
-    """Merge every process's unreadable-video records into report.json."""
-    rows = ShardLog(run_dir / "logs", "skipped", 0).read_all()
+def write_report(run_dir: RunDir) -> list[dict]:
+    """Merge every process's unreadable-video records into the run's report."""
+    rows = run_dir.skipped_log().read_all()
     merged: dict[str, dict] = {}
     for r in rows:
         entry = merged.setdefault(r["path"], {"path": r["path"], "error": r["error"], "stages": []})
         if r["stage"] not in entry["stages"]:
             entry["stages"].append(r["stage"])
     skipped = sorted(merged.values(), key=lambda e: e["path"])
-    atomic_write_text(run_dir / "report.json", json.dumps({"skipped_videos": skipped}, indent=2) + "\n")
+    run_dir.write_report(skipped)
     return skipped
 
 
@@ -64,7 +64,7 @@ def divergence_note(train_records: list[dict]) -> str | None:
     return None
 
 
-def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_trained: int, *,
+def write_summary(run_dir: RunDir, cfg, seconds: float, num_videos: int, num_trained: int, *,
                   loss_should_fall: bool = True) -> None:
     """summary.md: what was trained on, each epoch's training values, each retrieval
     round (REST), skipped videos; a warning first when a caption loss rose (see
@@ -75,7 +75,7 @@ def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_train
              f"- videos in the split: {num_videos}; trained on: {num_trained}; unreadable: {len(skipped)}",
              f"- epochs: {cfg.optim.epochs}; global batch {cfg.optim.global_batch}; lr {cfg.optim.lr} -> "
              f"{cfg.optim.min_lr}; time {seconds / 60:.1f} min (since the last start, if resumed)",
-             f"- final model: `{run_dir / 'final'}`", ""]
+             f"- final model: `{run_dir.final}`", ""]
     train = metrics.read("train")
     note = divergence_note(train) if loss_should_fall else None
     if note:
@@ -88,5 +88,5 @@ def write_summary(run_dir: Path, cfg, seconds: float, num_videos: int, num_train
     if skipped:
         lines += ["## Unreadable videos (skipped)", ""]
         lines += [f"- `{s['path']}` ({', '.join(s['stages'])}): {s['error']}" for s in skipped[:50]]
-        lines += [f"- ... {len(skipped) - 50} more in report.json" if len(skipped) > 50 else "", ""]
-    atomic_write_text(run_dir / "summary.md", "\n".join(lines).rstrip() + "\n")
+        lines += [f"- ... {len(skipped) - 50} more in {run_dir.report.name}" if len(skipped) > 50 else "", ""]
+    run_dir.write_summary("\n".join(lines).rstrip() + "\n")
