@@ -2,7 +2,8 @@
 genact vs the plain loop a user would write with Hugging Face `generate`.
 
     python benchmarks/captioning.py                          # BLIP-base layout, 224 px, 4 videos
-    python benchmarks/captioning.py --image-size 384 --videos 2 --out benchmarks/results/captioning_cpu.json
+    python benchmarks/captioning.py --image-size 384 --videos 2 \
+        --out benchmarks/results/captioning_cpu.json
 
 Both sides load the same random-weight image BLIP directory (BLIP-base layout: ViT-B/16
 and the 12-layer BERT decoder with 30,524 word pieces) and decode frames with the same
@@ -29,12 +30,11 @@ from pathlib import Path
 import torch
 from transformers import BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
+from decode import moving_frames  # noqa: E402
 from genact.config import DEFAULT_PROMPTS
 from genact.data import VideoItem, read_video, write_video
-from genact.models.video_blip import VideoBlip
 from genact.inference.captions import frame_captions
-
-from decode import moving_frames  # noqa: E402
+from genact.models.video_blip import VideoBlip
 from helpers import random_blip  # benchmarks/ is on sys.path when a script runs
 
 
@@ -43,11 +43,15 @@ def save_blip(directory: Path, image_size: int) -> Path:
     model, tok = random_blip(image_size, directory / "vocab")
     model.save_pretrained(directory)
     size = {"height": image_size, "width": image_size}
-    BlipProcessor(image_processor=BlipImageProcessor(size=size), tokenizer=tok).save_pretrained(directory)
+    BlipProcessor(image_processor=BlipImageProcessor(size=size), tokenizer=tok).save_pretrained(
+        directory
+    )
     return directory
 
 
-def plain_loop(model_dir: Path, paths: list[str], frames: int, prompts, beams: int, tokens: int) -> int:
+def plain_loop(
+    model_dir: Path, paths: list[str], frames: int, prompts, beams: int, tokens: int
+) -> int:
     """What a user writes with transformers: one frame and prompt per generate call."""
     model = BlipForConditionalGeneration.from_pretrained(model_dir).eval()
     processor = BlipProcessor.from_pretrained(model_dir)
@@ -57,21 +61,43 @@ def plain_loop(model_dir: Path, paths: list[str], frames: int, prompts, beams: i
             for frame in read_video(path, frames):
                 for prompt in prompts:
                     inputs = processor(images=frame, text=prompt, return_tensors="pt")
-                    out = model.generate(**inputs, num_beams=beams, max_new_tokens=tokens, min_new_tokens=tokens)
+                    out = model.generate(
+                        **inputs, num_beams=beams, max_new_tokens=tokens, min_new_tokens=tokens
+                    )
                     n += bool(processor.decode(out[0], skip_special_tokens=True))
     return n
 
 
-def genact_loop(model_dir: Path, paths: list[str], frames: int, prompts, beams: int, tokens: int, batch: int,
-                workers: int) -> int:
+def genact_loop(
+    model_dir: Path,
+    paths: list[str],
+    frames: int,
+    prompts,
+    beams: int,
+    tokens: int,
+    batch: int,
+    workers: int,
+) -> int:
     model = VideoBlip.from_pretrained(model_dir, num_frames=frames)
-    out = frame_captions(model, [VideoItem(p) for p in paths], frames, prompts, batch, workers, progress=False,
-                         num_beams=beams, max_new_tokens=tokens, min_new_tokens=tokens)
+    out = frame_captions(
+        model,
+        [VideoItem(p) for p in paths],
+        frames,
+        prompts,
+        batch,
+        workers,
+        progress=False,
+        num_beams=beams,
+        max_new_tokens=tokens,
+        min_new_tokens=tokens,
+    )
     return sum(len(c) for c in out.values())
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--videos", type=int, default=4)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--image-size", type=int, default=224, help="BLIP captioning-base uses 384")
@@ -83,8 +109,11 @@ def main() -> None:
     args = p.parse_args()
     prompts = list(DEFAULT_PROMPTS)
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none (CPU run)"
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} "
-               f"threads, torch {torch.__version__}, GPU: {gpu}")
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}, GPU: {gpu}"
+    )
     print(f"# {machine}")
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_blip(Path(tmp) / "blip", args.image_size)
@@ -99,11 +128,20 @@ def main() -> None:
         plain_loop(*common)
         t2 = time.perf_counter()
     frames = args.videos * args.frames
-    row = {"videos": args.videos, "T": args.frames, "prompts": len(prompts), "image_size": args.image_size,
-           "beams": args.beams, "new_tokens": args.tokens, "genact_batch_videos": args.batch,
-           "genact_s": round(t1 - t0, 1), "plain_loop_s": round(t2 - t1, 1),
-           "genact_frames_per_s": round(frames / (t1 - t0), 2), "plain_frames_per_s": round(frames / (t2 - t1), 2),
-           "speed_up": round((t2 - t1) / (t1 - t0), 2)}
+    row = {
+        "videos": args.videos,
+        "T": args.frames,
+        "prompts": len(prompts),
+        "image_size": args.image_size,
+        "beams": args.beams,
+        "new_tokens": args.tokens,
+        "genact_batch_videos": args.batch,
+        "genact_s": round(t1 - t0, 1),
+        "plain_loop_s": round(t2 - t1, 1),
+        "genact_frames_per_s": round(frames / (t1 - t0), 2),
+        "plain_frames_per_s": round(frames / (t2 - t1), 2),
+        "speed_up": round((t2 - t1) / (t1 - t0), 2),
+    }
     print(json.dumps(row))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

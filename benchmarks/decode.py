@@ -73,7 +73,9 @@ def time_per_clip(fn, paths: list[str], num_frames: int, repeats: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seconds", type=float, nargs="+", default=[2, 30])
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--clips", type=int, default=3, help="clips per setting")
@@ -87,8 +89,11 @@ def main() -> None:
         methods["decord get_batch"] = decord_decode
     except ImportError:
         print("# decord is not installed: its column is left out")
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, PyAV {av.__version__}, torch {torch.__version__}"
-    print(f"# {machine}; T = {args.frames}; ms per clip, mean of {args.clips} clips x {args.repeats}")
+    cpu = platform.processor() or platform.machine()
+    machine = f"{cpu}, {os.cpu_count()} CPUs, PyAV {av.__version__}, torch {torch.__version__}"
+    print(
+        f"# {machine}; T = {args.frames}; ms per clip, mean of {args.clips} clips x {args.repeats}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in args.seconds:
@@ -102,12 +107,25 @@ def main() -> None:
                     write_video(path, moving_frames(n, seed=c), fps=30, gop=gop, crf=23)
                     paths.append(str(path))
                 ref = full_decode(paths[0], args.frames)
-                assert np.array_equal(genact_decode(paths[0], args.frames), ref), "genact picked other frames"
-                row = {"seconds": seconds, "frames_in_clip": n, "keyframe_every": gop, "T": args.frames,
-                       "mb_per_clip": round(sum(os.path.getsize(q) for q in paths) / len(paths) / 2**20, 2)}
+                assert np.array_equal(genact_decode(paths[0], args.frames), ref), (
+                    "genact picked other frames"
+                )
+                row = {
+                    "seconds": seconds,
+                    "frames_in_clip": n,
+                    "keyframe_every": gop,
+                    "T": args.frames,
+                    "mb_per_clip": round(
+                        sum(os.path.getsize(q) for q in paths) / len(paths) / 2**20, 2
+                    ),
+                }
                 for name, fn in methods.items():
-                    row[f"{name} ms"] = round(1000 * time_per_clip(fn, paths, args.frames, args.repeats), 1)
-                row["speed-up vs full decode"] = round(row["PyAV full decode ms"] / row["genact read_video ms"], 1)
+                    row[f"{name} ms"] = round(
+                        1000 * time_per_clip(fn, paths, args.frames, args.repeats), 1
+                    )
+                row["speed-up vs full decode"] = round(
+                    row["PyAV full decode ms"] / row["genact read_video ms"], 1
+                )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.out:

@@ -18,7 +18,9 @@ from genact.world.demo import DemoConfig, foundation_models, run_demo_fewshot
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--demo", default="demo")
     p.add_argument("--seed", type=int, default=0, help="the seed that demo was run with")
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 2e-4, 5e-5])
@@ -33,15 +35,27 @@ def main() -> None:
     rows = []
     for lr in args.lrs:
         for shots in (2, 8):
-            res = run_demo_fewshot(replace(cfg, fewshot_lr=lr), test, pool, shots, RunDir(demo / "runs" / "rest").final,
-                                   clip_dir, demo / "fewshot-sweep" / f"lr{lr:g}", progress=False)
-            rows.append({"lr": lr, "shots": shots, "top1": round(res["splits"]["unseen"]["top1"], 2)})
+            res = run_demo_fewshot(
+                replace(cfg, fewshot_lr=lr),
+                test,
+                pool,
+                shots,
+                RunDir(demo / "runs" / "rest").final,
+                clip_dir,
+                demo / "fewshot-sweep" / f"lr{lr:g}",
+                progress=False,
+            )
+            rows.append(
+                {"lr": lr, "shots": shots, "top1": round(res["splits"]["unseen"]["top1"], 2)}
+            )
             print(json.dumps(rows[-1]), flush=True)
     print(f"REST zero-shot: {rest:.1f}")
     for r in rows:
         print(f"lr {r['lr']:<8g} {r['shots']}-shot {r['top1']:6.1f} ({r['top1'] - rest:+.1f})")
     if args.out:
-        Path(args.out).write_text(json.dumps({"seed": args.seed, "rest_top1": rest, "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(
+            json.dumps({"seed": args.seed, "rest_top1": rest, "rows": rows}, indent=1) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -27,18 +27,19 @@ from pathlib import Path
 
 import torch
 
+from decode import moving_frames  # noqa: E402
 from genact.data import VideoDataset, VideoItem, make_loader, write_video
 from genact.data.frame_cache import build_frame_cache, use_frame_cache
-from genact.models.video_blip import VideoBlip, VideoBlipConfig
 from genact.inference.processing import blip_transform
-
-from decode import moving_frames  # noqa: E402
+from genact.models.video_blip import VideoBlip, VideoBlipConfig
 from helpers import captions, random_blip  # benchmarks/ is on sys.path when a script runs
 
 
 def small_blip(hidden: int, size: int, frames: int, vocab_dir: Path) -> VideoBlip:
     """BLIP-base-shaped, `hidden` wide and 4 layers deep in both towers."""
-    return VideoBlip(*random_blip(size, vocab_dir, hidden, layers=4), VideoBlipConfig(num_frames=frames))
+    return VideoBlip(
+        *random_blip(size, vocab_dir, hidden, layers=4), VideoBlipConfig(num_frames=frames)
+    )
 
 
 def loader_rate(items: list[VideoItem], model: VideoBlip, batch: int, workers: int) -> float:
@@ -72,7 +73,9 @@ def train_rate(items: list[VideoItem], model: VideoBlip, batch: int, workers: in
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--videos", type=int, default=48)
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--frames", type=int, default=8)
@@ -82,8 +85,12 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", help="write the rows as JSON here")
     args = p.parse_args()
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
-    print(f"# {machine}; {args.videos} videos of {args.seconds:g} s, T = {args.frames}, {args.workers} workers")
+    cpu = platform.processor() or platform.machine()
+    machine = f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    print(
+        f"# {machine}; {args.videos} videos of {args.seconds:g} s, T = {args.frames}, "
+        f"{args.workers} workers"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -97,22 +104,41 @@ def main() -> None:
         sources = {"decoded from the videos": (items, None, 0.0)}
         for fmt in ("jpeg", "raw"):
             t0 = time.perf_counter()
-            build_frame_cache(items, tmp / fmt, args.frames, side, fmt=fmt, num_workers=args.workers, progress=False)
+            build_frame_cache(
+                items,
+                tmp / fmt,
+                args.frames,
+                side,
+                fmt=fmt,
+                num_workers=args.workers,
+                progress=False,
+            )
             build_s = time.perf_counter() - t0
             mb = sum(f.stat().st_size for f in (tmp / fmt).glob("*.bin")) / 2**20
-            sources[f"frame cache ({fmt})"] = (use_frame_cache(items, tmp / fmt, args.frames, side), mb, build_s)
+            sources[f"frame cache ({fmt})"] = (
+                use_frame_cache(items, tmp / fmt, args.frames, side),
+                mb,
+                build_s,
+            )
         for name, (its, mb, build_s) in sources.items():
-            row = {"input": name, "videos": args.videos, "T": args.frames, "short_side": side,
-                   "cache_mb_per_video": None if mb is None else round(mb / args.videos, 3),
-                   "cache_build_s": round(build_s, 1),
-                   "read_videos_per_s": round(read_rate(its, args.frames, args.workers), 1),
-                   "loader_videos_per_s": round(loader_rate(its, model, args.batch, args.workers), 1),
-                   "train_videos_per_s": round(train_rate(its, model, args.batch, args.workers), 2)}
+            row = {
+                "input": name,
+                "videos": args.videos,
+                "T": args.frames,
+                "short_side": side,
+                "cache_mb_per_video": None if mb is None else round(mb / args.videos, 3),
+                "cache_build_s": round(build_s, 1),
+                "read_videos_per_s": round(read_rate(its, args.frames, args.workers), 1),
+                "loader_videos_per_s": round(loader_rate(its, model, args.batch, args.workers), 1),
+                "train_videos_per_s": round(train_rate(its, model, args.batch, args.workers), 2),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"machine": machine, "args": vars(args), "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(
+            json.dumps({"machine": machine, "args": vars(args), "rows": rows}, indent=1) + "\n"
+        )
 
 
 if __name__ == "__main__":

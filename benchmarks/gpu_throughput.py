@@ -1,7 +1,8 @@
 """GPU throughput of a BLIP-base-sized VideoBlip and a CLIP ViT-B/16 (random weights).
 
     python benchmarks/gpu_throughput.py --out gpu.json
-    python benchmarks/gpu_throughput.py --batch 32 --frames 8 --size 224 --variants sdpa sdpa+compile
+    python benchmarks/gpu_throughput.py --batch 32 --frames 8 --size 224 \
+        --variants sdpa sdpa+compile
 
 Measures, on one GPU: training steps (LM loss, bf16 autocast, fused AdamW, adapters
 after every ViT layer) in videos/s and model FLOPs utilisation against the GPU's
@@ -105,10 +106,18 @@ def train_row(model: VideoBlip, batch: int, variant: str, steps: int, peak: floa
     if DEV == "cuda":
         torch.cuda.reset_peak_memory_stats()
     sec = timed(step, steps, warmup=3 if "compile" in variant else 2)
-    row = {"what": "train step", "variant": variant, "batch": batch, "videos_per_s": round(batch / sec, 1),
-           "step_ms": round(sec * 1e3, 1), "tflop_per_step": round(flops / 1e12, 2),
-           "achieved_tflops": round(flops / sec / 1e12, 1),
-           "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1) if DEV == "cuda" else None}
+    row = {
+        "what": "train step",
+        "variant": variant,
+        "batch": batch,
+        "videos_per_s": round(batch / sec, 1),
+        "step_ms": round(sec * 1e3, 1),
+        "tflop_per_step": round(flops / 1e12, 2),
+        "achieved_tflops": round(flops / sec / 1e12, 1),
+        "peak_gpu_gb": round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        if DEV == "cuda"
+        else None,
+    }
     if peak:
         row["mfu_pct"] = round(100 * flops / sec / peak, 1)
     return row
@@ -124,24 +133,45 @@ def generate_row(model: VideoBlip, batch: int, beams: int, steps: int) -> dict:
             model.generate(pixels, num_beams=beams, max_new_tokens=20, min_new_tokens=20)
 
     sec = timed(run, steps, warmup=1)
-    return {"what": "caption generation", "variant": f"beam {beams}, 20 tokens", "batch": batch,
-            "videos_per_s": round(batch / sec, 1), "step_ms": round(sec * 1e3, 1)}
+    return {
+        "what": "caption generation",
+        "variant": f"beam {beams}, 20 tokens",
+        "batch": batch,
+        "videos_per_s": round(batch / sec, 1),
+        "step_ms": round(sec * 1e3, 1),
+    }
 
 
 def clip_row(size: int, frames: int, batch: int, steps: int) -> dict:
     tok = clip_tokenizer(WORDS)
-    model = CLIPModel(CLIPConfig(vision_config=dict(image_size=size, patch_size=16), projection_dim=512,
-                                 text_config=dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
-                                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)))
+    model = CLIPModel(
+        CLIPConfig(
+            vision_config=dict(image_size=size, patch_size=16),
+            projection_dim=512,
+            text_config=dict(
+                vocab_size=len(tok),
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            ),
+        )
+    )
     clip = FrozenClip(model, tok).to(DEV)
     pixels = torch.randn(batch, frames, 3, size, size, device=DEV)
     sec = timed(lambda: clip.video_features(pixels), steps, warmup=2)
-    return {"what": "CLIP video features", "variant": f"ViT-B/16, {model.config._attn_implementation}", "batch": batch,
-            "videos_per_s": round(batch / sec, 1), "step_ms": round(sec * 1e3, 1)}
+    return {
+        "what": "CLIP video features",
+        "variant": f"ViT-B/16, {model.config._attn_implementation}",
+        "batch": batch,
+        "videos_per_s": round(batch / sec, 1),
+        "step_ms": round(sec * 1e3, 1),
+    }
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--batch", type=int, default=32, help="videos per training step")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
@@ -172,8 +202,14 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     rows.append(clip_row(args.size, args.frames, 4 * args.batch, args.steps))
     print(json.dumps(rows[-1]), flush=True)
-    meta = {"gpu": name, "peak_bf16_tflops": peak and peak / 1e12, "torch": torch.__version__,
-            "frames": args.frames, "size": args.size, "python": platform.python_version()}
+    meta = {
+        "gpu": name,
+        "peak_bf16_tflops": peak and peak / 1e12,
+        "torch": torch.__version__,
+        "frames": args.frames,
+        "size": args.size,
+        "python": platform.python_version(),
+    }
     print(json.dumps(meta))
     if args.out:
         with open(args.out, "w") as f:

@@ -12,9 +12,10 @@ from genact.world.demo import foundation_models
 from genact.world.pretrain import blip_tokenizer
 from genact.world.world import WorldConfig, build_world
 
-
-WORDS = ("a man woman person is playing riding cooking dancing guitar horse food on stage field kitchen "
-         "with the of in and outside").split()
+WORDS = (
+    "a man woman person is playing riding cooking dancing guitar horse food on stage field kitchen "
+    "with the of in and outside"
+).split()
 
 
 def random_blip(size: int, vocab_dir: Path, hidden: int | None = None, layers: int = 12):
@@ -23,24 +24,44 @@ def random_blip(size: int, vocab_dir: Path, hidden: int | None = None, layers: i
     with `hidden`, both towers that wide and `layers` deep (64-wide heads, 4x MLPs)."""
     tok = blip_tokenizer(WORDS, vocab_dir)
     torch.manual_seed(0)
-    tower = {} if hidden is None else dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=4 * hidden,
-                                           num_attention_heads=max(hidden // 64, 1))
-    text = dict(vocab_size=30524, bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id,
-                pad_token_id=tok.pad_token_id, **tower)
+    tower = (
+        {}
+        if hidden is None
+        else dict(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            intermediate_size=4 * hidden,
+            num_attention_heads=max(hidden // 64, 1),
+        )
+    )
+    text = dict(
+        vocab_size=30524,
+        bos_token_id=tok.bos_token_id,
+        sep_token_id=tok.sep_token_id,
+        pad_token_id=tok.pad_token_id,
+        **tower,
+    )
     if hidden is not None:
         text["encoder_hidden_size"] = hidden
-    cfg = BlipConfig(text_config=text, vision_config=dict(image_size=size, patch_size=16, initializer_range=0.02,
-                                                          **tower))
+    cfg = BlipConfig(
+        text_config=text,
+        vision_config=dict(image_size=size, patch_size=16, initializer_range=0.02, **tower),
+    )
     return BlipForConditionalGeneration(cfg), tok
 
 
 def captions(n: int, g: torch.Generator) -> list[str]:
-    return [" ".join(WORDS[i] for i in torch.randint(len(WORDS), (12,), generator=g).tolist()) for _ in range(n)]
+    return [
+        " ".join(WORDS[i] for i in torch.randint(len(WORDS), (12,), generator=g).tolist())
+        for _ in range(n)
+    ]
 
 
 def shipped_world(root: Path, train_per_class: int, test_per_class: int) -> tuple[Path, Path, Path]:
     """The miniature world (seed 0) written below root/world, and the shipped tiny BLIP
     and CLIP: (world, blip, clip) directories."""
-    world = build_world(root / "world", WorldConfig(seed=0, train_per_class=train_per_class,
-                                                    test_per_class=test_per_class))
+    world = build_world(
+        root / "world",
+        WorldConfig(seed=0, train_per_class=train_per_class, test_per_class=test_per_class),
+    )
     return (world, *foundation_models(root))

@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 
 from genact.config import Decoding
-from genact.training.rundir import RunDir
 from genact.data import read_list
 from genact.evaluation.evaluate import evaluate
 from genact.inference.captions import Captioner
-from genact.training.metrics import Metrics
 from genact.models import FrozenClip
+from genact.training.metrics import Metrics
+from genact.training.rundir import RunDir
 from genact.world.demo import DemoConfig, demo_settings, foundation_models, run_demo_regen
 
 SETTINGS = (
@@ -41,26 +41,58 @@ SETTINGS = (
 CURVES = ("reward_cls", "reward_clip", "sampled_class_top1")
 
 
-def run_setting(setting: dict, demo: Path, cfg: DemoConfig, test, clip: FrozenClip) -> tuple[dict, list[dict]]:
+def run_setting(
+    setting: dict, demo: Path, cfg: DemoConfig, test, clip: FrozenClip
+) -> tuple[dict, list[dict]]:
     blip, clip_dir = foundation_models(demo)
-    run_dir = demo / "regen-sweep" / setting["name"].replace(" ", "_").replace(":", "").replace(",", "")
-    swept = DemoConfig(**{**vars(cfg), "regen_lr": setting["lr"], "regen_epochs": setting["epochs"]})
+    run_dir = (
+        demo / "regen-sweep" / setting["name"].replace(" ", "_").replace(":", "").replace(",", "")
+    )
+    swept = DemoConfig(
+        **{**vars(cfg), "regen_lr": setting["lr"], "regen_epochs": setting["epochs"]}
+    )
     start = time.time()
-    final = run_demo_regen(swept, demo_settings(swept, demo / "world", blip, clip_dir, progress=False),
-                           RunDir(demo / "runs" / "rest").final, run_dir, ("run.log_every=1", *setting["extra"]))
-    captioner = Captioner.load(str(final), Decoding(frames=cfg.frames, max_new_tokens=8), cache_dir=demo / "cache",
-                               device=torch.device("cpu"), progress=False)
-    res = evaluate({"unseen": test}, clip, captioner, method="genact", templates=["{}"], out_dir=run_dir / "eval", meta={},
-                   cache_dir=demo / "cache", frames=cfg.frames, progress=False)
+    final = run_demo_regen(
+        swept,
+        demo_settings(swept, demo / "world", blip, clip_dir, progress=False),
+        RunDir(demo / "runs" / "rest").final,
+        run_dir,
+        ("run.log_every=1", *setting["extra"]),
+    )
+    captioner = Captioner.load(
+        str(final),
+        Decoding(frames=cfg.frames, max_new_tokens=8),
+        cache_dir=demo / "cache",
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    res = evaluate(
+        {"unseen": test},
+        clip,
+        captioner,
+        method="genact",
+        templates=["{}"],
+        out_dir=run_dir / "eval",
+        meta={},
+        cache_dir=demo / "cache",
+        frames=cfg.frames,
+        progress=False,
+    )
     train = Metrics(run_dir, enabled=False).read("train")
-    first, last = train[: max(len(train) // 4, 1)], train[-max(len(train) // 4, 1):]
+    first, last = train[: max(len(train) // 4, 1)], train[-max(len(train) // 4, 1) :]
+
     def mean(rows: list[dict], k: str) -> float | None:  # None for a reward the setting leaves out
         vals = [r[k] for r in rows if k in r]
         return round(sum(vals) / len(vals), 3) if vals else None
 
-    row = {"name": setting["name"], "steps": len(train), "top1": round(res["splits"]["unseen"]["top1"], 2),
-           **{f"{k}_first": mean(first, k) for k in CURVES}, **{f"{k}_last": mean(last, k) for k in CURVES},
-           "seconds": round(time.time() - start, 1)}
+    row = {
+        "name": setting["name"],
+        "steps": len(train),
+        "top1": round(res["splits"]["unseen"]["top1"], 2),
+        **{f"{k}_first": mean(first, k) for k in CURVES},
+        **{f"{k}_last": mean(last, k) for k in CURVES},
+        "seconds": round(time.time() - start, 1),
+    }
     return row, [{k: r.get(k) for k in ("step", *CURVES)} for r in train]
 
 
@@ -72,9 +104,13 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.6))
     for ax, key in zip(axes, CURVES):
-        for i, (name, rows) in enumerate(curves.items()):  # a setting keeps its colour in every panel
+        for i, (name, rows) in enumerate(
+            curves.items()
+        ):  # a setting keeps its colour in every panel
             if rows and rows[0][key] is not None:
-                ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name, color=f"C{i}")
+                ax.plot(
+                    [r["step"] for r in rows], [r[key] for r in rows], label=name, color=f"C{i}"
+                )
         ax.set_title(key.replace("_", " "))
         ax.set_xlabel("optimizer step")
     axes[-1].legend(fontsize=7)
@@ -83,7 +119,9 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--demo", default="demo")
     p.add_argument("--seed", type=int, default=0, help="the seed that demo was run with")
     p.add_argument("--settings", type=int, nargs="+", default=list(range(len(SETTINGS))))
@@ -91,7 +129,9 @@ def main() -> None:
     args = p.parse_args()
     demo, cfg = Path(args.demo), DemoConfig(seed=args.seed)
     world = demo / "world"
-    test = read_list(world / "splits" / "test.txt", world / "videos", world / "splits" / "classes_unseen.txt")
+    test = read_list(
+        world / "splits" / "test.txt", world / "videos", world / "splits" / "classes_unseen.txt"
+    )
     clip = FrozenClip.from_pretrained(foundation_models(demo)[1])
     rest = json.loads((demo / "demo.json").read_text())["rows"]["rest"]["unseen"]["top1"]
     rows, curves = [], {}
@@ -100,15 +140,24 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"REST: {rest:.1f}")
-    print(f"{'setting':<36}{'steps':>6}{'top-1':>7}{'CLS-R first/last':>20}{'class top-1 first/last':>26}")
+    print(
+        f"{'setting':<36}{'steps':>6}{'top-1':>7}{'CLS-R first/last':>20}"
+        f"{'class top-1 first/last':>26}"
+    )
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for r in rows:
-        print(f"{r['name']:<36}{r['steps']:>6}{r['top1']:>7.1f}"
-              f"{fmt(r['reward_cls_first']):>10}/{fmt(r['reward_cls_last']):<9}"
-              f"{fmt(r['sampled_class_top1_first']):>13}/{fmt(r['sampled_class_top1_last']):<12}")
+        print(
+            f"{r['name']:<36}{r['steps']:>6}{r['top1']:>7.1f}"
+            f"{fmt(r['reward_cls_first']):>10}/{fmt(r['reward_cls_last']):<9}"
+            f"{fmt(r['sampled_class_top1_first']):>13}/{fmt(r['sampled_class_top1_last']):<12}"
+        )
     if args.out:
-        Path(args.out).write_text(json.dumps({"seed": args.seed, "rest_top1": rest, "rows": rows,
-                                              "curves": curves}, indent=1) + "\n")
+        Path(args.out).write_text(
+            json.dumps(
+                {"seed": args.seed, "rest_top1": rest, "rows": rows, "curves": curves}, indent=1
+            )
+            + "\n"
+        )
         plot(curves, Path(args.out).with_suffix(".png"))
 
 

@@ -3,7 +3,8 @@ synthetic clips: videos/s per stage on this machine, and the wall time a full K4
 REST run (240k videos, 60 epochs, 6 rounds) would take here, projected from them.
 
     python benchmarks/rest_pipeline.py --out bench/rest_pipeline.json          # GPU: the real sizes
-    python benchmarks/rest_pipeline.py --videos 4 --size 32 --hidden 64 --layers 2 --neighbour-videos 2048
+    python benchmarks/rest_pipeline.py --videos 4 --size 32 --hidden 64 --layers 2 \
+        --neighbour-videos 2048
 
 Stages (Algorithm 1): initial captions (each of T frames under each of 3 prompts,
 beam search), CLIP video features, CLIP text features of the bank's captions,
@@ -39,8 +40,15 @@ from genact.world.pretrain import clip_tokenizer
 from helpers import WORDS, captions, random_blip  # benchmarks/ is on sys.path when a script runs
 
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-K400 = {"videos": 240_000, "epochs": 60, "rounds": 6, "eval_videos": 42_000}  # K600's 3 zero-shot test splits
-CAPTIONS_PER_VIDEO = 10  # distinct initial captions per video (T = 8 frames x 3 prompts, after merging)
+K400 = {
+    "videos": 240_000,
+    "epochs": 60,
+    "rounds": 6,
+    "eval_videos": 42_000,
+}  # K600's 3 zero-shot test splits
+CAPTIONS_PER_VIDEO = (
+    10  # distinct initial captions per video (T = 8 frames x 3 prompts, after merging)
+)
 
 
 def sync() -> None:
@@ -49,7 +57,8 @@ def sync() -> None:
 
 
 def per_second(fn, items: int, batch: int) -> float:
-    """Items per second of fn(n) called on batches of `batch` covering `items`, after one warm-up call."""
+    """Items per second of fn(n) called on batches of `batch` covering `items`, after one
+    warm-up call."""
     fn(min(batch, items))
     sync()
     t0 = time.perf_counter()
@@ -61,12 +70,27 @@ def per_second(fn, items: int, batch: int) -> float:
 
 def build_clip(size: int, hidden: int | None, layers: int) -> FrozenClip:
     tok = clip_tokenizer(WORDS)
-    tower = {} if hidden is None else dict(hidden_size=hidden, num_hidden_layers=layers, intermediate_size=4 * hidden,
-                                           num_attention_heads=max(hidden // 64, 1))
-    cfg = CLIPConfig(vision_config=dict(image_size=size, patch_size=16, **tower),
-                     text_config=dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                      pad_token_id=tok.pad_token_id, **tower),
-                     projection_dim=512 if hidden is None else hidden)
+    tower = (
+        {}
+        if hidden is None
+        else dict(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            intermediate_size=4 * hidden,
+            num_attention_heads=max(hidden // 64, 1),
+        )
+    )
+    cfg = CLIPConfig(
+        vision_config=dict(image_size=size, patch_size=16, **tower),
+        text_config=dict(
+            vocab_size=len(tok),
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **tower,
+        ),
+        projection_dim=512 if hidden is None else hidden,
+    )
     return FrozenClip(CLIPModel(cfg), tok).to(DEV)
 
 
@@ -79,7 +103,9 @@ def model_stages(model: VideoBlip, clip: FrozenClip, args) -> dict[str, float]:
 
     def initial(n: int) -> None:
         with torch.no_grad(), autocast(DEV):
-            memory = model.encode_video(clips(n).flatten(0, 1).unsqueeze(1))  # each frame a one-frame clip
+            memory = model.encode_video(
+                clips(n).flatten(0, 1).unsqueeze(1)
+            )  # each frame a one-frame clip
             for prompt in DEFAULT_PROMPTS:
                 model.generate_from_memory(memory, prompt=prompt, **decode)
 
@@ -88,9 +114,13 @@ def model_stages(model: VideoBlip, clip: FrozenClip, args) -> dict[str, float]:
             model.generate(clips(n), **decode)
 
     texts = captions(args.videos * CAPTIONS_PER_VIDEO, g)
-    rates = {"initial captions": per_second(initial, args.videos, args.caption_batch),
-             "CLIP video features": per_second(lambda n: clip.video_features(clips(n)), args.videos, args.clip_batch),
-             "CLIP text features": per_second(lambda n: clip.text_features(texts[:n]), len(texts), 256)}
+    rates = {
+        "initial captions": per_second(initial, args.videos, args.caption_batch),
+        "CLIP video features": per_second(
+            lambda n: clip.video_features(clips(n)), args.videos, args.clip_batch
+        ),
+        "CLIP text features": per_second(lambda n: clip.text_features(texts[:n]), len(texts), 256),
+    }
     model.train()
     opt = build_optimizer(model, OptimConfig(lr=1e-5))
 
@@ -107,7 +137,8 @@ def model_stages(model: VideoBlip, clip: FrozenClip, args) -> dict[str, float]:
 
 
 def retrieval_stages(args) -> dict[str, float]:
-    """Seconds of the neighbour search and of one retrieval update over `--neighbour-videos` videos."""
+    """Seconds of the neighbour search and of one retrieval update over
+    `--neighbour-videos` videos."""
     n, g = args.neighbour_videos, torch.Generator().manual_seed(0)
     feats = F.normalize(torch.randn(n, 512, generator=g), dim=-1)
     t0 = time.perf_counter()
@@ -125,7 +156,8 @@ def retrieval_stages(args) -> dict[str, float]:
 
 
 def project(rates: dict[str, float], seconds: dict[str, float], n: int) -> dict[str, float]:
-    """Hours per stage of a K400 REST run (and of captioning K600's zero-shot test videos) on this machine."""
+    """Hours per stage of a K400 REST run (and of captioning K600's zero-shot test
+    videos) on this machine."""
     v, rounds = K400["videos"], K400["rounds"]
     hours = {
         "initial captions": v / rates["initial captions"],
@@ -138,26 +170,42 @@ def project(rates: dict[str, float], seconds: dict[str, float], n: int) -> dict[
     }
     hours = {k: s / 3600 for k, s in hours.items()}
     hours["REST total"] = sum(hours.values())
-    hours["evaluation captioning (K600 zero-shot, 3 splits)"] = K400["eval_videos"] / rates["caption generation"] / 3600
+    hours["evaluation captioning (K600 zero-shot, 3 splits)"] = (
+        K400["eval_videos"] / rates["caption generation"] / 3600
+    )
     return hours
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--videos", type=int, default=64, help="synthetic clips per model stage")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--hidden", type=int, default=None, help="narrower towers (default: BLIP-base / ViT-B/16)")
+    p.add_argument(
+        "--hidden", type=int, default=None, help="narrower towers (default: BLIP-base / ViT-B/16)"
+    )
     p.add_argument("--layers", type=int, default=12, help="with --hidden: layers per tower")
     p.add_argument("--caption-batch", type=int, default=32)
     p.add_argument("--clip-batch", type=int, default=32)
     p.add_argument("--train-batch", type=int, default=8)
     p.add_argument("--beams", type=int, default=3)
     p.add_argument("--tokens", type=int, default=15, help="new tokens per caption")
-    p.add_argument("--neighbour-videos", type=int, default=32768, help="videos for the neighbour and retrieval stages")
+    p.add_argument(
+        "--neighbour-videos",
+        type=int,
+        default=32768,
+        help="videos for the neighbour and retrieval stages",
+    )
     p.add_argument("--neighbours", type=int, default=2000, help="H")
     p.add_argument("--keep", type=int, default=3, help="K")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: genact's, see cpu_threads)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: genact's, see cpu_threads)",
+    )
     p.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = p.parse_args()
     cpu_threads(args.threads)
@@ -168,10 +216,17 @@ def main() -> None:
         rates = model_stages(model, build_clip(args.size, args.hidden, args.layers), args)
     seconds = retrieval_stages(args)
     hours = project(rates, seconds, args.neighbour_videos)
-    machine = (torch.cuda.get_device_name() if DEV.type == "cuda" else
-               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
-    print(f"REST stages on {machine} ({'BLIP-base' if args.hidden is None else f'hidden {args.hidden}'}, "
-          f"{args.frames} x {args.size}px frames, beam {args.beams}, {args.tokens} tokens)")
+    machine = (
+        torch.cuda.get_device_name()
+        if DEV.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
+    print(
+        f"REST stages on {machine} "
+        f"({'BLIP-base' if args.hidden is None else f'hidden {args.hidden}'}, "
+        f"{args.frames} x {args.size}px frames, beam {args.beams}, {args.tokens} tokens)"
+    )
     for name, rate in rates.items():
         unit = "texts/s" if "text" in name else "videos/s"
         print(f"  {name:<24} {rate:>10.1f} {unit}")
@@ -181,8 +236,19 @@ def main() -> None:
     for name, h in hours.items():
         print(f"  {name:<50} {h:>10.1f} h")
     if args.out:
-        Path(args.out).write_text(json.dumps({"machine": machine, "settings": vars(args), "rates": rates,
-                                              "seconds": seconds, "projected_hours": hours}, indent=1) + "\n")
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "machine": machine,
+                    "settings": vars(args),
+                    "rates": rates,
+                    "seconds": seconds,
+                    "projected_hours": hours,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from genact.data import SkipReport, VideoItem, write_video
 from genact.inference.captions import Captioner, eval_batches
 from genact.inference.features import encode_videos
 from genact.models.clip import FrozenClip
-from genact.training.supervised import train_on_class_names
 from genact.models.video_blip import VideoBlip
+from genact.training.supervised import train_on_class_names
 from genact.world.demo import foundation_models
 from genact.world.pretrain import CAPTION_PROMPT, blip_tokenizer
 from genact.world.render import OBJECTS, ORDER_VERBS, SCENES, ClipSpec, render_clip
@@ -59,7 +59,9 @@ def class_names() -> list[str]:
     return [f"{v} {o}" for o in OBJECTS for v in ORDER_VERBS]
 
 
-def direction_scores(captions: dict[int, str], pairs: list[tuple[VideoItem, VideoItem]]) -> dict[str, float]:
+def direction_scores(
+    captions: dict[int, str], pairs: list[tuple[VideoItem, VideoItem]]
+) -> dict[str, float]:
     """Share of clips whose caption names the right direction word, and of pairs told apart."""
     right = named = apart = 0
     for j, (up, down) in enumerate(pairs):
@@ -69,8 +71,12 @@ def direction_scores(captions: dict[int, str], pairs: list[tuple[VideoItem, Vide
             right += said == [class_names()[item.label].split()[0]]
         apart += captions.get(2 * j) != captions.get(2 * j + 1)
     n = len(pairs)
-    return {"direction_right": round(100 * right / (2 * n), 1), "direction_named": round(100 * named / (2 * n), 1),
-            "pairs_told_apart": round(100 * apart / n, 1), "example_captions": [captions.get(i) for i in range(4)]}
+    return {
+        "direction_right": round(100 * right / (2 * n), 1),
+        "direction_named": round(100 * named / (2 * n), 1),
+        "pairs_told_apart": round(100 * apart / n, 1),
+        "example_captions": [captions.get(i) for i in range(4)],
+    }
 
 
 def with_direction_words(blip: Path, out: Path, adapter_std: float = 0.0) -> Path:
@@ -83,7 +89,9 @@ def with_direction_words(blip: Path, out: Path, adapter_std: float = 0.0) -> Pat
         for p in model.adapters.parameters():
             p.normal_(0, adapter_std)
     words = [w for w in model.tokenizer.get_vocab() if not w.startswith("[")]
-    model.tokenizer = blip_tokenizer(sorted(words, key=model.tokenizer.get_vocab().get) + list(ORDER_VERBS), out)
+    model.tokenizer = blip_tokenizer(
+        sorted(words, key=model.tokenizer.get_vocab().get) + list(ORDER_VERBS), out
+    )
     model.blip.text_decoder.resize_token_embeddings(len(model.tokenizer))
     model.blip.config.text_config.vocab_size = len(model.tokenizer)
     model.save_pretrained(out)
@@ -103,13 +111,30 @@ def order_gap(model_dir: Path, test: list[VideoItem]) -> float:
 
 
 def finetune(setting: dict, train: list[VideoItem], shipped: Path, run_dir: Path) -> Path:
-    blip = with_direction_words(shipped, run_dir.parent / f"base-{setting.get('adapter_std', 0)}",
-                                setting.get("adapter_std", 0.0))
-    cfg = load_config(SupervisedConfig, None, [
-        f"model.blip={blip}", f"model.use_adapters={str(setting['adapters']).lower()}",
-        f"model.prompt={CAPTION_PROMPT}", f"data.frames={FRAMES}", "data.num_workers=0", "run.progress=false",
-        f"run.dir={run_dir}", f"optim.lr={setting['lr']}", f"optim.min_lr={setting['lr'] / 100}",
-        f"optim.epochs={setting['epochs']}", "optim.batch_size=16", "optim.global_batch=32", "run.tensorboard=false"])
+    blip = with_direction_words(
+        shipped,
+        run_dir.parent / f"base-{setting.get('adapter_std', 0)}",
+        setting.get("adapter_std", 0.0),
+    )
+    cfg = load_config(
+        SupervisedConfig,
+        None,
+        [
+            f"model.blip={blip}",
+            f"model.use_adapters={str(setting['adapters']).lower()}",
+            f"model.prompt={CAPTION_PROMPT}",
+            f"data.frames={FRAMES}",
+            "data.num_workers=0",
+            "run.progress=false",
+            f"run.dir={run_dir}",
+            f"optim.lr={setting['lr']}",
+            f"optim.min_lr={setting['lr'] / 100}",
+            f"optim.epochs={setting['epochs']}",
+            "optim.batch_size=16",
+            "optim.global_batch=32",
+            "run.tensorboard=false",
+        ],
+    )
     final = train_on_class_names(cfg, train, class_names())
     assert final is not None
     return final
@@ -121,13 +146,20 @@ SETTINGS = (
     {"name": "adapters, 4x the steps", "adapters": True, "lr": 2e-4, "epochs": 48},
     {"name": "adapters, lr 1e-3", "adapters": True, "lr": 1e-3, "epochs": 12},
     {"name": "adapters, lr 1e-3, 4x the steps", "adapters": True, "lr": 1e-3, "epochs": 48},
-    {"name": "adapters from N(0, 0.1), lr 1e-3, 4x the steps", "adapters": True, "lr": 1e-3, "epochs": 48,
-     "adapter_std": 0.1},
+    {
+        "name": "adapters from N(0, 0.1), lr 1e-3, 4x the steps",
+        "adapters": True,
+        "lr": 1e-3,
+        "epochs": 48,
+        "adapter_std": 0.1,
+    },
 )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--train-pairs", type=int, default=24, help="training pairs per object")
     p.add_argument("--test-pairs", type=int, default=8, help="test pairs per object")
     p.add_argument("--settings", type=int, nargs="+", default=list(range(len(SETTINGS))))
@@ -143,26 +175,45 @@ def main() -> None:
         clip = FrozenClip.from_pretrained(clip_dir)
         feats = encode_videos(clip, test, FRAMES, progress=False)
         cosine = [float(feats[2 * j] @ feats[2 * j + 1]) for j in range(len(test_pairs))]
-        teachers = {"clip_cosine_clip_vs_reversal_min": round(min(cosine), 4),
-                    "clip_cosine_clip_vs_reversal_mean": round(sum(cosine) / len(cosine), 4)}
+        teachers = {
+            "clip_cosine_clip_vs_reversal_min": round(min(cosine), 4),
+            "clip_cosine_clip_vs_reversal_mean": round(sum(cosine) / len(cosine), 4),
+        }
         print(json.dumps(teachers), flush=True)
         for i in args.settings:
             setting, start = SETTINGS[i], time.time()
             final = finetune(setting, train, blip, root / "runs" / str(i))
-            captioner = Captioner.load(str(final), Decoding(frames=FRAMES, max_new_tokens=8), cache_dir=root / "cache",
-                                       device=torch.device("cpu"), progress=False)
+            captioner = Captioner.load(
+                str(final),
+                Decoding(frames=FRAMES, max_new_tokens=8),
+                cache_dir=root / "cache",
+                device=torch.device("cpu"),
+                progress=False,
+            )
             scores = direction_scores(captioner(test, SkipReport()), test_pairs)
             scores["order_gap"] = order_gap(final, test)
             steps = setting["epochs"] * len(train) // 32
-            rows.append({**setting, "steps": steps, **scores, "seconds": round(time.time() - start, 1)})
+            rows.append(
+                {**setting, "steps": steps, **scores, "seconds": round(time.time() - start, 1)}
+            )
             print(json.dumps(rows[-1]), flush=True)
-    print(f"{'setting':<50}{'steps':>6}{'direction right':>17}{'named':>7}{'pairs apart':>13}{'order gap':>11}")
+    print(
+        f"{'setting':<50}{'steps':>6}{'direction right':>17}{'named':>7}{'pairs apart':>13}"
+        f"{'order gap':>11}"
+    )
     for r in rows:
-        print(f"{r['name']:<50}{r['steps']:>6}{r['direction_right']:>16.1f}%{r['direction_named']:>6.1f}%"
-              f"{r['pairs_told_apart']:>12.1f}%{r['order_gap']:>11.4f}")
+        print(
+            f"{r['name']:<50}{r['steps']:>6}{r['direction_right']:>16.1f}%{r['direction_named']:>6.1f}%"
+            f"{r['pairs_told_apart']:>12.1f}%{r['order_gap']:>11.4f}"
+        )
     if args.out:
-        Path(args.out).write_text(json.dumps({"train_clips": len(train), "test_clips": len(test), **teachers,
-                                              "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(
+            json.dumps(
+                {"train_clips": len(train), "test_clips": len(test), **teachers, "rows": rows},
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -38,9 +38,13 @@ from genact.models.clip import FrozenClip
 from genact.models.text_batches import length_sorted_batches
 from genact.testing import clip_tokenizer  # CLIP's real BPE, from open_clip's merges file
 
-WORDS = ("a man woman child dog person group of people is are playing riding holding throwing a ball guitar "
-         "bike horse on in the at with field stage street water park near his her while wearing red blue shirt "
-         "dancing running jumping swimming cooking kitchen snow beach slowly together into front crowd").split()
+WORDS = (
+    "a man woman child dog person group of people is are playing riding holding throwing a ball "
+    "guitar "
+    "bike horse on in the at with field stage street water park near his her while wearing red "
+    "blue shirt "
+    "dancing running jumping swimming cooking kitchen snow beach slowly together into front crowd"
+).split()
 RANGES = {"narrow": (6, 14), "wide": (3, 30)}
 
 
@@ -54,12 +58,27 @@ def save_clip(directory: Path) -> Path:
     """Random CLIP with ViT-B/16's text tower (the vision tower is tiny: unused here)."""
     tok = clip_tokenizer()
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
-                         num_attention_heads=8, max_position_embeddings=77,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=16),
-        projection_dim=512)
+        text_config=dict(
+            vocab_size=len(tok),
+            hidden_size=512,
+            intermediate_size=2048,
+            num_hidden_layers=12,
+            num_attention_heads=8,
+            max_position_embeddings=77,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=16,
+        ),
+        projection_dim=512,
+    )
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(directory)
     tok.save_pretrained(directory)
@@ -71,9 +90,13 @@ def plain_batches(clip: FrozenClip, texts: list[str], batch: int) -> tuple[torch
     """Batches in input order, padded to each batch's longest text. -> (features, padded tokens)."""
     out, tokens = [], 0
     for s in range(0, len(texts), batch):
-        enc = clip.tokenizer(texts[s : s + batch], padding=True, truncation=True, max_length=77, return_tensors="pt")
+        enc = clip.tokenizer(
+            texts[s : s + batch], padding=True, truncation=True, max_length=77, return_tensors="pt"
+        )
         tokens += enc.input_ids.numel()
-        feats = clip.model.get_text_features(input_ids=enc.input_ids, attention_mask=enc.attention_mask)
+        feats = clip.model.get_text_features(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask
+        )
         out.append(torch.nn.functional.normalize(feats.pooler_output.float(), dim=-1))
     return torch.cat(out), tokens
 
@@ -84,34 +107,50 @@ def sorted_tokens(lengths: list[int], batch: int) -> int:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--texts", type=int, default=4096)
     p.add_argument("--batch", type=int, default=256, help="FrozenClip.text_features' default")
     p.add_argument("--ranges", nargs="+", default=list(RANGES), choices=list(RANGES))
     p.add_argument("--out", help="write the rows as JSON here")
     args = p.parse_args()
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} "
-               f"threads, torch {torch.__version__}")
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} "
+        f"threads, torch {torch.__version__}"
+    )
     print(f"# {machine}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         clip = FrozenClip.from_pretrained(save_clip(Path(tmp) / "clip"))
         for name in args.ranges:
             texts = captions(args.texts, RANGES[name])
-            lengths = [len(i) for i in clip.tokenizer(texts, truncation=True, max_length=77).input_ids]
+            lengths = [
+                len(i) for i in clip.tokenizer(texts, truncation=True, max_length=77).input_ids
+            ]
             t0 = time.perf_counter()
             plain, plain_tokens = plain_batches(clip, texts, args.batch)
             t1 = time.perf_counter()
             ours = clip.text_features(texts, args.batch)
             t2 = time.perf_counter()
             assert torch.allclose(plain, ours, atol=1e-4), "length-sorted features differ"
-            rows.append({"captions": name, "words": RANGES[name], "texts": args.texts, "batch": args.batch,
-                         "real_tokens": sum(lengths), "plain_tokens": plain_tokens,
-                         "sorted_tokens": sorted_tokens(lengths, args.batch),
-                         "plain_s": round(t1 - t0, 1), "genact_s": round(t2 - t1, 1),
-                         "plain_texts_per_s": round(args.texts / (t1 - t0)),
-                         "genact_texts_per_s": round(args.texts / (t2 - t1)),
-                         "speed_up": round((t1 - t0) / (t2 - t1), 2)})
+            rows.append(
+                {
+                    "captions": name,
+                    "words": RANGES[name],
+                    "texts": args.texts,
+                    "batch": args.batch,
+                    "real_tokens": sum(lengths),
+                    "plain_tokens": plain_tokens,
+                    "sorted_tokens": sorted_tokens(lengths, args.batch),
+                    "plain_s": round(t1 - t0, 1),
+                    "genact_s": round(t2 - t1, 1),
+                    "plain_texts_per_s": round(args.texts / (t1 - t0)),
+                    "genact_texts_per_s": round(args.texts / (t2 - t1)),
+                    "speed_up": round((t1 - t0) / (t2 - t1), 2),
+                }
+            )
             print(json.dumps(rows[-1]))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from genact.data import read_video, write_video
+from genact.inference.processing import blip_transform
 from genact.models import VideoBlip
 from genact.testing import coloured_frames, numbered_frames, save_tiny_blip, save_tiny_clip
-from genact.inference.processing import blip_transform
-
 from helpers import CAPTIONS
 
 
@@ -47,7 +46,9 @@ def fitted(tiny_blip_dir, tmp_path_factory):
     rng = np.random.default_rng(0)
     videos = []
     for i, name in enumerate(["blue.mp4", "red.mp4"]):
-        write_video(root / name, coloured_frames(rng, (16, 48, 64), 2 - 2 * i, 180))  # one blue, one red
+        write_video(
+            root / name, coloured_frames(rng, (16, 48, 64), 2 - 2 * i, 180)
+        )  # one blue, one red
         videos.append(root / name)
     torch.manual_seed(0)
     model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=4)

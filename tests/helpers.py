@@ -18,7 +18,9 @@ def write_ucf101(root: Path, classes: list[str], videos: int, train: int) -> Non
 
     rng = np.random.default_rng(0)
     (root / "splits").mkdir(parents=True)
-    (root / "splits" / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    (root / "splits" / "classInd.txt").write_text(
+        "".join(f"{i + 1} {c}\n" for i, c in enumerate(classes))
+    )
     lists: tuple[list, list] = ([], [])
     for c, name in enumerate(classes):
         for g in range(videos):

@@ -1,7 +1,6 @@
 """`genact app` in a real browser: Playwright drives the system's Chromium against the
 app served by the command a user runs (the shipped miniature-world models)."""
 
-import json
 import os
 import shutil
 import socket
@@ -12,21 +11,24 @@ import numpy as np
 import pytest
 
 from genact.app.logic import Models, try_video
-from genact.training.rundir import RunDir
 from genact.config import RestConfig, load_config
 from genact.data import write_video
-from genact.training.bank import CaptionBank
 from genact.rest.run import run_rest
 from genact.testing import coloured_frames
+from genact.training.rundir import RunDir
 from genact.world.demo import SHIPPED
 from genact.world.pretrain import CAPTION_PROMPT
+
+pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
     if os.environ.get("CI"):
         raise RuntimeError("CI must run the browser tests: .ci/run installs Debian's chromium")
-    pytest.skip("no Chromium: `apt-get install -y chromium` (Debian) runs these browser tests",
-                allow_module_level=True)
+    pytest.skip(
+        "no Chromium: `apt-get install -y chromium` (Debian) runs these browser tests",
+        allow_module_level=True,
+    )
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
@@ -44,11 +46,27 @@ def runs(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
     rng = np.random.default_rng(0)
     for i in range(4):
         write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (8, 32, 40), i % 3, 150))
-    run_rest(load_config(RestConfig, None, [
-        f"data.root={root / 'videos'}", f"model.blip={tiny_blip_dir}", f"model.clip={tiny_clip_dir}",
-        "data.frames=2", "data.num_workers=0", "optim.epochs=2", "optim.global_batch=2", "optim.batch_size=2",
-        "rest.epochs_per_round=1", "rest.neighbours=2", "rest.max_new_tokens=4", "run.progress=false",
-        f"run.dir={root / 'runs' / 'rest-tiny'}"]))
+    run_rest(
+        load_config(
+            RestConfig,
+            None,
+            [
+                f"data.root={root / 'videos'}",
+                f"model.blip={tiny_blip_dir}",
+                f"model.clip={tiny_clip_dir}",
+                "data.frames=2",
+                "data.num_workers=0",
+                "optim.epochs=2",
+                "optim.global_batch=2",
+                "optim.batch_size=2",
+                "rest.epochs_per_round=1",
+                "rest.neighbours=2",
+                "rest.max_new_tokens=4",
+                "run.progress=false",
+                f"run.dir={root / 'runs' / 'rest-tiny'}",
+            ],
+        )
+    )
     return root
 
 
@@ -57,9 +75,25 @@ def app(runs):
     """`genact app` on a free port, as a user starts it; its URL."""
     port = free_port()
     (runs / "tmp").mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "genact", "app", "--runs", str(runs / "runs"), "--port", str(port),
-                             "--cache-dir", str(runs / "cache"), "--max-upload-mb", "1"], stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "TMPDIR": str(runs / "tmp")})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "genact",
+            "app",
+            "--runs",
+            str(runs / "runs"),
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(runs / "cache"),
+            "--max-upload-mb",
+            "1",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(runs / "tmp")},
+    )
     try:
         for line in proc.stderr:
             if "genact: app on" in line:
@@ -92,14 +126,18 @@ def page(browser, app):
 
 def test_a_clip_dropped_in_gets_its_caption_and_top5_as_the_library_gives_them(page, runs):
     clip = sorted((runs / "cache" / "app-examples").glob("*.mp4"))[0]  # a world clip the app wrote
-    classes = "swaying ball\npulsing ball\nbouncing kite\ndrifting box\nflickering ring\ncircling cross"
+    classes = (
+        "swaying ball\npulsing ball\nbouncing kite\ndrifting box\nflickering ring\ncircling cross"
+    )
     page.click("#tab-try-button")
     page.locator("#video-in input[type=file]").set_input_files(str(clip))
     page.locator("#classes-in textarea").fill(classes)
     page.click("#run-button")
     caption = page.locator("#video-caption textarea")
     expect(caption).not_to_have_value("", timeout=60000)
-    models = Models.load(str(SHIPPED / "blip"), str(SHIPPED / "blip"), str(SHIPPED / "clip"), prompt=CAPTION_PROMPT)
+    models = Models.load(
+        str(SHIPPED / "blip"), str(SHIPPED / "blip"), str(SHIPPED / "clip"), prompt=CAPTION_PROMPT
+    )
     want = try_video(models, str(clip), classes)
     assert caption.input_value() == want["video_caption"]
     assert page.locator("#image-caption textarea").input_value() == want["image_caption"]
@@ -109,7 +147,9 @@ def test_a_clip_dropped_in_gets_its_caption_and_top5_as_the_library_gives_them(p
     best = max(want["top5"], key=want["top5"].get)
     assert top5.split("\n").index(best) < min(top5.split("\n").index(n) for n in shown if n != best)
     assert page.locator("#frames img").count() == 8
-    assert list((runs / "tmp").glob(f"genact-app-*/**/{clip.name}"))  # the upload, in the app's own folder
+    assert list(
+        (runs / "tmp").glob(f"genact-app-*/**/{clip.name}")
+    )  # the upload, in the app's own folder
 
 
 def test_bad_input_gets_a_message_on_the_page_and_the_server_keeps_running(page, runs):
@@ -133,7 +173,9 @@ def test_the_run_browser_shows_a_videos_captions_with_their_provenance(page, run
     run = runs / "runs" / "rest-tiny"
     page.click("#tab-run-button")
     page.locator("#run-pick input").click()
-    page.locator("ul[role=listbox] li", has_text=str(run)).click()  # the run directories found below --runs
+    page.locator(
+        "ul[role=listbox] li", has_text=str(run)
+    ).click()  # the run directories found below --runs
     expect(page.locator("#run-message")).to_contain_text("REST", timeout=60000)
     page.click("#show-button")
     history = page.locator("#history")
@@ -163,12 +205,20 @@ def test_the_run_browser_reads_nothing_outside_its_runs_folder(client, runs):
     message, *_ = client.predict(str(runs / "runs" / "escape"), api_name="/open_run")
     assert "outside the runs folder" in message
     assert client.predict("/", api_name="/find")["choices"] == []
-    found = [c[0] if isinstance(c, (list, tuple)) else c for c in client.predict(str(runs / "runs"),
-                                                                                  api_name="/find")["choices"]]
+    found = [
+        c[0] if isinstance(c, (list, tuple)) else c
+        for c in client.predict(str(runs / "runs"), api_name="/find")["choices"]
+    ]
     assert found == [str(runs / "runs" / "rest-tiny")]
     run = str(runs / "runs" / "rest-tiny")
-    frames, history = client.predict(run, str(runs / "cache" / "app-examples" / "x.mp4"), api_name="/show_video")
-    assert frames == [] and (history.get("data") if isinstance(history, dict) else history) in ([], [[]], None)
+    frames, history = client.predict(
+        run, str(runs / "cache" / "app-examples" / "x.mp4"), api_name="/show_video"
+    )
+    assert frames == [] and (history.get("data") if isinstance(history, dict) else history) in (
+        [],
+        [[]],
+        None,
+    )
     video = RunDir(runs / "runs" / "rest-tiny").bank(0).keys[0]
     frames, _ = client.predict(run, video, api_name="/show_video")
     assert len(frames) == 8  # a video the run trained on is shown (8 frames)
@@ -185,7 +235,13 @@ def test_an_upload_over_the_limit_is_refused(client, runs):
 
 def test_a_port_in_use_is_one_line(app, runs):
     port = int(app.rstrip("/").rsplit(":", 1)[1])
-    out = subprocess.run([sys.executable, "-m", "genact", "app", "--runs", str(runs / "runs"), "--port", str(port)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "genact", "app", "--runs", str(runs / "runs"), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1 and f"cannot serve on 127.0.0.1:{port}" in lines[0], out.stderr
+    assert (
+        out.returncode == 2 and len(lines) == 1 and f"cannot serve on 127.0.0.1:{port}" in lines[0]
+    ), out.stderr

@@ -30,10 +30,16 @@ def test_yaml_then_overrides_with_types_checked(tmp_path):
     assert load_config(Run, tmp_path / "saved.yaml") == cfg
 
 
-@pytest.mark.parametrize("override,message", [
-    ("epoch=3", "unknown key"), ("epochs=many", "not of type int"), ("optim.lr=[1]", "not of type float"),
-    ("bf16=1", "not of type bool"), ("epochs", "not key=value"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("epoch=3", "unknown key"),
+        ("epochs=many", "not of type int"),
+        ("optim.lr=[1]", "not of type float"),
+        ("bf16=1", "not of type bool"),
+        ("epochs", "not key=value"),
+    ],
+)
 def test_bad_overrides_fail_before_the_run(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(Run, None, [override])
@@ -46,8 +52,17 @@ def test_shipped_configs_load_into_their_dataclasses():
 
     configs = Path(__file__).parents[1] / "configs"
     rest = load_config(RestConfig, configs / "rest_k400.yaml", ["rest.neighbours=1"])
-    assert (rest.rest.neighbours, rest.rest.keep, rest.rest.epochs_per_round, rest.optim.epochs) == (1, 3, 10, 60)
-    assert rest.optim.betas == [0.9, 0.98] and rest.optim.lr == 2e-5 and rest.optim.label_smoothing == 0.2
+    assert (
+        rest.rest.neighbours,
+        rest.rest.keep,
+        rest.rest.epochs_per_round,
+        rest.optim.epochs,
+    ) == (1, 3, 10, 60)
+    assert (
+        rest.optim.betas == [0.9, 0.98]
+        and rest.optim.lr == 2e-5
+        and rest.optim.label_smoothing == 0.2
+    )
     assert rest.rest.prompts == ["a video of", "a person is", "someone is"]
     sup = load_config(SupervisedConfig, configs / "supervised_k400.yaml")
     assert sup.data.format == "kinetics" and sup.run.dir == "runs/supervised_k400"
@@ -58,6 +73,20 @@ def test_regen_config_has_the_supplementary_settings():
 
     from genact.config import RegenConfig
 
-    cfg = load_config(RegenConfig, Path(__file__).parents[1] / "configs" / "regen_k400.yaml", ["regen.w_grammar=0"])
-    assert (cfg.optim.lr, cfg.optim.min_lr, cfg.optim.weight_decay, cfg.optim.epochs) == (2.5e-6, 2.5e-8, 0.01, 10)
-    assert (cfg.regen.samples, cfg.regen.w_cls, cfg.regen.w_grammar, cfg.regen.cls_form) == (5, 1.0, 0.0, "ce")
+    cfg = load_config(
+        RegenConfig,
+        Path(__file__).parents[1] / "configs" / "regen_k400.yaml",
+        ["regen.w_grammar=0"],
+    )
+    assert (cfg.optim.lr, cfg.optim.min_lr, cfg.optim.weight_decay, cfg.optim.epochs) == (
+        2.5e-6,
+        2.5e-8,
+        0.01,
+        10,
+    )
+    assert (cfg.regen.samples, cfg.regen.w_cls, cfg.regen.w_grammar, cfg.regen.cls_form) == (
+        5,
+        1.0,
+        0.0,
+        "ce",
+    )

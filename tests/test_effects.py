@@ -9,24 +9,41 @@ import pytest
 from genact.errors import ConfigError
 from genact.world.effects import effects, markdown, markers, results_text, write_markdown
 
+pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
+
 
 def demo(seed: int, rest: str, frame: str, supervised_gzs: str | None = None) -> dict:
-    rows = {"rest": {"unseen": {"top1": 100 * rest.count("1") / len(rest), "top5": 100.0, "right": rest}},
-            "frame-captioner": {"unseen": {"top1": 100 * frame.count("1") / len(frame), "top5": 100.0,
-                                           "right": frame}}}
+    rows = {
+        "rest": {
+            "unseen": {"top1": 100 * rest.count("1") / len(rest), "top5": 100.0, "right": rest}
+        },
+        "frame-captioner": {
+            "unseen": {"top1": 100 * frame.count("1") / len(frame), "top5": 100.0, "right": frame}
+        },
+    }
     if supervised_gzs is not None:
-        rows["rest"]["generalized"] = {"top1": 50.0, "top5": 90.0, "right": "1" * (len(rest) // 2) + "0" * (
-            len(rest) - len(rest) // 2)}
+        rows["rest"]["generalized"] = {
+            "top1": 50.0,
+            "top5": 90.0,
+            "right": "1" * (len(rest) // 2) + "0" * (len(rest) - len(rest) // 2),
+        }
         rows["supervised"] = {"generalized": {"top1": 0.0, "top5": 10.0, "right": supervised_gzs}}
-    return {"config": {"seed": seed}, "test_videos": [f"v{i}.mp4" for i in range(len(rest))], "rows": rows}
+    return {
+        "config": {"seed": seed},
+        "test_videos": [f"v{i}.mp4" for i in range(len(rest))],
+        "rows": rows,
+    }
 
 
 def test_effects_come_from_the_per_video_outcomes_of_every_seed():
-    demos = [demo(0, "1111111100", "1100000000"), demo(1, "1111111000", "1111000000", supervised_gzs="0" * 10)]
+    demos = [
+        demo(0, "1111111100", "1100000000"),
+        demo(1, "1111111000", "1111000000", supervised_gzs="0" * 10),
+    ]
     found = effects(demos, draws=2000)
     # the generalized effect needs its rows on every seed; seed 0 has no supervised row
     assert [label for label, _, _ in found] == ["REST > frame captioner"]
-    (_, split, e), = found
+    ((_, split, e),) = found
     assert split == "unseen" and e.per_seed == [60.0, 30.0] and e.mean == 45.0
     assert e.verdict == "holds" and len(e.p_values) == 2
     text = results_text(demos, [0, 1])
@@ -37,7 +54,10 @@ def test_effects_come_from_the_per_video_outcomes_of_every_seed():
 
 
 def test_markdown_blocks_go_between_their_markers_and_nowhere_else(tmp_path):
-    demos = [demo(0, "1111111100", "1100000000", "0000000000"), demo(1, "1111111000", "1111000000", "1000000000")]
+    demos = [
+        demo(0, "1111111100", "1100000000", "0000000000"),
+        demo(1, "1111111000", "1111000000", "1000000000"),
+    ]
     blocks = markdown(demos, [0, 1], effects(demos, draws=500), "genact demo --full --seeds 0 1")
     assert "| REST | unseen (1-vs-12) | 80.0 | 70.0 | 75.0 ± 5.0 |" in blocks["results"]
     assert "REST > supervised on seen classes, generalized (1-vs-36)" in blocks["effects"]
@@ -47,7 +67,11 @@ def test_markdown_blocks_go_between_their_markers_and_nowhere_else(tmp_path):
     doc.write_text(f"# World\nintro\n{begin}\nold table\n{end}\nafter\n")
     assert write_markdown(doc, blocks) == ["effects"]  # no results markers in this file: left alone
     text = doc.read_text()
-    assert text.startswith("# World\nintro\n") and text.endswith(f"{end}\nafter\n") and "old table" not in text
+    assert (
+        text.startswith("# World\nintro\n")
+        and text.endswith(f"{end}\nafter\n")
+        and "old table" not in text
+    )
     assert blocks["effects"] in text and blocks["results"] not in text
     assert write_markdown(doc, blocks) == ["effects"] and doc.read_text() == text  # idempotent
     (tmp_path / "plain.md").write_text("no markers\n")
@@ -57,13 +81,60 @@ def test_markdown_blocks_go_between_their_markers_and_nowhere_else(tmp_path):
 
 
 def test_markdown_without_full_is_refused_before_any_work(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "genact", "demo", "--markdown", "docs/world.md", "--out",
-                          str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "genact: error: --markdown" in out.stderr and not (tmp_path / "d").exists()
-    out = subprocess.run([sys.executable, "-m", "genact", "demo", "--full", "--markdown", str(tmp_path / "none.md"),
-                          "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genact",
+            "demo",
+            "--markdown",
+            "docs/world.md",
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        out.returncode == 2
+        and "genact: error: --markdown" in out.stderr
+        and not (tmp_path / "d").exists()
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genact",
+            "demo",
+            "--full",
+            "--markdown",
+            str(tmp_path / "none.md"),
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "no such file" in out.stderr and not (tmp_path / "d").exists()
-    (tmp_path / "plain.md").write_text("no markers here\n")  # a typo'd file: refused before any seed runs
-    out = subprocess.run([sys.executable, "-m", "genact", "demo", "--full", "--markdown", str(tmp_path / "plain.md"),
-                          "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
+    (tmp_path / "plain.md").write_text(
+        "no markers here\n"
+    )  # a typo'd file: refused before any seed runs
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genact",
+            "demo",
+            "--full",
+            "--markdown",
+            str(tmp_path / "plain.md"),
+            "--out",
+            str(tmp_path / "d"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "marker lines" in out.stderr and not (tmp_path / "d").exists()

@@ -12,17 +12,20 @@ import torch
 import torch.nn.functional as F
 
 from genact.data import Split, VideoItem, read_hmdb51
-from genact.training.rundir import RunDir
 from genact.evaluation.evaluate import SplitResult, results_table, score_captions, summarise
 from genact.evaluation.fewshot import fewshot_epochs, sample_shots
 from genact.evaluation.protocols import protocol_splits
-
+from genact.training.rundir import RunDir
 from helpers import FIXTURES, write_ucf101
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "genact", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "genact", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def touch(root: Path, *names: str) -> None:
@@ -32,29 +35,59 @@ def touch(root: Path, *names: str) -> None:
 
 
 def test_protocols_pick_the_test_videos_and_class_sets(tmp_path):
-    touch(tmp_path, *[f"k600/{v}.mp4" for v in ["k6_aaaaaaaaaaa_000010_000020", "k6_bbbbbbbbbbb_000000_000010",
-                                                   "k6_ccccccccccc_000005_000015", "k6_ddddddddddd_000001_000011",
-                                                   "k6_eeeeeeeeeee_000030_000040"]])
+    touch(
+        tmp_path,
+        *[
+            f"k600/{v}.mp4"
+            for v in [
+                "k6_aaaaaaaaaaa_000010_000020",
+                "k6_bbbbbbbbbbb_000000_000010",
+                "k6_ccccccccccc_000005_000015",
+                "k6_ddddddddddd_000001_000011",
+                "k6_eeeeeeeeeee_000030_000040",
+            ]
+        ],
+    )
     zs = protocol_splits("k600-zs", tmp_path, FIXTURES / "k600zs")
     gzs = protocol_splits("k600-gzs", tmp_path, FIXTURES / "k600zs")
     defn = json.loads((FIXTURES / "k600zs" / "classes620_label_defn.json").read_text())
     assert list(zs) == list(gzs) == ["split1", "split2", "split3"]
     for k, classes in zip(["split1", "split2", "split3"], [[4, 5], [5, 3], [4, 2]]):
-        assert len(zs[k].class_names) == 2 and len(gzs[k].class_names) == len(defn)  # 1-vs-160 vs 1-vs-620
-        assert [it.path for it in zs[k].items] == [it.path for it in gzs[k].items]  # the same test videos
-        # labels index the split's own classes in 1-vs-160, all classes in 1-vs-620; both name the same class
-        assert [zs[k].class_names[it.label] for it in zs[k].items] == [gzs[k].class_names[it.label] for it in gzs[k].items]
+        assert len(zs[k].class_names) == 2 and len(gzs[k].class_names) == len(
+            defn
+        )  # 1-vs-160 vs 1-vs-620
+        assert [it.path for it in zs[k].items] == [
+            it.path for it in gzs[k].items
+        ]  # the same test videos
+        # labels index the split's own classes in 1-vs-160, all classes in 1-vs-620; both name the
+        # same class
+        assert [zs[k].class_names[it.label] for it in zs[k].items] == [
+            gzs[k].class_names[it.label] for it in gzs[k].items
+        ]
         assert {gzs[k].items[i].label for i in range(len(gzs[k].items))} == set(classes)
 
-    touch(tmp_path, "k400/abseiling/-0B5dHNvxjA_000002_000012.mp4", "k400/--3ouPhoy2A_000020_000030.mp4")
+    touch(
+        tmp_path,
+        "k400/abseiling/-0B5dHNvxjA_000002_000012.mp4",
+        "k400/--3ouPhoy2A_000020_000030.mp4",
+    )
     val = protocol_splits("k400-val", tmp_path / "k400", FIXTURES / "kinetics" / "train.csv")
-    assert list(val) == ["val"] and [Path(it.path).name for it in val["val"].items] == ["-0B5dHNvxjA_000002_000012.mp4"]
-    assert val["val"].class_names == ["abseiling"]  # the classes of the val rows (all 400 in the real file)
+    assert list(val) == ["val"] and [Path(it.path).name for it in val["val"].items] == [
+        "-0B5dHNvxjA_000002_000012.mp4"
+    ]
+    assert val["val"].class_names == [
+        "abseiling"
+    ]  # the classes of the val rows (all 400 in the real file)
 
-    touch(tmp_path, "hmdb/brush_hair/Atempting_to_brush_hair_u_nm_np1_fr_goo_0.avi",
-          "hmdb/cartwheel/Cartwheel_Lesson_cartwheel_f_cm_np1_ri_med_0.avi")
+    touch(
+        tmp_path,
+        "hmdb/brush_hair/Atempting_to_brush_hair_u_nm_np1_fr_goo_0.avi",
+        "hmdb/cartwheel/Cartwheel_Lesson_cartwheel_f_cm_np1_ri_med_0.avi",
+    )
     hmdb = protocol_splits("hmdb51", tmp_path / "hmdb", FIXTURES / "hmdb51", which=[1])
-    assert hmdb["split1"].class_names == ["brush hair", "cartwheel"] and len(hmdb["split1"].items) == 2
+    assert (
+        hmdb["split1"].class_names == ["brush hair", "cartwheel"] and len(hmdb["split1"].items) == 2
+    )
     with pytest.raises(ValueError, match="expected one of"):
         protocol_splits("kinetics700", tmp_path, tmp_path)
 
@@ -68,70 +101,137 @@ class TableClip:
         self.table = table
 
     def encode_texts(self, texts, cache=None):
-        return F.normalize(torch.tensor([self.table[t] for t in texts], dtype=torch.float32), dim=-1)
+        return F.normalize(
+            torch.tensor([self.table[t] for t in texts], dtype=torch.float32), dim=-1
+        )
 
 
 def test_scores_equal_hand_computed_values():
     classes = ["run", "swim", "jump"]
-    clip = TableClip({"run": [1, 0], "swim": [0, 1], "jump": [-1, 0.2],
-                      "a man runs": [0.9, 0.1], "a boy swims": [0.2, 0.9], "someone leaps": [0.8, 0.3]})
-    items = [VideoItem("a.mp4", 0), VideoItem("b.mp4", 1), VideoItem("c.mp4", 2), VideoItem("d.mp4", 1)]
+    clip = TableClip(
+        {
+            "run": [1, 0],
+            "swim": [0, 1],
+            "jump": [-1, 0.2],
+            "a man runs": [0.9, 0.1],
+            "a boy swims": [0.2, 0.9],
+            "someone leaps": [0.8, 0.3],
+        }
+    )
+    items = [
+        VideoItem("a.mp4", 0),
+        VideoItem("b.mp4", 1),
+        VideoItem("c.mp4", 2),
+        VideoItem("d.mp4", 1),
+    ]
     captions = {0: "a man runs", 1: "a boy swims", 2: "someone leaps"}  # d.mp4 was unreadable
 
     def captioner(its, report):
         report.add([("d.mp4", "d.mp4: cannot open")])
         return captions
 
-    res, emb = score_captions(Split(items, classes), clip, captioner, templates=["{}"], video_cosine=False)
+    res, emb = score_captions(
+        Split(items, classes), clip, captioner, templates=["{}"], video_cosine=False
+    )
     # cosines: a -> run; b -> swim; c: run .936, swim .351, jump -.778 -> run (wrong)
     assert res.top1 == pytest.approx(200 / 3) and res.num_videos == 3 and emb.shape == (3, 2)
     assert res.top5 == 100.0  # 3 classes: top-5 holds all
     assert res.per_class == {"run": 100.0, "swim": 100.0, "jump": 0.0}
-    assert [v["top5"][:2] for v in res.videos] == [["run", "swim"], ["swim", "run"], ["run", "swim"]]
+    assert [v["top5"][:2] for v in res.videos] == [
+        ["run", "swim"],
+        ["swim", "run"],
+        ["run", "swim"],
+    ]
     assert res.skipped == [["d.mp4", "d.mp4: cannot open"]]
 
-    results = {"split1": SplitResult(50.0, 80.0, 10, classes, {}), "split2": SplitResult(70.0, 90.0, 10, classes, {}),
-               "split3": SplitResult(60.0, 100.0, 10, classes, {})}
+    results = {
+        "split1": SplitResult(50.0, 80.0, 10, classes, {}),
+        "split2": SplitResult(70.0, 90.0, 10, classes, {}),
+        "split3": SplitResult(60.0, 100.0, 10, classes, {}),
+    }
     summary = summarise(results)
-    assert summary["top1"] == pytest.approx([60.0, np.sqrt(200 / 3)]) and summary["top5"] == pytest.approx(
-        [90.0, np.sqrt(200 / 3)])
+    assert summary["top1"] == pytest.approx([60.0, np.sqrt(200 / 3)]) and summary[
+        "top5"
+    ] == pytest.approx([90.0, np.sqrt(200 / 3)])
     assert "mean ± std" in results_table(results, summary)
 
 
+@pytest.mark.slow
 def test_eval_writes_results_and_reuses_cached_captions(fitted, tiny_clip_dir, tmp_path):
     root, videos = fitted
     (tmp_path / "test.txt").write_text("blue.mp4,swimming\nred.mp4,playing guitar\n")
     (tmp_path / "classes.txt").write_text("riding a bike\nplaying guitar\nswimming\n")
-    common = ["eval", "--protocol", "list", "--data-root", root, "--splits", tmp_path / "test.txt",
-              "--model", root / "model", "--clip", tiny_clip_dir, "--cache-dir", tmp_path / "cache", "--quiet"]
+    common = [
+        "eval",
+        "--protocol",
+        "list",
+        "--data-root",
+        root,
+        "--splits",
+        tmp_path / "test.txt",
+        "--model",
+        root / "model",
+        "--clip",
+        tiny_clip_dir,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--quiet",
+    ]
     out = run(*common, "--classes", tmp_path / "classes.txt", "--out", tmp_path / "r1")
     assert out.returncode == 0, out.stderr
     assert "2 captions generated" in out.stderr and "100.00" in out.stdout
     res = RunDir(tmp_path / "r1").read_results()
     split = res["splits"]["test"]
-    assert split["top1"] == 100.0 and split["class_names"] == ["riding a bike", "playing guitar", "swimming"]
-    assert {Path(v["video"]).name: v["caption"] for v in split["videos"]} == {"blue.mp4": "swimming",
-                                                                             "red.mp4": "playing guitar"}
+    assert split["top1"] == 100.0 and split["class_names"] == [
+        "riding a bike",
+        "playing guitar",
+        "swimming",
+    ]
+    assert {Path(v["video"]).name: v["caption"] for v in split["videos"]} == {
+        "blue.mp4": "swimming",
+        "red.mp4": "playing guitar",
+    }
     assert np.load(RunDir(tmp_path / "r1").embeddings)["test"].shape[0] == 2
     assert all(-1 <= v["video_caption_cosine"] <= 1 for v in split["videos"])
 
     (tmp_path / "more.txt").write_text("swimming\nplaying guitar\nsurfing\nplaying drums\n")
-    again = run(*common, "--classes", tmp_path / "more.txt", "--template", "a video of {}.", "--out", tmp_path / "r2")
-    assert again.returncode == 0 and "0 captions generated" in again.stderr  # re-scored from the cache
+    again = run(
+        *common,
+        "--classes",
+        tmp_path / "more.txt",
+        "--template",
+        "a video of {}.",
+        "--out",
+        tmp_path / "r2",
+    )
+    assert (
+        again.returncode == 0 and "0 captions generated" in again.stderr
+    )  # re-scored from the cache
 
     for method in ("clip", "blip-frame"):
-        base = run(*common, "--classes", tmp_path / "classes.txt", "--method", method, "--out", tmp_path / method)
+        base = run(
+            *common,
+            "--classes",
+            tmp_path / "classes.txt",
+            "--method",
+            method,
+            "--out",
+            tmp_path / method,
+        )
         assert base.returncode == 0, base.stderr
         got = RunDir(tmp_path / method).read_results()
         assert got["method"] == method and got["splits"]["test"]["num_videos"] == 2
 
 
 def test_few_shot_sampling_is_seeded_and_takes_m_per_class_from_train(tmp_path):
-    touch(tmp_path, "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi",
-          "brush_hair/Atempting_to_brush_hair_u_nm_np1_fr_goo_0.avi",
-          "brush_hair/Brushing_Hair_with_Beth_brush_hair_h_nm_np1_le_goo_0.avi",
-          "cartwheel/Cartwheel_Lesson_cartwheel_f_cm_np1_ri_med_0.avi",
-          "cartwheel/Gymnastics_cartwheel_f_cm_np1_le_bad_1.avi")
+    touch(
+        tmp_path,
+        "brush_hair/April_09_brush_hair_u_nm_np1_ba_goo_0.avi",
+        "brush_hair/Atempting_to_brush_hair_u_nm_np1_fr_goo_0.avi",
+        "brush_hair/Brushing_Hair_with_Beth_brush_hair_h_nm_np1_le_goo_0.avi",
+        "cartwheel/Cartwheel_Lesson_cartwheel_f_cm_np1_ri_med_0.avi",
+        "cartwheel/Gymnastics_cartwheel_f_cm_np1_le_bad_1.avi",
+    )
     train = read_hmdb51(FIXTURES / "hmdb51", tmp_path, split=2, subset="train")
     test = read_hmdb51(FIXTURES / "hmdb51", tmp_path, split=2, subset="test")
     picks = sample_shots(train, 1, seed=0)
@@ -152,7 +252,9 @@ def test_run_fewshot_trains_on_train_side_shots_and_tests_on_the_test_side(tmp_p
     splits = tmp_path / "splits"
     splits.mkdir()
     for c in ("climb", "dive"):
-        lines = [f"{c}_train_{i}.avi 1" for i in range(4)] + [f"{c}_test_{i}.avi 2" for i in range(3)]
+        lines = [f"{c}_train_{i}.avi 1" for i in range(4)] + [
+            f"{c}_test_{i}.avi 2" for i in range(3)
+        ]
         lines += [f"{c}_unused_{i}.avi 0" for i in range(2)]
         (splits / f"{c}_test_split1.txt").write_text("\n".join(lines) + "\n")
         touch(tmp_path / "videos", *[f"{c}/{ln.split()[0]}" for ln in lines])
@@ -163,8 +265,17 @@ def test_run_fewshot_trains_on_train_side_shots_and_tests_on_the_test_side(tmp_p
         return {"splits": {}}
 
     monkeypatch.setattr(fewshot, "finetune_and_evaluate", capture)
-    fewshot.run_fewshot("hmdb51", tmp_path / "videos", splits, "model", clip="clip", shots=2, split=1,
-                        out_dir=tmp_path / "out", seed=3)
+    fewshot.run_fewshot(
+        "hmdb51",
+        tmp_path / "videos",
+        splits,
+        "model",
+        clip="clip",
+        shots=2,
+        split=1,
+        out_dir=tmp_path / "out",
+        seed=3,
+    )
     picked = [Path(it.path).name for it in seen["items"]]
     assert len(picked) == 4 and all("_train_" in n for n in picked)
     assert sorted(it.label for it in seen["items"]) == [0, 0, 1, 1]
@@ -182,23 +293,59 @@ def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, mon
         model.config.trained_by = kind
         model.save_pretrained(tmp_path / kind)
     seen = []
-    monkeypatch.setattr(fewshot, "train_on_class_names", lambda cfg, items, names, dist=None: seen.append(cfg.optim))
+    monkeypatch.setattr(
+        fewshot, "train_on_class_names", lambda cfg, items, names, dist=None: seen.append(cfg.optim)
+    )
     test = Split([VideoItem(str(v), i) for i, v in enumerate(videos)], ["a", "b"])
     for kind, overrides in (("regen", []), ("regen", ["optim.lr=1e-5"]), ("rest", [])):
         with pytest.raises(ConfigError, match="stopped early"):  # the stand-in trains nothing
-            fewshot.finetune_and_evaluate(test, test.items, str(tmp_path / kind), clip="clip", name="s",
-                                          run_dir=tmp_path / "o", meta={}, overrides=overrides)
+            fewshot.finetune_and_evaluate(
+                test,
+                test.items,
+                str(tmp_path / kind),
+                clip="clip",
+                name="s",
+                run_dir=tmp_path / "o",
+                meta={},
+                overrides=overrides,
+            )
     assert [(o.lr, o.min_lr, o.weight_decay) for o in seen] == [
-        (2.5e-6, 2.5e-8, 0.01), (1e-5, 2.5e-8, 0.01), (2e-5, 2e-8, 0.001)]
+        (2.5e-6, 2.5e-8, 0.01),
+        (1e-5, 2.5e-8, 0.01),
+        (2e-5, 2e-8, 0.001),
+    ]
 
 
+@pytest.mark.slow
 def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
     """UCF-101 layout, 3 classes of coloured videos, 2 shots each."""
     write_ucf101(tmp_path, ["Surfing", "Rowing", "Diving"], videos=4, train=3)
-    out = run("fewshot", "--protocol", "ucf101", "--data-root", tmp_path / "videos", "--splits", tmp_path / "splits",
-              "--model", tiny_blip_dir, "--clip", tiny_clip_dir, "--shots", "2", "--split", "1", "--quiet",
-              "--out", tmp_path / "fs", "data.frames=2", "data.num_workers=0", "optim.epochs=40",
-              "optim.batch_size=3", "optim.lr=1e-2", "model.use_adapters=false")
+    out = run(
+        "fewshot",
+        "--protocol",
+        "ucf101",
+        "--data-root",
+        tmp_path / "videos",
+        "--splits",
+        tmp_path / "splits",
+        "--model",
+        tiny_blip_dir,
+        "--clip",
+        tiny_clip_dir,
+        "--shots",
+        "2",
+        "--split",
+        "1",
+        "--quiet",
+        "--out",
+        tmp_path / "fs",
+        "data.frames=2",
+        "data.num_workers=0",
+        "optim.epochs=40",
+        "optim.batch_size=3",
+        "optim.lr=1e-2",
+        "model.use_adapters=false",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     res = RunDir(tmp_path / "fs" / "2shot-split1").read_results()
     assert len(res["train_videos"]) == 6 and res["splits"]["split1"]["num_videos"] == 3
@@ -207,35 +354,59 @@ def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
     assert table["shots"]["2"]["top1"]["1"] == res["splits"]["split1"]["top1"]
 
 
-REFS = [["a man is playing a guitar on a stage", "someone plays the guitar"],
-        ["a woman swims in a pool", "a person is swimming laps in the water"]]
+REFS = [
+    ["a man is playing a guitar on a stage", "someone plays the guitar"],
+    ["a woman swims in a pool", "a person is swimming laps in the water"],
+]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("java", [True, False])
 def test_caption_metrics_rank_good_captions_above_bad_ones(java):
     from genact.evaluation.caption_metrics import caption_metrics
 
-    good, note = caption_metrics(REFS, ["a man is playing a guitar", "a woman swims in a pool"], java=java)
+    good, note = caption_metrics(
+        REFS, ["a man is playing a guitar", "a woman swims in a pool"], java=java
+    )
     bad, _ = caption_metrics(REFS, ["a dog runs on grass", "a car on the road"], java=java)
-    names = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"] + (["METEOR"] if java else [])
+    names = ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr"] + (
+        ["METEOR"] if java else []
+    )
     assert sorted(good) == sorted(names) and (note == "") == java
     for name in names:
         assert good[name] > bad[name], name
     assert good["BLEU-1"] == pytest.approx(1.0, abs=0.05)  # every candidate word is in a reference
 
 
+@pytest.mark.slow
 def test_caption_metrics_command_on_vatex_json(fitted, tmp_path):
     root, videos = fitted
-    ann = [{"videoID": "blue", "enCap": ["swimming", "a person swimming"]},
-           {"videoID": "red", "enCap": ["playing guitar", "someone playing guitar"]},
-           {"videoID": "absent", "enCap": ["nothing"]}]
+    ann = [
+        {"videoID": "blue", "enCap": ["swimming", "a person swimming"]},
+        {"videoID": "red", "enCap": ["playing guitar", "someone playing guitar"]},
+        {"videoID": "absent", "enCap": ["nothing"]},
+    ]
     (tmp_path / "vatex.json").write_text(json.dumps(ann))
-    out = run("caption-metrics", "--model", root / "model", "--annotations", tmp_path / "vatex.json", "--data-root", root,
-              "--cache-dir", tmp_path / "cache", "--out", tmp_path / "out", "--quiet")
+    out = run(
+        "caption-metrics",
+        "--model",
+        root / "model",
+        "--annotations",
+        tmp_path / "vatex.json",
+        "--data-root",
+        root,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+    )
     assert out.returncode == 0, out.stderr
     assert "1 of 3 annotated videos not found" in out.stderr
     res = json.loads((RunDir(tmp_path / "out").caption_metrics).read_text())
-    assert res["videos"] == 2 and res["scores"]["BLEU-1"] == pytest.approx(1.0)  # captions equal a reference
+    assert res["videos"] == 2 and res["scores"]["BLEU-1"] == pytest.approx(
+        1.0
+    )  # captions equal a reference
     assert "CIDEr" in out.stdout
 
 
@@ -247,17 +418,42 @@ def fake_results(folder: Path, method: str, spread: float, seed: int) -> None:
     for i in range(15):
         c = i % 3
         emb.append(centres[c] + spread * rng.normal(size=16))
-        videos.append({"video": f"v{i}.mp4", "label": ["run", "swim", "jump"][c], "caption": f"caption {i}",
-                       "video_caption_cosine": float(rng.uniform(0.2, 0.35)), "top5": ["run", "swim", "jump"]})
-    splits = {f"split{k}": {"top1": 40.0 + k, "top5": 80.0, "num_videos": 15, "class_names": ["run", "swim", "jump"],
-                            "per_class": {}, "videos": videos, "skipped": []} for k in (1, 2, 3)}
-    res = {"protocol": "hmdb51", "model": "m", "clip": "c", "method": method, "templates": ["{}"],
-           "mean_std": {"top1": [42.0, 0.8165], "top5": [80.0, 0.0]}, "splits": splits}
+        videos.append(
+            {
+                "video": f"v{i}.mp4",
+                "label": ["run", "swim", "jump"][c],
+                "caption": f"caption {i}",
+                "video_caption_cosine": float(rng.uniform(0.2, 0.35)),
+                "top5": ["run", "swim", "jump"],
+            }
+        )
+    splits = {
+        f"split{k}": {
+            "top1": 40.0 + k,
+            "top5": 80.0,
+            "num_videos": 15,
+            "class_names": ["run", "swim", "jump"],
+            "per_class": {},
+            "videos": videos,
+            "skipped": [],
+        }
+        for k in (1, 2, 3)
+    }
+    res = {
+        "protocol": "hmdb51",
+        "model": "m",
+        "clip": "c",
+        "method": method,
+        "templates": ["{}"],
+        "mean_std": {"top1": [42.0, 0.8165], "top5": [80.0, 0.0]},
+        "splits": splits,
+    }
     folder.mkdir(parents=True)
     (RunDir(folder).results).write_text(json.dumps(res))
     np.savez(RunDir(folder).embeddings, **{k: np.array(emb, dtype=np.float16) for k in splits})
 
 
+@pytest.mark.slow
 def test_report_renders_tables_plots_and_caption_evolution(tmp_path):
     from genact.training.bank import CaptionBank
 
@@ -270,11 +466,20 @@ def test_report_renders_tables_plots_and_caption_evolution(tmp_path):
     RunDir(run_dir).save_bank(bank, 0)
     bank.add(0, "a man runs on a track", 1, "generated")
     RunDir(run_dir).save_bank(bank, 1)
-    out = run("report", tmp_path / "rest", tmp_path / "regen", run_dir, "--out", tmp_path / "report")
+    out = run(
+        "report", tmp_path / "rest", tmp_path / "regen", run_dir, "--out", tmp_path / "report"
+    )
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "report" / "report.html").read_text()
-    for section in ("Results and the papers", "49.7 ± 1.14", "42.00 ± 0.82", "t-SNE", "Video-caption cosine",
-                    "Caption evolution across REST rounds", "a man runs on a track [generated r1]"):
+    for section in (
+        "Results and the papers",
+        "49.7 ± 1.14",
+        "42.00 ± 0.82",
+        "t-SNE",
+        "Video-caption cosine",
+        "Caption evolution across REST rounds",
+        "a man runs on a track [generated r1]",
+    ):
         assert section in page, section
     assert page.count("data:image/png;base64,") == 2
     import matplotlib.image

@@ -19,33 +19,53 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import genact.cli as cli
-from genact.training.checkpoints import Checkpoints, TrainState
-from genact.config import (DataConfig, RegenConfig, RestConfig, SupervisedConfig, check_template, expand_path,
-                           load_config)
+from genact.config import (
+    DataConfig,
+    RegenConfig,
+    RestConfig,
+    SupervisedConfig,
+    check_template,
+    expand_path,
+    load_config,
+)
 from genact.data import VideoItem, read_class_file, read_list, write_video
 from genact.data.datasets import video_id
 from genact.errors import ConfigError, DataError
 from genact.evaluation.clip_tam import ClipTam
 from genact.inference.captions import CaptionCache
-from genact.io import DiskFullError, atomic_dir, atomic_file, atomic_write_text, disk_full_is_an_error
+from genact.io import (
+    DiskFullError,
+    atomic_dir,
+    atomic_file,
+    atomic_write_text,
+    disk_full_is_an_error,
+)
 from genact.models import FrozenClip, VideoBlip
 from genact.models.hub import ModelNotFoundError, NonFiniteWeightsError
-from genact.training.bank import CaptionBank
 from genact.rest.run import run_rest
-from genact.training.summary import divergence_note
 from genact.testing import coloured_frames
+from genact.training.checkpoints import Checkpoints, TrainState
 from genact.training.rundir import RunDir
+from genact.training.summary import divergence_note
 from genact.training.trainer import TrainingDiverged
 
 
 def genact(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "genact", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "genact", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def one_error_line(out) -> str:
     lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("genact: error: "), out.stderr[-2000:]
+    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("genact: error: "), (
+        out.stderr[-2000:]
+    )
     return lines[0]
 
 
@@ -56,26 +76,46 @@ def test_cache_keys_name_the_file_itself(tmp_path, monkeypatch):
         (tmp_path / d / "clip.mp4").write_bytes(d.encode() * 10)
     monkeypatch.chdir(tmp_path / "A")
     in_a = video_id(VideoItem("clip.mp4"), 4)
-    assert in_a == video_id(VideoItem(str(tmp_path / "A" / "clip.mp4")), 4)  # relative = absolute, same file
-    assert in_a.startswith("v2|")  # versioned: keys of the old format (the path as typed) never match
+    assert in_a == video_id(
+        VideoItem(str(tmp_path / "A" / "clip.mp4")), 4
+    )  # relative = absolute, same file
+    assert in_a.startswith(
+        "v2|"
+    )  # versioned: keys of the old format (the path as typed) never match
     monkeypatch.chdir(tmp_path / "B")
     assert video_id(VideoItem("clip.mp4"), 4) != in_a  # the same name in another folder
     os.symlink(tmp_path / "A" / "clip.mp4", tmp_path / "link.mp4")
     assert video_id(VideoItem(str(tmp_path / "link.mp4")), 4) == in_a  # a link is its target
     (tmp_path / "A" / "clip.mp4").write_bytes(b"replaced in place")
     assert video_id(VideoItem(str(tmp_path / "A" / "clip.mp4")), 4) != in_a
-    assert video_id(VideoItem("clip.mp4"), 4) != video_id(VideoItem("clip.mp4"), 8)  # T is part of the key
-    assert video_id(VideoItem("clip.mp4")) == "clip.mp4"  # a run's record of the video: its path as listed
+    assert video_id(VideoItem("clip.mp4"), 4) != video_id(
+        VideoItem("clip.mp4"), 8
+    )  # T is part of the key
+    assert (
+        video_id(VideoItem("clip.mp4")) == "clip.mp4"
+    )  # a run's record of the video: its path as listed
 
 
+@pytest.mark.slow
 def test_the_same_name_in_two_folders_and_a_replaced_video_get_their_own_captions(fitted, tmp_path):
     root, (blue, red) = fitted
     for d, video in (("A", blue), ("B", red)):
         (tmp_path / d).mkdir()
         shutil.copy(video, tmp_path / d / "clip.mp4")
     cache = tmp_path / "cache"
-    caption = lambda d: genact("caption", "clip.mp4", "--model", root / "model", "--cache-dir", cache,  # noqa: E731
-                               "--quiet", cwd=tmp_path / d)
+
+    def caption(d):
+        return genact(
+            "caption",
+            "clip.mp4",
+            "--model",
+            root / "model",
+            "--cache-dir",
+            cache,
+            "--quiet",
+            cwd=tmp_path / d,
+        )
+
     assert caption("A").stdout.split("\t")[1].strip() == "swimming"
     assert caption("B").stdout.split("\t")[1].strip() == "playing guitar"  # not A's cached caption
     shutil.copy(red, tmp_path / "A" / "clip.mp4")  # replaced in place
@@ -110,11 +150,22 @@ def test_a_template_needs_exactly_one_place_for_the_class_name(bad, tiny_clip_di
     assert check_template("a video of a person {}.") == "a video of a person {}."
 
 
+@pytest.mark.slow
 def test_classify_refuses_a_template_without_braces_before_any_work(fitted, tmp_path):
     root, videos = fitted
     (tmp_path / "classes.txt").write_text("swimming\nplaying guitar\n")
-    out = genact("classify", videos[0], "--model", tmp_path / "no-model", "--clip", tmp_path / "no-clip",
-                 "--classes", tmp_path / "classes.txt", "--template", "a video of")
+    out = genact(
+        "classify",
+        videos[0],
+        "--model",
+        tmp_path / "no-model",
+        "--clip",
+        tmp_path / "no-clip",
+        "--classes",
+        tmp_path / "classes.txt",
+        "--template",
+        "a video of",
+    )
     assert "--template 'a video of': needs exactly one {}" in one_error_line(out)
 
 
@@ -127,15 +178,35 @@ def test_home_and_variables_are_expanded_in_path_settings_and_options(tmp_path, 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
-    cfg = load_config(RestConfig, None, ["run.dir=~/runs/x", "data.root=$RUNS/videos", "model.clip=${RUNS}/clip"])
+    cfg = load_config(
+        RestConfig, None, ["run.dir=~/runs/x", "data.root=$RUNS/videos", "model.clip=${RUNS}/clip"]
+    )
     assert cfg.run.dir == str(tmp_path / "home" / "runs" / "x")
-    assert (cfg.data.root, cfg.model.clip) == (str(tmp_path / "runs" / "videos"), str(tmp_path / "runs" / "clip"))
+    assert (cfg.data.root, cfg.model.clip) == (
+        str(tmp_path / "runs" / "videos"),
+        str(tmp_path / "runs" / "clip"),
+    )
     with pytest.raises(ConfigError, match="environment variable NOT_SET_ANYWHERE is not set"):
         load_config(RestConfig, None, ["run.dir=$NOT_SET_ANYWHERE/x"])
-    args = cli.parse_args(["eval", "--protocol", "list", "--data-root", "~/data", "--splits", "$RUNS/s.txt",
-                           "--clip", "c", "--out=~/results"])
-    assert (args.data_root, args.splits, args.out) == (str(tmp_path / "home" / "data"), str(tmp_path / "runs" / "s.txt"),
-                                                      str(tmp_path / "home" / "results"))
+    args = cli.parse_args(
+        [
+            "eval",
+            "--protocol",
+            "list",
+            "--data-root",
+            "~/data",
+            "--splits",
+            "$RUNS/s.txt",
+            "--clip",
+            "c",
+            "--out=~/results",
+        ]
+    )
+    assert (args.data_root, args.splits, args.out) == (
+        str(tmp_path / "home" / "data"),
+        str(tmp_path / "runs" / "s.txt"),
+        str(tmp_path / "home" / "results"),
+    )
     assert expand_path("plain/path") == "plain/path"
 
 
@@ -148,8 +219,14 @@ def test_listed_videos_behind_hard_and_symbolic_links_are_all_found(tmp_path):
     os.symlink(tmp_path / "store" / "blob.mp4", tmp_path / "videos" / "c.mp4")
     (tmp_path / "list.txt").write_text("a.mp4 0\nb.mp4 0\nc.mp4 1\n")
     split = read_list(tmp_path / "list.txt", tmp_path / "videos", class_names=["x", "y"])
-    assert [os.path.basename(it.path) for it in split.items] == ["a.mp4", "b.mp4", "c.mp4"] and not split.missing
-    (tmp_path / "list.txt").write_text("videos/sub/a.mp4 0\nb 1\n")  # looked up by name below the root
+    assert [os.path.basename(it.path) for it in split.items] == [
+        "a.mp4",
+        "b.mp4",
+        "c.mp4",
+    ] and not split.missing
+    (tmp_path / "list.txt").write_text(
+        "videos/sub/a.mp4 0\nb 1\n"
+    )  # looked up by name below the root
     (tmp_path / "videos" / "sub").mkdir()
     os.link(tmp_path / "store" / "blob.mp4", tmp_path / "videos" / "sub" / "a.mp4")
     split = read_list(tmp_path / "list.txt", tmp_path, class_names=["x", "y"])
@@ -175,7 +252,11 @@ def wrong_type(tp):
         return "'maybe'"
     if tp is str or str in args:
         return "{a: 1}"
-    return "'abc'" if typing.get_origin(tp) is not list and list not in {typing.get_origin(a) for a in args} else "7"
+    return (
+        "'abc'"
+        if typing.get_origin(tp) is not list and list not in {typing.get_origin(a) for a in args}
+        else "7"
+    )
 
 
 @pytest.mark.parametrize("cls", [RestConfig, SupervisedConfig, RegenConfig])
@@ -188,7 +269,11 @@ def test_every_setting_refuses_a_wrong_type_and_a_value_out_of_range(cls):
         for edge, inclusive_bad in ((low, open_low), (high, open_high)):
             if edge is None:
                 continue
-            kind = float if float in (typing.get_args(tp) or (tp,)) or typing.get_args(tp) == (float,) else int
+            kind = (
+                float
+                if float in (typing.get_args(tp) or (tp,)) or typing.get_args(tp) == (float,)
+                else int
+            )
             step = (1e-9 if kind is float else 1) * (-1 if edge is low else 1)
             bad = edge if inclusive_bad else edge + step
             value = f"[{bad}, {bad}]" if typing.get_origin(tp) is list else bad
@@ -198,30 +283,52 @@ def test_every_setting_refuses_a_wrong_type_and_a_value_out_of_range(cls):
     assert checked > 20
 
 
-@pytest.mark.parametrize("override,message", [
-    ("optim.betas=[0.9]", "must hold 2 values"), ("optim.betas=[2,3]", "must be >= 0 and < 1"),
-    ("run.seed=-5", "run.seed=-5: must be >= 0"), ("optim.lr=.nan", "not a finite number"),
-    ("optim.lr=.inf", "not a finite number"), ("optim.lr=inf", "not a finite number"),
-    ("regen.temperature=nan", "not a finite number"), ("data.frames=100000", "<= 256"),
-    ("rest.max_new_tokens=100000", "<= 512"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optim.betas=[0.9]", "must hold 2 values"),
+        ("optim.betas=[2,3]", "must be >= 0 and < 1"),
+        ("run.seed=-5", "run.seed=-5: must be >= 0"),
+        ("optim.lr=.nan", "not a finite number"),
+        ("optim.lr=.inf", "not a finite number"),
+        ("optim.lr=inf", "not a finite number"),
+        ("regen.temperature=nan", "not a finite number"),
+        ("data.frames=100000", "<= 256"),
+        ("rest.max_new_tokens=100000", "<= 512"),
+    ],
+)
 def test_the_settings_that_failed_after_round_0_are_refused_at_load(override, message):
     cls = RegenConfig if override.startswith("regen") else RestConfig
     with pytest.raises(ConfigError, match=message):
         load_config(cls, None, [override])
 
 
-@pytest.mark.parametrize("option", [
-    ["--beams", "0"], ["--max-new-tokens", "0"], ["--threads", "0"], ["--frames", "-3"], ["--topk", "-2"],
-    ["--frames", "0"], ["--image-size", "0"], ["--topk", "0"], ["--frames", "100000"], ["--batch-size", "0"],
-    ["--num-workers", "-1"], ["--beams", "x"],
-])
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--beams", "0"],
+        ["--max-new-tokens", "0"],
+        ["--threads", "0"],
+        ["--frames", "-3"],
+        ["--topk", "-2"],
+        ["--frames", "0"],
+        ["--image-size", "0"],
+        ["--topk", "0"],
+        ["--frames", "100000"],
+        ["--batch-size", "0"],
+        ["--num-workers", "-1"],
+        ["--beams", "x"],
+    ],
+)
 def test_command_line_numbers_have_the_configs_bounds(option, capsys):
     with pytest.raises(SystemExit) as stop:
-        cli.parse_args(["classify", "v.mp4", "--model", "m", "--clip", "c", "--classes", "c.txt", *option])
+        cli.parse_args(
+            ["classify", "v.mp4", "--model", "m", "--clip", "c", "--classes", "c.txt", *option]
+        )
     assert stop.value.code == 2 and f"argument {option[0]}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_missing_video_is_one_line_before_any_model_loads(tmp_path):
     out = genact("caption", tmp_path / "nope.mp4", "--model", tmp_path / "no-model")
     assert f"{tmp_path / 'nope.mp4'}: no such video file or folder" in one_error_line(out)
@@ -234,17 +341,38 @@ def tiny_run(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
     rng = np.random.default_rng(0)
     for i in range(4):
         write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (8, 32, 40), i % 3, 150))
-    settings = [f"data.root={root / 'videos'}", f"model.blip={tiny_blip_dir}", f"model.clip={tiny_clip_dir}",
-                "data.frames=2", "data.num_workers=0", "optim.epochs=2", "optim.global_batch=2", "optim.batch_size=2",
-                "rest.epochs_per_round=2", "rest.neighbours=2", "rest.max_new_tokens=4", "run.progress=false",
-                "run.log_every=1"]
+    settings = [
+        f"data.root={root / 'videos'}",
+        f"model.blip={tiny_blip_dir}",
+        f"model.clip={tiny_clip_dir}",
+        "data.frames=2",
+        "data.num_workers=0",
+        "optim.epochs=2",
+        "optim.global_batch=2",
+        "optim.batch_size=2",
+        "rest.epochs_per_round=2",
+        "rest.neighbours=2",
+        "rest.max_new_tokens=4",
+        "run.progress=false",
+        "run.log_every=1",
+    ]
     return root, settings
 
 
-def test_a_diverging_run_stops_saves_nothing_and_is_restarted_with_a_corrected_lr(tiny_run, monkeypatch):
+@pytest.mark.slow
+def test_a_diverging_run_stops_saves_nothing_and_is_restarted_with_a_corrected_lr(
+    tiny_run, monkeypatch
+):
     root, settings = tiny_run
-    run = lambda *extra: run_rest(load_config(RestConfig, None, [*settings, f"run.dir={root / 'run'}", *extra]))  # noqa
-    with pytest.raises(TrainingDiverged, match=r"diverged at optimizer step \d \(epoch 1\).*no checkpoint"):
+
+    def run(*extra):
+        return run_rest(
+            load_config(RestConfig, None, [*settings, f"run.dir={root / 'run'}", *extra])
+        )
+
+    with pytest.raises(
+        TrainingDiverged, match=r"diverged at optimizer step \d \(epoch 1\).*no checkpoint"
+    ):
         run("optim.lr=1e30")
     run_dir = RunDir(root / "run")
     assert not run_dir.final.exists() and not Checkpoints(run_dir.checkpoints).latest()
@@ -259,28 +387,36 @@ def test_a_diverging_run_stops_saves_nothing_and_is_restarted_with_a_corrected_l
     final = run("optim.lr=1e-3", "run.resume=auto")
     assert final.is_dir() and load_config(RestConfig, run_dir.config).optim.lr == 1e-3
     VideoBlip.from_pretrained(final)
-    with pytest.raises(ConfigError, match="different config .*optim.lr"):  # trained: no longer correctable
+    with pytest.raises(
+        ConfigError, match="different config .*optim.lr"
+    ):  # trained: no longer correctable
         run("optim.lr=2e-3", "run.resume=auto")
 
 
+@pytest.mark.slow
 def test_results_and_models_of_a_run_are_readable_by_others(tiny_run):
     run_dir = RunDir(tiny_run[0] / "run")
     old = os.umask(0o022)
     try:
-        for p in [run_dir.final, run_dir.final / "model.safetensors", run_dir.summary, run_dir.config,
-                  *run_dir.checkpoints.glob("step-*/model/*.safetensors")]:
+        for p in [
+            run_dir.final,
+            run_dir.final / "model.safetensors",
+            run_dir.summary,
+            run_dir.config,
+            *run_dir.checkpoints.glob("step-*/model/*.safetensors"),
+        ]:
             mode = stat.S_IMODE(p.stat().st_mode)
             assert mode == (0o755 if p.is_dir() else 0o644), (p, oct(mode))
         atomic_write_text(run_dir.path / "x.txt", "x")
         os.umask(0o077)
         atomic_write_text(run_dir.path / "y.txt", "y")
         x, y = run_dir.path / "x.txt", run_dir.path / "y.txt"
-        assert (stat.S_IMODE(x.stat().st_mode), stat.S_IMODE(y.stat().st_mode)) \
-            == (0o644, 0o600)
+        assert (stat.S_IMODE(x.stat().st_mode), stat.S_IMODE(y.stat().st_mode)) == (0o644, 0o600)
     finally:
         os.umask(old)
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_neither_saved_nor_loaded(tiny_blip_dir, tmp_path):
     model = VideoBlip.from_pretrained(tiny_blip_dir)
     with torch.no_grad():
@@ -298,7 +434,9 @@ def test_non_finite_weights_are_neither_saved_nor_loaded(tiny_blip_dir, tmp_path
     with pytest.raises(NonFiniteWeightsError, match="diverged"):
         VideoBlip.from_pretrained(bad)
     write_video(tmp_path / "v.mp4", coloured_frames(np.random.default_rng(0), (8, 32, 32), 0, 150))
-    assert "hold NaN or infinity" in one_error_line(genact("caption", tmp_path / "v.mp4", "--model", bad))
+    assert "hold NaN or infinity" in one_error_line(
+        genact("caption", tmp_path / "v.mp4", "--model", bad)
+    )
 
 
 def test_a_loss_that_climbs_is_flagged():
@@ -308,7 +446,9 @@ def test_a_loss_that_climbs_is_flagged():
 
 
 # ---- files written whole -----------------------------------------------------------
-def test_torch_saves_and_numpy_archives_on_a_full_disk_are_one_line_and_keep_the_old_file(tmp_path, monkeypatch):
+def test_torch_saves_and_numpy_archives_on_a_full_disk_are_one_line_and_keep_the_old_file(
+    tmp_path, monkeypatch
+):
     class FullDisk(io.RawIOBase):
         def writable(self):
             return True
@@ -318,11 +458,15 @@ def test_torch_saves_and_numpy_archives_on_a_full_disk_are_one_line_and_keep_the
 
     with pytest.raises(DiskFullError, match="trainer.pt: no space left"):
         with disk_full_is_an_error(tmp_path / "trainer.pt"):
-            torch.save({"x": torch.zeros(1000)}, FullDisk())  # torch wraps the OSError in a RuntimeError
+            torch.save(
+                {"x": torch.zeros(1000)}, FullDisk()
+            )  # torch wraps the OSError in a RuntimeError
     target = tmp_path / "emb.npz"
     np.savez_compressed(target, a=np.zeros(3))
     before = target.read_bytes()
-    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space")))
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space"))
+    )
     from genact.evaluation.evaluate import save_embeddings
 
     with pytest.raises(DiskFullError, match="emb.npz"):
@@ -331,7 +475,9 @@ def test_torch_saves_and_numpy_archives_on_a_full_disk_are_one_line_and_keep_the
 
     with pytest.raises(DiskFullError, match="run.yaml"):
         save_config(RestConfig(), tmp_path / "run.yaml")
-    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["emb.npz"]
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "emb.npz"
+    ]
 
 
 def checkpoints_at(tmp_path, tiny_blip_dir, steps):
@@ -341,9 +487,14 @@ def checkpoints_at(tmp_path, tiny_blip_dir, steps):
     return [ckpts.save(model, opt, TrainState(global_step=s)) for s in steps], ckpts
 
 
-def test_resume_passes_over_a_damaged_checkpoint_for_the_newest_intact_one(tmp_path, tiny_blip_dir, caplog):
+def test_resume_passes_over_a_damaged_checkpoint_for_the_newest_intact_one(
+    tmp_path, tiny_blip_dir, caplog
+):
     (one, two, three), ckpts = checkpoints_at(tmp_path, tiny_blip_dir, [1, 2, 3])
-    assert ckpts.latest() == three and json.loads((three / "manifest.json").read_text())["trainer.pt"]["size"] > 0
+    assert (
+        ckpts.latest() == three
+        and json.loads((three / "manifest.json").read_text())["trainer.pt"]["size"] > 0
+    )
     data = (three / "trainer.pt").read_bytes()
     (three / "trainer.pt").write_bytes(data[: len(data) // 2])  # cut short
     weights = bytearray((two / "model" / "model.safetensors").read_bytes())
@@ -351,26 +502,47 @@ def test_resume_passes_over_a_damaged_checkpoint_for_the_newest_intact_one(tmp_p
         weights[i] ^= 0xFF
     (two / "model" / "model.safetensors").write_bytes(bytes(weights))
     assert ckpts.latest() == one
-    assert "step-00000003 is damaged (trainer.pt differs" in caplog.text and "step-00000002 is damaged" in caplog.text
+    assert (
+        "step-00000003 is damaged (trainer.pt differs" in caplog.text
+        and "step-00000002 is damaged" in caplog.text
+    )
     (one / "manifest.json").unlink()
     with pytest.raises(DataError, match="no intact checkpoint"):
         ckpts.latest()
 
 
 def test_a_bank_deleted_under_a_run_is_one_line(tmp_path):
-    with pytest.raises(DataError, match=f"{RunDir(tmp_path).bank_path(3)}: the caption bank is gone"):
+    with pytest.raises(
+        DataError, match=f"{RunDir(tmp_path).bank_path(3)}: the caption bank is gone"
+    ):
         RunDir(tmp_path).bank(3)
 
 
 # ---- tests that were missing -------------------------------------------------------
+@pytest.mark.slow
 def test_a_resume_over_the_same_videos_in_another_order_is_refused(tiny_run, tmp_path):
     root, settings = tiny_run
     listing = tmp_path / "train.txt"
     names = [f"v{i}.mp4" for i in range(4)]
     listing.write_text("".join(f"{n} dancing\n" for n in names))
-    run = lambda: run_rest(load_config(RestConfig, None, [  # noqa: E731
-        *settings, "data.format=list", f"data.list={listing}", "data.classes=null", f"run.dir={tmp_path / 'run'}",
-        "run.stop_at_step=1", "run.resume=auto"]))
+
+    def run():
+        return run_rest(
+            load_config(
+                RestConfig,
+                None,
+                [
+                    *settings,
+                    "data.format=list",
+                    f"data.list={listing}",
+                    "data.classes=null",
+                    f"run.dir={tmp_path / 'run'}",
+                    "run.stop_at_step=1",
+                    "run.resume=auto",
+                ],
+            )
+        )
+
     assert run() is None
     listing.write_text("".join(f"{n} dancing\n" for n in reversed(names)))
     with pytest.raises(ConfigError, match="same videos, another order"):
@@ -381,7 +553,9 @@ def test_frozen_clip_refuses_a_clip_whose_only_weights_are_a_pickle(tiny_clip_di
     pickled = tmp_path / "clip"
     shutil.copytree(tiny_clip_dir, pickled)
     (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
-    with pytest.raises(ModelNotFoundError, match="weights only in pickle format .*pytorch_model.bin"):
+    with pytest.raises(
+        ModelNotFoundError, match="weights only in pickle format .*pytorch_model.bin"
+    ):
         FrozenClip.from_pretrained(pickled)
 
 
@@ -396,6 +570,7 @@ def test_atomic_dirs_and_files_replace_whole(tmp_path):
     assert DataConfig().frames is None
 
 
+@pytest.mark.slow
 def test_results_record_every_setting_that_changes_a_number(fitted, tiny_clip_dir, tmp_path):
     from genact import __version__
 
@@ -403,17 +578,46 @@ def test_results_record_every_setting_that_changes_a_number(fitted, tiny_clip_di
     (tmp_path / "classes.txt").write_text("swimming\nplaying guitar\n")
     (tmp_path / "test.txt").write_text(f"{videos[0]} 0\n{videos[1]} 1\n")
     settings = {}
-    for name, extra in (("a", ["--frames", "4", "--beams", "2"]), ("b", ["--frames", "2", "--max-new-tokens", "5"]),
-                        ("clip", ["--method", "clip", "--frames", "2"])):
-        out = genact("eval", "--protocol", "list", "--data-root", "/", "--splits", tmp_path / "test.txt", "--classes",
-                     tmp_path / "classes.txt", "--model", root / "model", "--clip", tiny_clip_dir, "--cache-dir",
-                     tmp_path / "cache", "--out", tmp_path / name, "--quiet", *extra)
+    for name, extra in (
+        ("a", ["--frames", "4", "--beams", "2"]),
+        ("b", ["--frames", "2", "--max-new-tokens", "5"]),
+        ("clip", ["--method", "clip", "--frames", "2"]),
+    ):
+        out = genact(
+            "eval",
+            "--protocol",
+            "list",
+            "--data-root",
+            "/",
+            "--splits",
+            tmp_path / "test.txt",
+            "--classes",
+            tmp_path / "classes.txt",
+            "--model",
+            root / "model",
+            "--clip",
+            tiny_clip_dir,
+            "--cache-dir",
+            tmp_path / "cache",
+            "--out",
+            tmp_path / name,
+            "--quiet",
+            *extra,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         settings[name] = RunDir(tmp_path / name).read_results()["settings"]
     a, b = settings["a"], settings["b"]
     assert a["genact"] == __version__ and a["clip_fingerprint"]
-    assert (a["captioner"]["frames"], a["captioner"]["num_beams"], a["captioner"]["max_new_tokens"]) == (4, 2, 30)
-    assert (b["captioner"]["frames"], b["captioner"]["num_beams"], b["captioner"]["max_new_tokens"]) == (2, 3, 5)
+    assert (
+        a["captioner"]["frames"],
+        a["captioner"]["num_beams"],
+        a["captioner"]["max_new_tokens"],
+    ) == (4, 2, 30)
+    assert (
+        b["captioner"]["frames"],
+        b["captioner"]["num_beams"],
+        b["captioner"]["max_new_tokens"],
+    ) == (2, 3, 5)
     assert a["captioner"]["prompt"] == VideoBlip.saved_settings(root / "model")["prompt"]
     assert a["captioner"]["image_size"] == 32 and a["captioner"]["model_fingerprint"]
     assert settings["clip"]["clip_frames"] == 2 and "captioner" not in settings["clip"]

@@ -37,7 +37,7 @@ def test_neighbours_are_exact_top_h(budget):
     got = video_neighbours(feats, 6, budget_bytes=budget)
     assert got.dtype == np.int32 and got.shape == (57, 6)
     assert got.tolist() == brute_neighbours(feats, 6)
-    assert (video_neighbours(feats, 100) .shape == (57, 57))  # H beyond N means everyone
+    assert video_neighbours(feats, 100).shape == (57, 57)  # H beyond N means everyone
 
 
 @pytest.mark.parametrize("k,budget", [(3, 1 << 30), (3, 2048), (7, 1 << 30), (40, 4096)])
@@ -49,13 +49,15 @@ def test_retrieval_update_equals_brute_force(k, budget):
     # ragged caption lists that share texts across videos (30 distinct texts for 40 videos)
     captions = [sorted(set(rng.integers(0, m, rng.integers(1, 5)).tolist())) for _ in range(n)]
     neighbours = video_neighbours(video_feats, h)
-    ids, scores = retrieval_update(neighbours, pad_ragged(captions), video_feats, text_feats, k, budget_bytes=budget)
+    ids, scores = retrieval_update(
+        neighbours, pad_ragged(captions), video_feats, text_feats, k, budget_bytes=budget
+    )
     want_ids, want_scores = brute_update(neighbours.tolist(), captions, video_feats, text_feats, k)
     for i in range(n):
         got = [c for c in ids[i].tolist() if c >= 0]
         assert got == want_ids[i]
         assert np.allclose(scores[i, : len(got)].numpy(), want_scores[i], atol=1e-6)
-        assert (scores[i, len(got):] == float("-inf")).all() and (ids[i, len(got):] == -1).all()
+        assert (scores[i, len(got) :] == float("-inf")).all() and (ids[i, len(got) :] == -1).all()
         assert len(got) == len(set(got))  # a text shared by several neighbours counts once
 
 
@@ -75,7 +77,10 @@ def test_blocks_of_rows_tile_the_whole_result():
     for b in blocks:
         video_neighbours(video_feats, 4, out=nb, rows=b, budget_bytes=256)
     assert (nb == full_nb).all()
-    parts = [retrieval_update(full_nb, captions, video_feats, text_feats, 3, rows=b, budget_bytes=512) for b in blocks]
+    parts = [
+        retrieval_update(full_nb, captions, video_feats, text_feats, 3, rows=b, budget_bytes=512)
+        for b in blocks
+    ]
     assert torch.equal(torch.cat([p[0] for p in parts]), full_ids)
     assert torch.equal(torch.cat([p[1] for p in parts]), full_scores)
 
@@ -84,9 +89,13 @@ def test_h_equal_one_keeps_a_videos_own_best_captions():
     video_feats = F.normalize(torch.randn(4, 6), dim=1)
     text_feats = F.normalize(torch.randn(10, 6), dim=1)
     captions = pad_ragged([[0, 1, 2, 3], [4, 5], [6], [7, 8, 9]])
-    ids, _ = retrieval_update(video_neighbours(video_feats, 1), captions, video_feats, text_feats, k=2)
+    ids, _ = retrieval_update(
+        video_neighbours(video_feats, 1), captions, video_feats, text_feats, k=2
+    )
     for i, own in enumerate([[0, 1, 2, 3], [4, 5], [6], [7, 8, 9]]):
-        best = sorted(own, key=lambda c: -float(video_feats[i] @ text_feats[c]))[:2]  # the best K, in order
+        best = sorted(own, key=lambda c: -float(video_feats[i] @ text_feats[c]))[
+            :2
+        ]  # the best K, in order
         assert [c for c in ids[i].tolist() if c >= 0] == best
 
 
@@ -110,7 +119,10 @@ def test_retrieval_update_is_exact_where_bf16_cannot_tell_captions_apart():
 def clustered(n, d, clusters, seed=0):
     g = torch.Generator().manual_seed(seed)
     centres = F.normalize(torch.randn(clusters, d, generator=g), dim=1)
-    return F.normalize(centres[torch.randint(clusters, (n,), generator=g)] + 0.3 * torch.randn(n, d, generator=g), dim=1)
+    return F.normalize(
+        centres[torch.randint(clusters, (n,), generator=g)] + 0.3 * torch.randn(n, d, generator=g),
+        dim=1,
+    )
 
 
 def test_faiss_neighbours_keep_the_contract_and_are_exact_when_every_list_is_searched():
@@ -119,13 +131,21 @@ def test_faiss_neighbours_keep_the_contract_and_are_exact_when_every_list_is_sea
     feats = clustered(2000, 16, 20)
     exact = video_neighbours(feats, 50)
     full = approximate_neighbours(feats, 50, nprobe=10_000)  # all lists searched: exhaustive
-    assert full.dtype == np.int32 and full.shape == (2000, 50) and (full[:, 0] == np.arange(2000)).all()
+    assert (
+        full.dtype == np.int32
+        and full.shape == (2000, 50)
+        and (full[:, 0] == np.arange(2000)).all()
+    )
     assert all(set(a) == set(b) for a, b in zip(full.tolist(), exact.tolist()))
     few = approximate_neighbours(feats, 50, nprobe=1)
     assert (few[:, 0] == np.arange(2000)).all() and few.min() >= 0 and few.max() < 2000
     recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(few.tolist(), exact.tolist())])
-    assert 0.3 < recall < 1.0  # one list of ~22 is searched: approximate, yet far above chance (50 / 2000)
-    halves = np.full_like(few, -1)  # two torchrun processes, each building the index and searching its rows
+    assert (
+        0.3 < recall < 1.0
+    )  # one list of ~22 is searched: approximate, yet far above chance (50 / 2000)
+    halves = np.full_like(
+        few, -1
+    )  # two torchrun processes, each building the index and searching its rows
     for rows in (range(0, 1100), range(1100, 2000)):
         approximate_neighbours(feats, 50, nprobe=1, out=halves, rows=rows)
     assert (halves == few).all()

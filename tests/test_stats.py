@@ -7,7 +7,9 @@ import pytest
 from genact.evaluation.stats import mcnemar_exact, paired_effect
 
 
-def outcomes(only_a: int, only_b: int, both: int = 5, neither: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def outcomes(
+    only_a: int, only_b: int, both: int = 5, neither: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
     a = [1] * only_a + [0] * only_b + [1] * both + [0] * neither
     b = [0] * only_a + [1] * only_b + [1] * both + [0] * neither
     return np.array(a, bool), np.array(b, bool)
@@ -15,14 +17,18 @@ def outcomes(only_a: int, only_b: int, both: int = 5, neither: int = 5) -> tuple
 
 def test_mcnemar_is_the_exact_two_sided_binomial_tail_of_the_discordant_videos():
     a, b = outcomes(9, 1)
-    assert mcnemar_exact(a, b) == pytest.approx(2 * (1 + 10) / 2**10)  # P(X <= 1), X ~ Bin(10, 1/2), doubled
+    assert mcnemar_exact(a, b) == pytest.approx(
+        2 * (1 + 10) / 2**10
+    )  # P(X <= 1), X ~ Bin(10, 1/2), doubled
     assert mcnemar_exact(b, a) == mcnemar_exact(a, b)
     a, b = outcomes(3, 3)
     assert mcnemar_exact(a, b) == 1.0  # capped: a tie is no evidence either way
     a, b = outcomes(0, 0, both=7)
     assert mcnemar_exact(a, b) == 1.0
     a, b = outcomes(20, 0, both=100, neither=100)
-    assert mcnemar_exact(a, b) == pytest.approx(2 / 2**20)  # agreement on 200 videos does not water it down
+    assert mcnemar_exact(a, b) == pytest.approx(
+        2 / 2**20
+    )  # agreement on 200 videos does not water it down
 
 
 def test_identical_methods_have_a_zero_effect_and_a_clear_winner_holds():
@@ -61,7 +67,11 @@ def test_disagreeing_seeds_widen_the_interval():
     ones, zeros = np.ones(50, bool), np.zeros(50, bool)
     e = paired_effect([ones, zeros], [zeros, ones], draws=4000)
     assert e.mean == 0 and e.per_seed == [100.0, -100.0]
-    assert e.low == pytest.approx(-100) and e.high == pytest.approx(100) and e.verdict == "inconclusive"
+    assert (
+        e.low == pytest.approx(-100)
+        and e.high == pytest.approx(100)
+        and e.verdict == "inconclusive"
+    )
 
 
 def test_mismatched_videos_are_refused():

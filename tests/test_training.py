@@ -10,7 +10,6 @@ from genact.distributed import Dist
 from genact.models import VideoBlip
 from genact.training.metrics import Metrics
 from genact.training.trainer import CaptionTrainer
-
 from helpers import CAPTIONS
 
 
@@ -18,9 +17,22 @@ def trainer_on(fitted, tmp_path, **optim) -> CaptionTrainer:
     root, videos = fitted
     model = VideoBlip.from_pretrained(root / "model").eval()  # no dropout: deterministic losses
     items = [VideoItem(str(v)) for v in videos * 2]
-    captions = [[CAPTIONS[0]], [CAPTIONS[1] + " on a stage"], [CAPTIONS[0]], [CAPTIONS[1] + " on a stage"]]
-    return CaptionTrainer(model, items, captions, OptimConfig(epochs=1, **optim), RunConfig(
-        dir=str(tmp_path), progress=False, tensorboard=False), Dist(), Metrics(tmp_path, enabled=False), SkipReport())
+    captions = [
+        [CAPTIONS[0]],
+        [CAPTIONS[1] + " on a stage"],
+        [CAPTIONS[0]],
+        [CAPTIONS[1] + " on a stage"],
+    ]
+    return CaptionTrainer(
+        model,
+        items,
+        captions,
+        OptimConfig(epochs=1, **optim),
+        RunConfig(dir=str(tmp_path), progress=False, tensorboard=False),
+        Dist(),
+        Metrics(tmp_path, enabled=False),
+        SkipReport(),
+    )
 
 
 def test_label_smoothing_reaches_the_loss(fitted, tmp_path):
@@ -40,8 +52,15 @@ def test_a_steps_gradient_is_the_same_for_any_micro_batch_size(fitted, tmp_path)
     mean of micro-batch means."""
     grads = []
     for batch_size in (4, 2, 1):
-        trainer = trainer_on(fitted, tmp_path / str(batch_size), global_batch=4, batch_size=batch_size,
-                             label_smoothing=0.2, lr=0.0, min_lr=0.0)
+        trainer = trainer_on(
+            fitted,
+            tmp_path / str(batch_size),
+            global_batch=4,
+            batch_size=batch_size,
+            label_smoothing=0.2,
+            lr=0.0,
+            min_lr=0.0,
+        )
         per_rank = 4 // batch_size
         loader = trainer._batches(0, 0)
         trainer.optimizer.zero_grad()
@@ -51,6 +70,10 @@ def test_a_steps_gradient_is_the_same_for_any_micro_batch_size(fitted, tmp_path)
             loss_sum.backward()
             count += n
         trainer._normalise_gradients(count, 0.0)
-        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]))
-    assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(grads[0], grads[2], atol=1e-6)
+        grads.append(
+            torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+        )
+    assert torch.allclose(grads[0], grads[1], atol=1e-6) and torch.allclose(
+        grads[0], grads[2], atol=1e-6
+    )
     assert grads[0].abs().sum() > 0

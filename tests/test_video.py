@@ -3,11 +3,18 @@ import pytest
 import torch
 
 from genact.data import (
-    Fork, SkipReport, VideoDataset, VideoDecodeError, VideoItem, VideoTransform, iterate, make_loader, read_video,
-    sample_indices, write_video,
+    SkipReport,
+    VideoDataset,
+    VideoDecodeError,
+    VideoItem,
+    VideoTransform,
+    iterate,
+    make_loader,
+    read_video,
+    sample_indices,
+    write_video,
 )
 from genact.testing import frame_level, numbered_frames
-
 
 
 def test_eval_sampling_takes_segment_centres():
@@ -48,7 +55,9 @@ def test_short_video_repeats_frames_when_decoded(make_video):
     assert [frame_level(f) for f in clip] == sample_indices(3, 8, False).tolist()
 
 
-@pytest.mark.parametrize("ext,codec", [(".avi", "mpeg4"), (".mkv", "libx264"), (".webm", "libvpx-vp9")])
+@pytest.mark.parametrize(
+    "ext,codec", [(".avi", "mpeg4"), (".mkv", "libx264"), (".webm", "libvpx-vp9")]
+)
 def test_other_containers(tmp_path, ext, codec):
     path = tmp_path / f"clip{ext}"
     try:
@@ -65,8 +74,12 @@ def test_unreadable_files_raise_one_error_naming_the_path(tmp_path, make_video):
     garbage.write_bytes(b"\x00not a video" * 500)
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(make_video("whole.mp4").read_bytes()[:700])
-    for path, why in [(tmp_path / "missing.mp4", "not found"), (empty, "empty"), (garbage, "cannot open"),
-                      (truncated, "cannot open")]:
+    for path, why in [
+        (tmp_path / "missing.mp4", "not found"),
+        (empty, "empty"),
+        (garbage, "cannot open"),
+        (truncated, "cannot open"),
+    ]:
         with pytest.raises(VideoDecodeError, match=why) as err:
             read_video(path, 8)
         assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
@@ -76,7 +89,12 @@ def test_dataset_skips_and_reports_bad_videos(tmp_path, make_video):
     good = make_video("good.mp4")
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"junk")
-    items = [VideoItem(str(good), 1), VideoItem(str(bad), 0), VideoItem(str(tmp_path / "gone.mp4")), VideoItem(str(good))]
+    items = [
+        VideoItem(str(good), 1),
+        VideoItem(str(bad), 0),
+        VideoItem(str(tmp_path / "gone.mp4")),
+        VideoItem(str(good)),
+    ]
     ds = VideoDataset(items, 4, VideoTransform(size=32))
     report = SkipReport()
     batches = list(iterate(make_loader(ds, batch_size=2, num_workers=2), report))
@@ -103,14 +121,14 @@ def test_train_augmentation_is_identical_across_frames():
         assert out.shape == (4, 3, 32, 32)
         assert torch.allclose(out[0], out[1:], atol=1e-6)  # one draw for the clip
     assert not all(torch.allclose(outs[0], o) for o in outs[1:])  # but draws differ between calls
-    gray = [o for o in outs if torch.allclose(o[:, 0] * 0.26862954 + 0.48145466, o[:, 1] * 0.26130258 + 0.4578275, atol=1e-5)]
+    gray = [
+        o
+        for o in outs
+        if torch.allclose(
+            o[:, 0] * 0.26862954 + 0.48145466, o[:, 1] * 0.26130258 + 0.4578275, atol=1e-5
+        )
+    ]
     assert 0 < len(gray) < len(outs)
-
-
-def test_fork_applies_two_model_transforms_to_one_clip(make_video):
-    ds = VideoDataset([VideoItem(str(make_video()))], 4, Fork(VideoTransform(size=32), VideoTransform(size=16)))
-    batch = next(iterate(make_loader(ds, 1), SkipReport()))
-    assert [p.shape for p in batch["pixels"]] == [(1, 4, 3, 32, 32), (1, 4, 3, 16, 16)]
 
 
 def test_training_samples_are_reproducible_per_epoch_and_index(make_video):
@@ -144,6 +162,8 @@ def test_seeking_decoder_finds_the_sampled_frames_of_a_long_video(tmp_path, gop)
     write_video(path, barcode_frames(240), fps=24, gop=gop)
     assert [barcode(f) for f in read_video(path, 8)] == sample_indices(240, 8, False).tolist()
     drawn = sample_indices(240, 8, True, np.random.default_rng(3))
-    assert [barcode(f) for f in read_video(path, 8, train=True, rng=np.random.default_rng(3))] == drawn.tolist()
+    assert [
+        barcode(f) for f in read_video(path, 8, train=True, rng=np.random.default_rng(3))
+    ] == drawn.tolist()
     window = read_video(path, 4, start=5.0, end=8.0)  # frames 120..191
     assert [barcode(f) for f in window] == (120 + sample_indices(72, 4, False)).tolist()

@@ -5,9 +5,9 @@ import torch
 from transformers import BlipForConditionalGeneration
 from transformers.models.blip.modeling_blip import BlipAttention
 
+from genact.inference.processing import blip_transform, saved_training_short_side
 from genact.models import VideoBlip
 from genact.models.attention import SdpaBlipAttention
-from genact.inference.processing import blip_transform, saved_training_short_side
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +32,17 @@ def test_static_video_with_zero_adapters_equals_the_image_model(blip_dir):
     with torch.no_grad():
         expected = image_model(pixel_values=image, input_ids=ids, attention_mask=mask).logits
         got = video_model.blip.text_decoder(
-            input_ids=ids, attention_mask=mask, encoder_hidden_states=video_model.encode_video(video)).logits
+            input_ids=ids,
+            attention_mask=mask,
+            encoder_hidden_states=video_model.encode_video(video),
+        ).logits
         assert torch.allclose(got, expected, atol=1e-5)
         random_adapters(video_model)  # trained adapters do mix frames: the test is not vacuous
         moved = video_model.blip.text_decoder(
-            input_ids=ids, attention_mask=mask, encoder_hidden_states=video_model.encode_video(video)).logits
+            input_ids=ids,
+            attention_mask=mask,
+            encoder_hidden_states=video_model.encode_video(video),
+        ).logits
         assert not torch.allclose(moved, expected, atol=1e-3)
 
 
@@ -60,8 +66,16 @@ def test_zero_adapters_average_each_frames_final_tokens_over_time(blip_dir):
         first = torch.stack([frame_tokens(model, c[:1])[0] for c in clip])
         assert not torch.allclose(got, first, atol=1e-2)
         norm = model.blip.vision_model.post_layernorm
-        pre_norm_mean = torch.stack([norm(model.blip.vision_model.encoder(
-            model.blip.vision_model.embeddings(c)).last_hidden_state.mean(0)) for c in clip])
+        pre_norm_mean = torch.stack(
+            [
+                norm(
+                    model.blip.vision_model.encoder(
+                        model.blip.vision_model.embeddings(c)
+                    ).last_hidden_state.mean(0)
+                )
+                for c in clip
+            ]
+        )
         assert not torch.allclose(got, pre_norm_mean, atol=1e-2)
 
 
@@ -99,7 +113,9 @@ def test_fused_vit_attention_matches_transformers_eager_attention(blip_dir):
     eager = BlipForConditionalGeneration.from_pretrained(blip_dir).vision_model
     model = VideoBlip.from_pretrained(blip_dir, num_frames=2, use_adapters=False)
     fused = model.blip.vision_model
-    assert all(type(m) is SdpaBlipAttention for m in fused.modules() if isinstance(m, BlipAttention))
+    assert all(
+        type(m) is SdpaBlipAttention for m in fused.modules() if isinstance(m, BlipAttention)
+    )
     assert any(type(m) is BlipAttention for m in eager.modules())
     pixels = torch.randn(3, 3, 32, 32)
     a, b = eager(pixels).last_hidden_state, fused(pixels).last_hidden_state
@@ -107,8 +123,12 @@ def test_fused_vit_attention_matches_transformers_eager_attention(blip_dir):
     a.square().sum().backward()
     b.square().sum().backward()
     qkv = "encoder.layers.0.self_attn.qkv.weight"
-    assert torch.allclose(dict(eager.named_parameters())[qkv].grad, dict(fused.named_parameters())[qkv].grad,
-                          rtol=1e-4, atol=1e-5)
+    assert torch.allclose(
+        dict(eager.named_parameters())[qkv].grad,
+        dict(fused.named_parameters())[qkv].grad,
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_compiled_adapter_takes_the_shifted_sum_path_with_the_same_result(blip_dir):
@@ -120,17 +140,27 @@ def test_compiled_adapter_takes_the_shifted_sum_path_with_the_same_result(blip_d
     shifted = adapter._shifted_sum(grid).reshape(6, 16, 32)
     eager = adapter(hidden, 3)
     assert torch.allclose(eager[:, 1:], hidden[:, 1:] + shifted, atol=1e-5)
-    traced = torch.compile(adapter, backend="eager", fullgraph=True)(hidden, 3)  # dynamo: is_compiling() holds
+    traced = torch.compile(adapter, backend="eager", fullgraph=True)(
+        hidden, 3
+    )  # dynamo: is_compiling() holds
     assert torch.allclose(traced, eager, atol=1e-5)
 
 
 def test_gradients_reach_adapters_vit_and_decoder(blip_dir):
     model = VideoBlip.from_pretrained(blip_dir, num_frames=4)
-    out = model(torch.randn(2, 4, 3, 32, 32), ["a person is dancing", "someone is cooking food"], label_smoothing=0.2)
+    out = model(
+        torch.randn(2, 4, 3, 32, 32),
+        ["a person is dancing", "someone is cooking food"],
+        label_smoothing=0.2,
+    )
     out.loss.backward()
-    for name in ["adapters.0.conv.weight", "adapters.1.conv.weight", "blip.vision_model.encoder.layers.0.mlp.fc1.weight",
-                 "blip.vision_model.embeddings.patch_embedding.weight",
-                 "blip.text_decoder.bert.encoder.layer.0.crossattention.self.key.weight"]:
+    for name in [
+        "adapters.0.conv.weight",
+        "adapters.1.conv.weight",
+        "blip.vision_model.encoder.layers.0.mlp.fc1.weight",
+        "blip.vision_model.embeddings.patch_embedding.weight",
+        "blip.text_decoder.bert.encoder.layer.0.crossattention.self.key.weight",
+    ]:
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -140,25 +170,32 @@ def test_loss_covers_caption_tokens_only(blip_dir):
     captions = ["a man is playing a guitar", "dog"]
     pixels = torch.randn(2, 2, 3, 32, 32)
     out = model(pixels, captions)
-    caption_lengths = [len(model.tokenizer(c).input_ids) - 1 for c in captions]  # tokens + [SEP], no [CLS]
+    caption_lengths = [
+        len(model.tokenizer(c).input_ids) - 1 for c in captions
+    ]  # tokens + [SEP], no [CLS]
     assert out.num_tokens.tolist() == caption_lengths
     # by hand: log-probabilities of the caption tokens that follow the prompt
     ids, mask, prompt_len = model.tokenize(captions)
     with torch.no_grad():
-        logits = model.blip.text_decoder(input_ids=ids, attention_mask=mask,
-                                         encoder_hidden_states=model.encode_video(pixels)).logits
+        logits = model.blip.text_decoder(
+            input_ids=ids, attention_mask=mask, encoder_hidden_states=model.encode_video(pixels)
+        ).logits
     logp = logits.log_softmax(-1)
     for b, n in enumerate(caption_lengths):
         expected = sum(logp[b, t - 1, ids[b, t]] for t in range(prompt_len, prompt_len + n))
         assert torch.allclose(out.logprob[b], expected, atol=1e-4)
     assert torch.allclose(out.loss, -out.logprob.sum() / sum(caption_lengths), atol=1e-5)
     smoothed = model(pixels, captions, label_smoothing=0.2)
-    uniform_ce = sum(-logp[b, t - 1].mean() for b, n in enumerate(caption_lengths)
-                     for t in range(prompt_len, prompt_len + n)) / sum(caption_lengths)
+    uniform_ce = sum(
+        -logp[b, t - 1].mean()
+        for b, n in enumerate(caption_lengths)
+        for t in range(prompt_len, prompt_len + n)
+    ) / sum(caption_lengths)
     assert torch.allclose(smoothed.logprob, out.logprob)
     assert torch.allclose(smoothed.loss, 0.8 * out.loss + 0.2 * uniform_ce, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fitting_a_caption_then_generating_it_back(blip_dir, tmp_path):
     torch.manual_seed(0)
     model = VideoBlip.from_pretrained(blip_dir, num_frames=2)
@@ -181,12 +218,16 @@ def test_fitting_a_caption_then_generating_it_back(blip_dir, tmp_path):
     assert saved["num_frames"] == 2 and (tmp_path / "saved" / "adapters.safetensors").exists()
     loaded = VideoBlip.from_pretrained(tmp_path / "saved").eval()
     assert loaded.generate(pixels, num_beams=3) == before
-    assert torch.allclose(loaded(pixels, captions).logprob, model(pixels, captions).logprob, atol=1e-5)
+    assert torch.allclose(
+        loaded(pixels, captions).logprob, model(pixels, captions).logprob, atol=1e-5
+    )
     with pytest.raises(ValueError, match="fixed by the saved model"):
         VideoBlip.from_pretrained(tmp_path / "saved", use_adapters=False)
 
 
-def test_beam_search_keeps_cross_attention_cache_in_place_with_the_same_captions(blip_dir, monkeypatch):
+def test_beam_search_keeps_cross_attention_cache_in_place_with_the_same_captions(
+    blip_dir, monkeypatch
+):
     """BeamCache skips reordering the cross-attention keys / values (identical across
     a clip's beams); captions and scores must equal transformers' own cache's."""
     from transformers.cache_utils import EncoderDecoderCache
@@ -197,8 +238,11 @@ def test_beam_search_keeps_cross_attention_cache_in_place_with_the_same_captions
     model = VideoBlip.from_pretrained(blip_dir, num_frames=2).eval()
     memory = model.encode_video(torch.randn(5, 2, 3, 32, 32))
     calls = []
-    monkeypatch.setattr(BeamCache, "reorder_cache", lambda self, idx: calls.append(1) or
-                        self.self_attention_cache.reorder_cache(idx))
+    monkeypatch.setattr(
+        BeamCache,
+        "reorder_cache",
+        lambda self, idx: calls.append(1) or self.self_attention_cache.reorder_cache(idx),
+    )
     fast = model.generate_from_memory(memory, num_beams=4, max_new_tokens=8, num_return_sequences=2)
     monkeypatch.setattr(BeamCache, "reorder_cache", EncoderDecoderCache.reorder_cache)
     full = model.generate_from_memory(memory, num_beams=4, max_new_tokens=8, num_return_sequences=2)
@@ -214,16 +258,21 @@ def test_a_model_runs_at_another_input_size_and_its_own_size_is_unchanged(blip_d
     clip = torch.randn(2, 2, 3, 32, 32)
     with torch.no_grad():
         own = native.encode_video(clip)
-        plain = torch.stack([native.blip.vision_model(pixel_values=c).last_hidden_state.mean(0) for c in clip])
+        plain = torch.stack(
+            [native.blip.vision_model(pixel_values=c).last_hidden_state.mean(0) for c in clip]
+        )
     assert torch.equal(own, plain) and blip_transform(native).size == 32
     small = VideoBlip.from_pretrained(blip_dir, num_frames=2, image_size=16).eval()
     assert blip_transform(small).size == 16 and blip_transform(small, train=True).resize_side == 18
     with torch.no_grad():
         memory = small.encode_video(clip[..., :16, :16])
         assert memory.shape == (2, 1 + 4, 32)
-        grid = small.blip.vision_model.embeddings.interpolate_pos_encoding(torch.zeros(1, 5, 32), 16, 16)
-        assert grid.shape == (1, 5, 32) and not torch.allclose(grid[:, 1:2], native.blip.vision_model.embeddings
-                                                                .position_embedding[:, 1:2])
+        grid = small.blip.vision_model.embeddings.interpolate_pos_encoding(
+            torch.zeros(1, 5, 32), 16, 16
+        )
+        assert grid.shape == (1, 5, 32) and not torch.allclose(
+            grid[:, 1:2], native.blip.vision_model.embeddings.position_embedding[:, 1:2]
+        )
         assert small.generate(clip[..., :16, :16], max_new_tokens=3)  # captions at the new size
     small.save_pretrained(tmp_path / "m")
     assert VideoBlip.from_pretrained(tmp_path / "m").input_size == 16

@@ -7,9 +7,20 @@ import pytest
 
 from genact.data import read_list, read_video
 from genact.training.rundir import RunDir
-from genact.world import OBJECTS, VERBS, ClipSpec, WorldConfig, build_world, compositions, is_unseen, render_clip
+from genact.world import (
+    OBJECTS,
+    VERBS,
+    ClipSpec,
+    WorldConfig,
+    build_world,
+    compositions,
+    is_unseen,
+    render_clip,
+)
 from genact.world.render import frame_hints
 from genact.world.world import frame_caption, pretraining_corpus
+
+pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
 
 
 def test_clips_are_deterministic_and_each_verb_visits_its_own_states():
@@ -30,24 +41,35 @@ def test_clips_are_deterministic_and_each_verb_visits_its_own_states():
     assert spread["pulsing"][2] > 10 and max(spread["pulsing"][:2]) < 1
     assert max(spread["flickering"]) < 1  # flickering shows only in the frames that dim the object
     drift = track("drifting")  # the one one-way verb; played backwards it is no verb of the world
-    assert drift[-1, 0] > drift[0, 0] + 8 and drift[-1, 1] > drift[0, 1] + 8  # one way: down and right
+    assert (
+        drift[-1, 0] > drift[0, 0] + 8 and drift[-1, 1] > drift[0, 1] + 8
+    )  # one way: down and right
 
 
 def test_single_frames_hint_at_the_verb_or_mislead_and_clips_agree_on_it():
     spec = ClipSpec("swaying", "box", "water", 3)
-    hints = [h for seed in range(200) for h in frame_hints(ClipSpec("swaying", "box", "water", seed))]
-    own, other = hints.count("swaying") / len(hints), sum(h not in (None, "swaying") for h in hints) / len(hints)
+    hints = [
+        h for seed in range(200) for h in frame_hints(ClipSpec("swaying", "box", "water", seed))
+    ]
+    own, other = (
+        hints.count("swaying") / len(hints),
+        sum(h not in (None, "swaying") for h in hints) / len(hints),
+    )
     assert 0.35 < own < 0.45 and 0.35 < other < 0.45
     assert all(h != "swaying" for h in frame_hints(spec, cue_prob=0.0, mislead_prob=1.0))
     # in most clips the clip's verb is the one most of its 16 frames look like
-    agree = [max(set(hs) - {None}, key=hs.count) == "swaying"
-             for hs in (frame_hints(ClipSpec("swaying", "box", "water", seed)) for seed in range(200))]
+    agree = [
+        max(set(hs) - {None}, key=hs.count) == "swaying"
+        for hs in (frame_hints(ClipSpec("swaying", "box", "water", seed)) for seed in range(200))
+    ]
     assert sum(agree) / len(agree) > 0.9
     for obj in ("box", "ball"):  # the blur is light grey, whatever the object's colour
         night = ClipSpec("swaying", obj, "night", 3)
         grey = lambda clip: ((clip.min(-1) > 90) & (np.ptp(clip.astype(int), -1) < 30)).sum()  # noqa: E731
-        assert grey(render_clip(night, cue_prob=1.0, mislead_prob=0.0)) > grey(
-            render_clip(night, cue_prob=0.0, mislead_prob=0.0)) + 100
+        assert (
+            grey(render_clip(night, cue_prob=1.0, mislead_prob=0.0))
+            > grey(render_clip(night, cue_prob=0.0, mislead_prob=0.0)) + 100
+        )
 
 
 def test_held_out_compositions_cover_every_verb_and_object():
@@ -59,12 +81,19 @@ def test_held_out_compositions_cover_every_verb_and_object():
 def test_build_writes_readable_splits_without_unseen_classes_in_training(tmp_path):
     cfg = WorldConfig(train_per_class=1, fewshot_per_class=1, test_per_class=1)
     root = build_world(tmp_path, cfg)
-    train = read_list(root / "splits" / "train.txt", root / "videos", root / "splits" / "classes_all.txt")
-    test = read_list(root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_unseen.txt")
-    gen = read_list(root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_all.txt")
+    train = read_list(
+        root / "splits" / "train.txt", root / "videos", root / "splits" / "classes_all.txt"
+    )
+    test = read_list(
+        root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_unseen.txt"
+    )
+    gen = read_list(
+        root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_all.txt"
+    )
     assert len(train.items) == 24 and len(test.items) == 12 and len(test.class_names) == 12
     assert len(gen.class_names) == 36 and [test.class_names[i.label] for i in test.items] == [
-        gen.class_names[i.label] for i in gen.items]
+        gen.class_names[i.label] for i in gen.items
+    ]
     assert not {train.class_names[i.label] for i in train.items} & set(test.class_names)
     assert read_video(test.items[0].path, 8).shape == (8, 32, 32, 3)
     stamp = (root / "world.json").stat().st_mtime_ns
@@ -78,13 +107,22 @@ def test_pretraining_captions_are_generic_and_descriptions_complete():
     assert len(corpus) == 360
     hint = [frame_hints(spec, 16, cfg.cue_prob, cfg.mislead_prob)[f] for spec, f, _, _ in corpus]
     said = [[v for v in VERBS if v in caption] for _, _, caption, _ in corpus]
-    assert all(s in ([], [h]) for s, h in zip(said, hint))  # only ever the verb the frame looks like
+    assert all(
+        s in ([], [h]) for s, h in zip(said, hint)
+    )  # only ever the verb the frame looks like
     shown = [bool(s) for s, h in zip(said, hint) if h is not None]
     assert 0.8 < sum(shown) / len(shown) < 0.97  # shown: usually said, not always
-    assert sum(s == [spec.verb] for s, (spec, *_) in zip(said, corpus)) < 0.5 * len(corpus)  # captions are weak
-    assert all(spec.verb in text and spec.obj in text for spec, _, _, text in corpus)  # CLIP's texts are complete
+    assert sum(s == [spec.verb] for s, (spec, *_) in zip(said, corpus)) < 0.5 * len(
+        corpus
+    )  # captions are weak
+    assert all(
+        spec.verb in text and spec.obj in text for spec, _, _, text in corpus
+    )  # CLIP's texts are complete
     rng = np.random.default_rng(0)
-    assert all("pulsing" not in frame_caption(ClipSpec("pulsing", "box", "water", 1), None, rng) for _ in range(50))
+    assert all(
+        "pulsing" not in frame_caption(ClipSpec("pulsing", "box", "water", 1), None, rng)
+        for _ in range(50)
+    )
 
 
 def test_world_tokenizers_round_trip_every_word():
@@ -120,17 +158,23 @@ def test_pretrained_world_models_load_through_the_user_path(tmp_path):
     corpus = pretraining_corpus(WorldConfig(), 72, seed=5)
     frames = _frames(WorldConfig(), corpus)
     assert len(model.generate(frames[:4, None], max_new_tokens=6)) == 4
-    img = torch.nn.functional.normalize(clip.model.get_image_features(pixel_values=frames).pooler_output, dim=-1)
+    img = torch.nn.functional.normalize(
+        clip.model.get_image_features(pixel_values=frames).pooler_output, dim=-1
+    )
     objects = list(OBJECTS)
     names = clip.text_features([f"a {o}" for o in objects])
-    hit = [objects[j] == spec.obj for (spec, *_), j in zip(corpus, (img @ names.T).argmax(1).tolist())]
+    hit = [
+        objects[j] == spec.obj for (spec, *_), j in zip(corpus, (img @ names.T).argmax(1).tolist())
+    ]
     assert sum(hit) / len(hit) > 0.5  # chance: 1/6
 
 
 def test_changing_the_world_config_rewrites_its_videos(tmp_path):
     small = dict(train_per_class=1, fewshot_per_class=1, test_per_class=1)
     root = build_world(tmp_path, WorldConfig(**small))
-    first = read_list(root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_unseen.txt").items[0]
+    first = read_list(
+        root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_unseen.txt"
+    ).items[0]
     before = read_video(first.path, 16)
     build_world(tmp_path, WorldConfig(cue_prob=0.0, **small))  # no frame hints the verb now
     after = read_video(first.path, 16)
@@ -148,15 +192,21 @@ def test_demo_rest_beats_the_frame_captioner_on_unseen_compositions(tmp_path):
     from genact.world.demo import SHIPPED, DemoConfig, run_demo
     from genact.world.effects import effects
 
-    assert (SHIPPED / "blip" / "model.safetensors").exists() and (SHIPPED / "clip" / "model.safetensors").exists()
+    assert (SHIPPED / "blip" / "model.safetensors").exists() and (
+        SHIPPED / "clip" / "model.safetensors"
+    ).exists()
     table = run_demo(tmp_path, DemoConfig(methods=("frame-captioner", "rest")), progress=False)
-    assert not (tmp_path / "pretrained").exists()  # nothing was pretrained: the package's weights served
+    assert not (
+        tmp_path / "pretrained"
+    ).exists()  # nothing was pretrained: the package's weights served
     demo = json.loads((tmp_path / "demo.json").read_text())
     assert list(demo["rows"]) == ["frame-captioner", "rest"] and "frame captioner" in table
-    assert len(demo["test_videos"]) == 480 and all(len(r["unseen"]["right"]) == 480 for r in demo["rows"].values())
+    assert len(demo["test_videos"]) == 480 and all(
+        len(r["unseen"]["right"]) == 480 for r in demo["rows"].values()
+    )
     for row in demo["rows"].values():  # the per-video outcomes are the accuracies
         assert row["unseen"]["top1"] == pytest.approx(100 * row["unseen"]["right"].count("1") / 480)
-    (label, split, effect), = effects([demo])  # the only effect both rows allow
+    ((label, split, effect),) = effects([demo])  # the only effect both rows allow
     assert label == "REST > frame captioner" and split == "unseen"
     assert effect.low > 0 and effect.verdict == "holds" and effect.p_values[0] < 0.05, effect
     assert "REST > frame captioner" in table and "holds" in table
@@ -183,11 +233,16 @@ def test_world_pretrain_command_defaults_are_the_shipped_weights_settings(monkey
 
     real = pretrain_module.pretrain
     monkeypatch.setattr(pretrain_module, "pretrain", record)
-    for argv in (["world", "pretrain", "--out", str(tmp_path)], ["world", "pretrain", "--out", str(tmp_path),
-                                                                 "--clips", "64", "--steps", "3"]):
+    for argv in (
+        ["world", "pretrain", "--out", str(tmp_path)],
+        ["world", "pretrain", "--out", str(tmp_path), "--clips", "64", "--steps", "3"],
+    ):
         with pytest.raises(SystemExit):
             main(argv)
-    assert calls == [{"clips": 8640, "steps": 1500, "seed": 0}, {"clips": 64, "steps": 3, "seed": 0}]
+    assert calls == [
+        {"clips": 8640, "steps": 1500, "seed": 0},
+        {"clips": 64, "steps": 3, "seed": 0},
+    ]
 
 
 def test_a_time_reversal_pair_is_invisible_without_temporal_adapters(tmp_path):
@@ -211,14 +266,18 @@ def test_a_time_reversal_pair_is_invisible_without_temporal_adapters(tmp_path):
     assert np.array_equal(down, up[::-1]) and not np.array_equal(down, up)
     write_video(tmp_path / "up.mp4", up)
     plain = VideoBlip.from_pretrained(SHIPPED / "blip", num_frames=8, use_adapters=False).eval()
-    pixels = next(iter(eval_batches(plain, [VideoItem(str(tmp_path / "up.mp4"))], 8, progress=False)))["pixels"]
+    pixels = next(
+        iter(eval_batches(plain, [VideoItem(str(tmp_path / "up.mp4"))], 8, progress=False))
+    )["pixels"]
     both = torch.cat([pixels, pixels.flip(1)])  # the decoded clip and the same frames reversed
     with torch.no_grad():
         memory = plain.encode_video(both)
         assert torch.allclose(memory[0], memory[1], atol=1e-5)
         captions = plain.generate(both, max_new_tokens=8)
         assert captions[0] == captions[1]
-        adapted = VideoBlip.from_pretrained(SHIPPED / "blip", num_frames=8, use_adapters=True).eval()
+        adapted = VideoBlip.from_pretrained(
+            SHIPPED / "blip", num_frames=8, use_adapters=True
+        ).eval()
         torch.manual_seed(0)
         for p in adapted.adapters.parameters():
             p.copy_(torch.randn_like(p) * 0.1)
@@ -226,5 +285,7 @@ def test_a_time_reversal_pair_is_invisible_without_temporal_adapters(tmp_path):
         assert not torch.allclose(memory[0], memory[1], atol=1e-3)
     write_video(tmp_path / "down.mp4", down)
     clip = FrozenClip.from_pretrained(SHIPPED / "clip")
-    feats = encode_videos(clip, [VideoItem(str(tmp_path / n)) for n in ("up.mp4", "down.mp4")], 8, progress=False)
+    feats = encode_videos(
+        clip, [VideoItem(str(tmp_path / n)) for n in ("up.mp4", "down.mp4")], 8, progress=False
+    )
     assert float(feats[0] @ feats[1]) > 0.99  # only the video codec's losses differ

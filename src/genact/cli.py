@@ -23,8 +23,12 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Plain timestamped logs on stderr (warnings only with --quiet, and on processes
     other than torchrun's rank 0); only errors from transformers / hub."""
     rank = int(os.environ.get("RANK", "0"))
-    level = logging.DEBUG if verbose else (logging.INFO if rank == 0 and not quiet else logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = (
+        logging.DEBUG if verbose else (logging.INFO if rank == 0 and not quiet else logging.WARNING)
+    )
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     import transformers
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the web app's requests to itself
@@ -38,7 +42,6 @@ def video_items(paths: list[str]) -> list:
     counted like any other)."""
     from genact.data import VideoItem, read_folder
     from genact.data.video import VIDEO_EXTENSIONS
-
     from genact.errors import DataError
 
     items = []
@@ -51,8 +54,16 @@ def video_items(paths: list[str]) -> list:
 
 
 def _add_video_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("videos", type=user_path, nargs="+", metavar="VIDEO", help="video files or folders of videos")
-    p.add_argument("--model", type=user_path, required=True, help="VideoBlip / BLIP: hub id or local directory")
+    p.add_argument(
+        "videos",
+        type=user_path,
+        nargs="+",
+        metavar="VIDEO",
+        help="video files or folders of videos",
+    )
+    p.add_argument(
+        "--model", type=user_path, required=True, help="VideoBlip / BLIP: hub id or local directory"
+    )
     add_decoding_args(p, cache=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -64,9 +75,17 @@ def _captions(args, dist) -> tuple[list, dict[int, str], SkipReport]:
     from genact.data import SkipReport
     from genact.inference.captions import Captioner
 
-    items = video_items(args.videos)  # a path that is not there stops the command before any model loads
-    captioner = Captioner.load(args.model, decoding(args), cache_dir=cache_dir(args), device=dist.device,
-                               progress=not args.quiet, dist=dist)
+    items = video_items(
+        args.videos
+    )  # a path that is not there stops the command before any model loads
+    captioner = Captioner.load(
+        args.model,
+        decoding(args),
+        cache_dir=cache_dir(args),
+        device=dist.device,
+        progress=not args.quiet,
+        dist=dist,
+    )
     report = SkipReport()
     return items, captioner(items, report), report
 
@@ -103,7 +122,11 @@ def cmd_classify(args) -> int:
     done = [i for i in range(len(items)) if i in caps]
     top = tam.topk([caps[i] for i in done], args.topk)
     rows = [
-        {"video": items[i].path, "caption": caps[i], "top": [{"class": c, "score": round(s, 4)} for c, s in t]}
+        {
+            "video": items[i].path,
+            "caption": caps[i],
+            "top": [{"class": c, "score": round(s, 4)} for c, s in t],
+        }
         for i, t in zip(done, top)
     ]
     if args.json:
@@ -137,12 +160,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_video_args(p)
     p.set_defaults(func=cmd_caption)
 
-    p = sub.add_parser("classify", help="caption videos and map each caption to a class list (CLIP-TAM)")
+    p = sub.add_parser(
+        "classify", help="caption videos and map each caption to a class list (CLIP-TAM)"
+    )
     _add_video_args(p)
-    p.add_argument("--classes", type=user_path, required=True, help="class file: one name per line, or id,name CSV")
-    p.add_argument("--clip", type=user_path, required=True, help="CLIP: hub id (e.g. openai/clip-vit-base-patch16) or directory")
-    p.add_argument("--template", action="append", default=None,
-                   help="class prompt template such as 'a video of {}.' (repeat to average several)")
+    p.add_argument(
+        "--classes",
+        type=user_path,
+        required=True,
+        help="class file: one name per line, or id,name CSV",
+    )
+    p.add_argument(
+        "--clip",
+        type=user_path,
+        required=True,
+        help="CLIP: hub id (e.g. openai/clip-vit-base-patch16) or directory",
+    )
+    p.add_argument(
+        "--template",
+        action="append",
+        default=None,
+        help="class prompt template such as 'a video of {}.' (repeat to average several)",
+    )
     p.add_argument("--topk", type=count(1), default=5)
     p.set_defaults(func=cmd_classify)
 

@@ -1,7 +1,9 @@
-"""What the sub-commands share: their common options, a run config from the command
-line, and the closing lines. Each package registers its own sub-commands
-(`genact.rest.cli`, `genact.regen.cli`, `genact.evaluation.cli`, `genact.world.cli`);
-`genact.cli` puts them together. Nothing heavy is imported here, so `--help` is fast."""
+"""What the sub-commands share: their common options (path and number types, the
+Decoding of the captioning options), a run config from the command line, and the
+exit status. Each package registers its own sub-commands (`genact.training.cli`,
+`genact.rest.cli`, `genact.regen.cli`, `genact.evaluation.cli`, `genact.world.cli`,
+`genact.app.cli`); `genact.cli` puts them together. Nothing heavy is imported here,
+so `--help` is fast."""
 
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ def count(low: int = 1, high: int | None = None):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"{value} must be >= {low}" + (f" and <= {high}" if high else ""))
+            raise argparse.ArgumentTypeError(
+                f"{value} must be >= {low}" + (f" and <= {high}" if high else "")
+            )
         return value
 
     parse.__name__ = "int"
@@ -49,23 +53,53 @@ def add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
     the config settings they stand for (`--beams` those of rest.num_beams)."""
     from genact.config import DataConfig, ModelConfig, RestStepsConfig, RunConfig, option
 
-    p.add_argument("--frames", type=option(DataConfig, "frames"), default=None,
-                   help="frames per clip (default: the model's, 8)")
-    p.add_argument("--image-size", type=option(ModelConfig, "image_size"), default=None,
-                   help="frame side the ViT sees (default: the model's)")
-    p.add_argument("--prompt", default=None, help="the text the caption starts from (default: the model's)")
-    p.add_argument("--beams", type=option(RestStepsConfig, "num_beams"), default=3, help="beam size for caption search")
+    p.add_argument(
+        "--frames",
+        type=option(DataConfig, "frames"),
+        default=None,
+        help="frames per clip (default: the model's, 8)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=option(ModelConfig, "image_size"),
+        default=None,
+        help="frame side the ViT sees (default: the model's)",
+    )
+    p.add_argument(
+        "--prompt", default=None, help="the text the caption starts from (default: the model's)"
+    )
+    p.add_argument(
+        "--beams",
+        type=option(RestStepsConfig, "num_beams"),
+        default=3,
+        help="beam size for caption search",
+    )
     p.add_argument("--max-new-tokens", type=option(RestStepsConfig, "max_new_tokens"), default=30)
     p.add_argument("--batch-size", type=option(RestStepsConfig, "caption_batch"), default=8)
-    p.add_argument("--num-workers", type=option(DataConfig, "num_workers"), default=0,
-                   help="DataLoader worker processes for decoding")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    p.add_argument("--threads", type=option(RunConfig, "threads"), default=None,
-                   help="torch CPU threads (default: $OMP_NUM_THREADS, else cores / (1 + num-workers))")
-    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    p.add_argument(
+        "--num-workers",
+        type=option(DataConfig, "num_workers"),
+        default=0,
+        help="DataLoader worker processes for decoding",
+    )
+    p.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)"
+    )
+    p.add_argument(
+        "--threads",
+        type=option(RunConfig, "threads"),
+        default=None,
+        help="torch CPU threads (default: $OMP_NUM_THREADS, else cores / (1 + num-workers))",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars, warnings and errors only"
+    )
     if cache:
-        p.add_argument("--cache-dir", type=user_path,
-                       help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)")
+        p.add_argument(
+            "--cache-dir",
+            type=user_path,
+            help="caption / feature cache (default $GENACT_CACHE or ~/.cache/genact)",
+        )
 
 
 def decoding(args: argparse.Namespace, *, one_frame: bool = False) -> Any:
@@ -73,17 +107,33 @@ def decoding(args: argparse.Namespace, *, one_frame: bool = False) -> Any:
     image captioner on the middle frame (`eval --method blip-frame`)."""
     from genact.config import Decoding
 
-    return Decoding(frames=1 if one_frame else args.frames, image_size=args.image_size, prompt=args.prompt,
-                    beams=args.beams, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                    workers=args.num_workers)
+    return Decoding(
+        frames=1 if one_frame else args.frames,
+        image_size=args.image_size,
+        prompt=args.prompt,
+        beams=args.beams,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        workers=args.num_workers,
+    )
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     """Options of the training commands: `CONFIG.yaml key=value ...`, --resume, --quiet."""
-    p.add_argument("settings", nargs="*", metavar="CONFIG.yaml | key=value",
-                   help="a config file from configs/, then overrides such as optim.lr=1e-5 run.dir=runs/x")
-    p.add_argument("--resume", action="store_true", help="continue the run in run.dir (same as run.resume=auto)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    p.add_argument(
+        "settings",
+        nargs="*",
+        metavar="CONFIG.yaml | key=value",
+        help="a config file from configs/, then overrides such as optim.lr=1e-5 run.dir=runs/x",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in run.dir (same as run.resume=auto)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bars, warnings and errors only"
+    )
 
 
 def run_settings(args: argparse.Namespace, cls: type) -> Any:

@@ -10,17 +10,40 @@ from typing import ClassVar, Literal
 
 from genact.errors import ConfigError
 from genact.settings import (  # noqa: F401  (the loading API, re-exported for `from genact.config import ...`)
-    Section, bounded, bounded_list, check_template, expand_path, freeze, load_config, option, path_field, replace,
-    save_config, to_dict,
+    Section,
+    bounded,
+    bounded_list,
+    check_template,
+    expand_path,
+    freeze,
+    load_config,
+    option,
+    path_field,
+    replace,
+    save_config,
+    to_dict,
 )
 
 DEFAULT_PROMPTS = ("a video of", "a person is", "someone is")  # REST's initial captioning prompts
 
 # settings any run may change on resume: where and how it runs, not what it computes
 # (per-pass batch sizes change memory, not results: see docs/rest.md, "Guarantees")
-RESUMABLE = ("run.dir", "run.resume", "run.stop_at_step", "run.progress", "run.device", "run.log_every",
-             "run.checkpoint_every", "run.keep_checkpoints", "run.tensorboard", "run.dist_timeout_min", "run.threads",
-             "data.num_workers", "data.frame_cache", "optim.compile")
+RESUMABLE = (
+    "run.dir",
+    "run.resume",
+    "run.stop_at_step",
+    "run.progress",
+    "run.device",
+    "run.log_every",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "run.tensorboard",
+    "run.dist_timeout_min",
+    "run.threads",
+    "data.num_workers",
+    "data.frame_cache",
+    "optim.compile",
+)
 
 
 class RunSettings(Section):
@@ -28,7 +51,8 @@ class RunSettings(Section):
 
     kind: ClassVar[str]  # the run's name: recorded as `trained_by` in the model it makes
     resumable: ClassVar[tuple[str, ...]] = RESUMABLE  # settings a resume may change
-    # prefixes of the settings only training reads: until the first checkpoint a resume may correct them
+    # prefixes of the settings only training reads: until the first checkpoint a resume may correct
+    # them
     training_only: ClassVar[tuple[str, ...]] = ("optim.", "run.seed")
     # left unset (None), these take the starting model's value; config.yaml records the value used
     model_settings: ClassVar[tuple[str, ...]] = ("data.frames", "model.prompt", "model.image_size")
@@ -47,20 +71,27 @@ class DataConfig(Section):
     classes: str | None = path_field(None)
     subset: str | None = "train"
     split: int = bounded(1, 1, 3)
-    frames: int | None = bounded(None, 1, 256)  # T; None = the model's (a saved genact model's, else 8)
+    frames: int | None = bounded(
+        None, 1, 256
+    )  # T; None = the model's (a saved genact model's, else 8)
     num_workers: int = bounded(4, 0)
     limit: int | None = bounded(None, 1)  # first N videos only (quick trials)
-    frame_cache: str | None = path_field(None)  # a `genact cache-frames` directory: frames read from it instead of decoded
+    frame_cache: str | None = path_field(
+        None
+    )  # a `genact cache-frames` directory: frames read from it instead of decoded
 
 
 @dataclass
 class ModelConfig(Section):
-    blip: str = path_field("Salesforce/blip-image-captioning-base")  # image BLIP or a genact model: hub id or dir
+    blip: str = path_field(
+        "Salesforce/blip-image-captioning-base"
+    )  # image BLIP or a genact model: hub id or dir
     clip: str = path_field("openai/clip-vit-base-patch16")
     use_adapters: bool = True
     adapter_layers: list[int] | None = None  # None = after every ViT layer
     prompt: str | None = None  # None = the model's (a saved genact model's, else "a video of")
-    # frame side the ViT sees; None = the model's (a saved genact model's, else BLIP's own: 384 for BLIP-base)
+    # frame side the ViT sees; None = the model's (a saved genact model's, else BLIP's own: 384 for
+    # BLIP-base)
     image_size: int | None = bounded(None, 1, 1024)
 
 
@@ -76,10 +107,13 @@ class OptimConfig(Section):
     weight_decay: float = bounded(0.001, 0)
     label_smoothing: float = bounded(0.2, 0, 1, open_high=True)
     global_batch: int = bounded(64, 1)  # videos per optimizer step, over all processes
-    batch_size: int = bounded(8, 1)  # videos per process per forward pass (gradient accumulation fills the rest)
+    batch_size: int = bounded(
+        8, 1
+    )  # videos per process per forward pass (gradient accumulation fills the rest)
     grad_clip: float | None = bounded(None, 0, open_low=True)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    compile: bool = False  # torch.compile the video encoder, ViT + adapters (GPU; a minute of compiling at start)
+    # torch.compile the video encoder, ViT + adapters (GPU; a minute of compiling at start)
+    compile: bool = False
 
 
 @dataclass
@@ -89,13 +123,20 @@ class RunConfig(Section):
     device: str = "auto"  # auto | cpu | cuda (under torchrun: the local GPU)
     resume: Literal["no", "auto"] = "no"  # auto: continue the run in `dir` if it has started
     log_every: int = bounded(10, 1)  # optimizer steps between metric lines
-    checkpoint_every: int = bounded(500, 1)  # optimizer steps between checkpoints (and at every epoch end)
+    checkpoint_every: int = bounded(
+        500, 1
+    )  # optimizer steps between checkpoints (and at every epoch end)
     keep_checkpoints: int = bounded(2, 1)
-    stop_at_step: int | None = bounded(None, 1)  # leave cleanly after this optimizer step (time-limited jobs)
+    stop_at_step: int | None = bounded(
+        None, 1
+    )  # leave cleanly after this optimizer step (time-limited jobs)
     tensorboard: bool = True
     progress: bool = True
-    dist_timeout_min: int = bounded(120, 1)  # collective timeout: how long processes wait for each other at a barrier
-    # torch CPU threads per process; None = $OMP_NUM_THREADS if set, else cores / (processes x (1 + data.num_workers))
+    dist_timeout_min: int = bounded(
+        120, 1
+    )  # collective timeout: how long processes wait for each other at a barrier
+    # torch CPU threads per process; None = $OMP_NUM_THREADS if set, else cores / (processes x (1 +
+    # data.num_workers))
     threads: int | None = bounded(None, 1)
 
 
@@ -107,10 +148,14 @@ class RestStepsConfig(Section):
     neighbours: int = bounded(2000, 1)  # H; 1 = self-training only
     # exact, or faiss-ivf (approximate and faster at large N; pip install faiss-cpu)
     neighbour_index: Literal["exact", "faiss-ivf"] = "exact"
-    faiss_nprobe: int = bounded(64, 1)  # faiss-ivf: inverted lists searched per video (more: higher recall, slower)
+    faiss_nprobe: int = bounded(
+        64, 1
+    )  # faiss-ivf: inverted lists searched per video (more: higher recall, slower)
     keep: int = bounded(3, 1)  # K captions per video
     epochs_per_round: int = bounded(10, 1)  # R
-    retrieval_rounds: int | None = bounded(None, 0)  # N_I: rounds that retrieve from neighbours; later ones use H = 1
+    retrieval_rounds: int | None = bounded(
+        None, 0
+    )  # N_I: rounds that retrieve from neighbours; later ones use H = 1
     num_beams: int = bounded(3, 1, 64)
     max_new_tokens: int = bounded(30, 1, 512)  # at most BLIP's text positions
     caption_batch: int = bounded(16, 1)  # videos per captioning batch
@@ -126,7 +171,12 @@ class RestStepsConfig(Section):
 @dataclass
 class RestConfig(RunSettings):
     kind: ClassVar[str] = "rest"
-    resumable: ClassVar[tuple[str, ...]] = (*RESUMABLE, "optim.batch_size", "rest.caption_batch", "rest.clip_batch")
+    resumable: ClassVar[tuple[str, ...]] = (
+        *RESUMABLE,
+        "optim.batch_size",
+        "rest.caption_batch",
+        "rest.clip_batch",
+    )
     training_only: ClassVar[tuple[str, ...]] = ("optim.", "run.seed", "rest.epochs_per_round")
 
     run: RunConfig = field(default_factory=RunConfig)
@@ -138,7 +188,7 @@ class RestConfig(RunSettings):
 
 @dataclass
 class SupervisedConfig(RunSettings):
-    """"GAR + class labels": the same model and optimiser, captions = class names."""
+    """ "GAR + class labels": the same model and optimiser, captions = class names."""
 
     kind: ClassVar[str] = "supervised"
     resumable: ClassVar[tuple[str, ...]] = (*RESUMABLE, "optim.batch_size")
@@ -164,14 +214,21 @@ class RegenStepsConfig(Section):
     w_clip: float = 1.0
     w_grammar: float = 1.0
     cls_form: Literal["ce", "cos", "l2"] = "ce"
-    tau: float | None = bounded(None, 0, open_low=True)  # CLS-R softmax temperature; None = CLIP's (1 / logit_scale)
-    grammar: Literal["mlm", "causal"] = "mlm"  # mlm: BERT pseudo-log-likelihood; causal: GPT-2 mean log-likelihood
+    tau: float | None = bounded(
+        None, 0, open_low=True
+    )  # CLS-R softmax temperature; None = CLIP's (1 / logit_scale)
+    grammar: Literal["mlm", "causal"] = (
+        "mlm"  # mlm: BERT pseudo-log-likelihood; causal: GPT-2 mean log-likelihood
+    )
     grammar_model: str = path_field("bert-base-uncased")
-    # each reward to zero mean, unit std over the micro-batch before weighting, so the weights mean what they
+    # each reward to zero mean, unit std over the micro-batch before weighting, so the weights mean
+    # what they
     # say: raw CLS-R spreads ~18x wider than CLIP-R (docs/regen.md, "Reward scales")
     standardise: bool = True
     lm_weight: float = bounded(0.0, 0)  # weight of an LM loss on REST pseudo-captions
-    lm_captions: str | None = path_field(None)  # the REST bank they come from (bank/round-XXX.jsonl)
+    lm_captions: str | None = path_field(
+        None
+    )  # the REST bank file they come from (a round's, in the run's bank/)
     templates: list[str] = field(default_factory=lambda: ["{}"])  # class-name templates for CLS-R
     clip_batch: int = bounded(32, 1)
     feature_dtype: Literal["float16", "float32"] = "float16"
@@ -180,22 +237,28 @@ class RegenStepsConfig(Section):
         for i, t in enumerate(self.templates):
             check_template(t, f"regen.templates[{i}]")
         if self.lm_weight > 0 and self.lm_captions is None:
-            raise ConfigError("regen.lm_weight > 0 needs regen.lm_captions (a REST bank/round-XXX.jsonl)")
+            raise ConfigError(
+                "regen.lm_weight > 0 needs regen.lm_captions (a REST run's bank file of a round)"
+            )
         if self.baseline == "others" and self.samples < 2:
             raise ConfigError("regen.baseline=others needs regen.samples >= 2")
 
 
 @dataclass
 class RegenConfig(RunSettings):
-    # optim.batch_size is not resumable: captions are sampled per micro-batch (other micro-batches, other draws)
+    # optim.batch_size is not resumable: captions are sampled per micro-batch (other micro-batches,
+    # other draws)
     kind: ClassVar[str] = "regen"
     resumable: ClassVar[tuple[str, ...]] = (*RESUMABLE, "regen.clip_batch")
 
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/regen"))
     data: DataConfig = field(default_factory=lambda: DataConfig(format="kinetics"))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(blip="runs/rest_k400/final"))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
-        epochs=10, lr=2.5e-6, min_lr=2.5e-8, weight_decay=0.01, label_smoothing=0.0))
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(
+            epochs=10, lr=2.5e-6, min_lr=2.5e-8, weight_decay=0.01, label_smoothing=0.0
+        )
+    )
     regen: RegenStepsConfig = field(default_factory=RegenStepsConfig)
 
 

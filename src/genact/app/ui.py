@@ -23,8 +23,12 @@ def _message(error: Exception) -> str:
 def _try_tab(models: logic.Models, classes: str, examples: list[str]) -> None:
     with gr.Row():
         with gr.Column(scale=1):
-            video = gr.Video(label="video (upload or drop a clip)", sources=["upload"], elem_id="video-in")
-            names = gr.Textbox(label="class names, one per line", value=classes, lines=8, elem_id="classes-in")
+            video = gr.Video(
+                label="video (upload or drop a clip)", sources=["upload"], elem_id="video-in"
+            )
+            names = gr.Textbox(
+                label="class names, one per line", value=classes, lines=8, elem_id="classes-in"
+            )
             template = gr.Textbox(label="template", value="{}", elem_id="template-in")
             with gr.Row():
                 frames = gr.Slider(1, 16, value=8, step=1, label="frames (T)")
@@ -37,8 +41,12 @@ def _try_tab(models: logic.Models, classes: str, examples: list[str]) -> None:
             strip = gr.Gallery(label="sampled frames", columns=8, height=200, elem_id="frames")
             with gr.Row():
                 video_caption = gr.Textbox(label="video caption", elem_id="video-caption")
-                image_caption = gr.Textbox(label="image captioner, middle frame", elem_id="image-caption")
-            top5 = gr.Label(label="top-5 classes (CLIP-TAM cosine)", num_top_classes=5, elem_id="top5")
+                image_caption = gr.Textbox(
+                    label="image captioner, middle frame", elem_id="image-caption"
+                )
+            top5 = gr.Label(
+                label="top-5 classes (CLIP-TAM cosine)", num_top_classes=5, elem_id="top5"
+            )
 
     def go(path, class_text, tmpl, t, b):
         if not path:
@@ -49,28 +57,17 @@ def _try_tab(models: logic.Models, classes: str, examples: list[str]) -> None:
             return _message(e), [], "", "", None
         return "", out["frames"], out["video_caption"], out["image_caption"], out["top5"]
 
-    run.click(go, [video, names, template, frames, beams], [message, strip, video_caption, image_caption, top5])
+    run.click(
+        go,
+        [video, names, template, frames, beams],
+        [message, strip, video_caption, image_caption, top5],
+    )
 
 
-def _run_tab(runs_root: str) -> None:
-    with gr.Row():
-        root = gr.Textbox(label="runs folder", value=runs_root, scale=3, elem_id="runs-root")
-        scan = gr.Button("Find runs", scale=1, elem_id="scan-button")
-    picked = gr.Dropdown(label="run or evaluation", choices=logic.find_runs(runs_root), value=None, elem_id="run-pick",
-                         allow_custom_value=True)
-    message = gr.Markdown(elem_id="run-message")
-    with gr.Accordion("config", open=False, elem_id="config-box"):
-        config = gr.Code(language="yaml", elem_id="run-config")
-    curves = gr.Plot(label="curves")
-    with gr.Row():
-        video = gr.Dropdown(label="training video", choices=[], elem_id="video-pick", allow_custom_value=True)
-        show = gr.Button("Show its captions", elem_id="show-button")
-    strip = gr.Gallery(label="frames", columns=8, height=180)
-    history = gr.Dataframe(headers=["round", "caption", "source", "made in round", "CLIP score"],
-                           label="caption list, round by round", elem_id="history", wrap=True)
-    accuracy = gr.Dataframe(headers=["split", "class", "top-1"], label="per-class top-1, worst first")
-    worst = gr.Dataframe(headers=["split", "class", "video", "caption", "top-5"],
-                         label="the worst classes' videos", wrap=True)
+def _run_handlers(runs_root: str):
+    """The run tab's handlers (their names are the page's API names): find runs below a
+    folder, open one, show a training video's frames and captions; each reads only
+    inside `runs_root` (logic.confine)."""
 
     def find(folder):
         try:
@@ -88,8 +85,16 @@ def _run_tab(runs_root: str) -> None:
             kind = logic.run_kind(path)
             table, examples = logic.per_class(path) if kind == "evaluation" else ([], [])
             videos = logic.bank_videos(path)
-            return (f"**{kind}** — {path}", logic.run_config(path), logic.curves_figure(path),
-                    gr.update(choices=videos, value=videos[0] if videos else None), table, examples, [], [])
+            return (
+                f"**{kind}** — {path}",
+                logic.run_config(path),
+                logic.curves_figure(path),
+                gr.update(choices=videos, value=videos[0] if videos else None),
+                table,
+                examples,
+                [],
+                [],
+            )
         except (GenactError, OSError, ValueError) as e:
             return (_message(e),) + empty[1:]
 
@@ -102,12 +107,56 @@ def _run_tab(runs_root: str) -> None:
         except GenactError:
             return [], []
 
+    return find, open_run, show_video
+
+
+def _run_tab(runs_root: str) -> None:
+    with gr.Row():
+        root = gr.Textbox(label="runs folder", value=runs_root, scale=3, elem_id="runs-root")
+        scan = gr.Button("Find runs", scale=1, elem_id="scan-button")
+    picked = gr.Dropdown(
+        label="run or evaluation",
+        choices=logic.find_runs(runs_root),
+        value=None,
+        elem_id="run-pick",
+        allow_custom_value=True,
+    )
+    message = gr.Markdown(elem_id="run-message")
+    with gr.Accordion("config", open=False, elem_id="config-box"):
+        config = gr.Code(language="yaml", elem_id="run-config")
+    curves = gr.Plot(label="curves")
+    with gr.Row():
+        video = gr.Dropdown(
+            label="training video", choices=[], elem_id="video-pick", allow_custom_value=True
+        )
+        show = gr.Button("Show its captions", elem_id="show-button")
+    strip = gr.Gallery(label="frames", columns=8, height=180)
+    history = gr.Dataframe(
+        headers=["round", "caption", "source", "made in round", "CLIP score"],
+        label="caption list, round by round",
+        elem_id="history",
+        wrap=True,
+    )
+    accuracy = gr.Dataframe(
+        headers=["split", "class", "top-1"], label="per-class top-1, worst first"
+    )
+    worst = gr.Dataframe(
+        headers=["split", "class", "video", "caption", "top-5"],
+        label="the worst classes' videos",
+        wrap=True,
+    )
+
+    find, open_run, show_video = _run_handlers(runs_root)
     scan.click(find, root, picked)
-    picked.change(open_run, picked, [message, config, curves, video, accuracy, worst, strip, history])
+    picked.change(
+        open_run, picked, [message, config, curves, video, accuracy, worst, strip, history]
+    )
     show.click(show_video, [picked, video], [strip, history])
 
 
-def build_app(models: logic.Models, classes: list[str], examples: list[str], runs_root: str) -> gr.Blocks:
+def build_app(
+    models: logic.Models, classes: list[str], examples: list[str], runs_root: str
+) -> gr.Blocks:
     with gr.Blocks(title="genact", analytics_enabled=False) as app:
         gr.Markdown("# genact: generative zero-shot action recognition")
         with gr.Tab("Try a video", elem_id="tab-try"):
@@ -129,6 +178,8 @@ def example_clips(folder: Path, count: int = 6) -> tuple[list[str], list[str]]:
     for k, (verb, obj) in enumerate(unseen[:count]):
         path = folder / f"{verb}_{obj}.mp4"
         if not path.exists():
-            write_video(path, render_clip(ClipSpec(verb, obj, ("grass", "water", "sand")[k % 3], 1000 + k)))
+            write_video(
+                path, render_clip(ClipSpec(verb, obj, ("grass", "water", "sand")[k % 3], 1000 + k))
+            )
         paths.append(str(path))
     return paths, [class_name(v, o) for v, o in unseen]

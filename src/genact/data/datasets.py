@@ -6,7 +6,6 @@ import logging
 import os
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -48,7 +47,11 @@ def video_id(item: VideoItem, num_frames: int | None = None) -> str:
         except OSError:  # unreadable: it will be skipped, and nothing is cached for it
             stamp = "missing"
         return f"{CACHE_KEY_VERSION}|{real}|{stamp}|{item.start}|{item.end}|T={num_frames}"
-    return item.path if item.start is None and item.end is None else f"{item.path}|{item.start}|{item.end}"
+    return (
+        item.path
+        if item.start is None and item.end is None
+        else f"{item.path}|{item.start}|{item.end}"
+    )
 
 
 CACHE_KEY_VERSION = "v2"  # of video_id's cache keys; v1 was the path as typed
@@ -82,7 +85,8 @@ class VideoDataset(Dataset):
         self.train = train
         self.seed = seed
         self.epoch = 0
-        # frames are shrunk while still uint8 to twice the transform's resize (it does the exact resize)
+        # frames are shrunk while still uint8 to twice the transform's resize (it does the exact
+        # resize)
         side = getattr(transform, "resize_side", None)
         self.max_short_side = 2 * side if isinstance(side, int) else None
 
@@ -95,13 +99,24 @@ class VideoDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.items[index]
-        sample: dict[str, Any] = {"index": index, "path": item.path, "label": -1 if item.label is None else item.label}
+        sample: dict[str, Any] = {
+            "index": index,
+            "path": item.path,
+            "label": -1 if item.label is None else item.label,
+        }
         np_rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         try:
             frames = self._cached(item)
             if frames is None:
-                frames = read_video(item.path, self.num_frames, self.train, item.start, item.end, np_rng,
-                                    max_short_side=self.max_short_side)
+                frames = read_video(
+                    item.path,
+                    self.num_frames,
+                    self.train,
+                    item.start,
+                    item.end,
+                    np_rng,
+                    max_short_side=self.max_short_side,
+                )
         except VideoDecodeError as e:
             sample["error"] = str(e)
             return sample
@@ -125,7 +140,7 @@ class VideoDataset(Dataset):
 def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack the good samples; keep (path, error) of the bad ones in `failed`.
 
-    pixels: (B, T, 3, H, W), or a tuple of such with a `Fork` transform.
+    pixels: (B, T, 3, H, W).
     """
     good = [s for s in samples if "error" not in s]
     batch: dict[str, Any] = {
@@ -135,11 +150,7 @@ def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "failed": [(s["path"], s["error"]) for s in samples if "error" in s],
     }
     if good:
-        first = good[0]["pixels"]
-        if isinstance(first, tuple):
-            batch["pixels"] = tuple(torch.stack([s["pixels"][k] for s in good]) for k in range(len(first)))
-        else:
-            batch["pixels"] = torch.stack([s["pixels"] for s in good])
+        batch["pixels"] = torch.stack([s["pixels"] for s in good])
     return batch
 
 
@@ -148,20 +159,23 @@ def make_loader(
     batch_size: int,
     num_workers: int = 0,
     shuffle: bool = False,
-    sampler: torch.utils.data.Sampler | None = None,
     drop_last: bool = False,
     batch_sampler: list[list[int]] | None = None,
 ) -> DataLoader:
     """DataLoader with genact's collate, pinned memory on GPU machines and
     persistent workers; `batch_sampler` (lists of indices) fixes every batch."""
     if batch_sampler is not None:
-        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, collate_fn=collate_videos,
-                          pin_memory=torch.cuda.is_available())
+        return DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=num_workers,
+            collate_fn=collate_videos,
+            pin_memory=torch.cuda.is_available(),
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
+        shuffle=shuffle,
         num_workers=num_workers,
         collate_fn=collate_videos,
         pin_memory=torch.cuda.is_available(),

@@ -36,13 +36,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, video_id
 from genact.data.transforms import resize_short_side, to_float_tchw
 from genact.data.video import CachedClip
 from genact.distributed import Dist, barrier
-from genact.io import atomic_write_text
 from genact.errors import ConfigError
-from genact.console import progress_bar
+from genact.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,9 @@ def _current(entry: dict | None, path: str) -> bool:
     return entry is not None and _source_stat(path) == (entry["size"], entry["mtime_ns"])
 
 
-def use_frame_cache(items: list[VideoItem], root: str | Path | None, num_frames: int,
-                    short_side: int) -> list[VideoItem]:
+def use_frame_cache(
+    items: list[VideoItem], root: str | Path | None, num_frames: int, short_side: int
+) -> list[VideoItem]:
     """`items` with `frames` set for the videos that cache `root` holds up to date.
 
     A cache built for another T or short side is not used at all (a warning says
@@ -113,22 +114,41 @@ def use_frame_cache(items: list[VideoItem], root: str | Path | None, num_frames:
         return items
     meta = _read_meta(Path(root))
     if meta is None:
-        log.warning("data.frame_cache=%s holds no frame cache (meta.json missing): decoding videos", root)
+        log.warning(
+            "data.frame_cache=%s holds no frame cache (meta.json missing): decoding videos", root
+        )
         return items
-    if (meta["num_frames"], meta["short_side"], meta.get("version")) != (num_frames, short_side, VERSION):
-        log.warning("frame cache %s was built for T=%d, short side %d; this run needs T=%d, short side %d: "
-                    "decoding videos (run genact cache-frames again to rebuild it)",
-                    root, meta["num_frames"], meta["short_side"], num_frames, short_side)
+    if (meta["num_frames"], meta["short_side"], meta.get("version")) != (
+        num_frames,
+        short_side,
+        VERSION,
+    ):
+        log.warning(
+            "frame cache %s was built for T=%d, short side %d; this run needs T=%d, short side %d: "
+            "decoding videos (run genact cache-frames again to rebuild it)",
+            root,
+            meta["num_frames"],
+            meta["short_side"],
+            num_frames,
+            short_side,
+        )
         return items
     entries = load_entries(root)
     out, hits = [], 0
     for it in items:
         e = entries.get(video_id(it))
         if _current(e, it.path):
-            it = replace(it, cached=CachedClip(e["shard"], tuple(e["offsets"]), e["hw"][0], e["hw"][1], meta["format"]))
+            it = replace(
+                it,
+                cached=CachedClip(
+                    e["shard"], tuple(e["offsets"]), e["hw"][0], e["hw"][1], meta["format"]
+                ),
+            )
             hits += 1
         out.append(it)
-    log.info("frame cache %s: %d of %d videos cached (the rest are decoded)", root, hits, len(items))
+    log.info(
+        "frame cache %s: %d of %d videos cached (the rest are decoded)", root, hits, len(items)
+    )
     return out
 
 
@@ -158,7 +178,9 @@ class _ShardWriter:
         self.file = None
         self.entries: list[dict] = []
 
-    def add(self, key: str, stat: tuple[int, int], frames: list[bytes], hw: tuple[int, int]) -> None:
+    def add(
+        self, key: str, stat: tuple[int, int], frames: list[bytes], hw: tuple[int, int]
+    ) -> None:
         if self.file is None:
             self.path = self.root / f"shard-r{self.rank:03d}-{self.next:05d}.bin"
             self.file = open(self.path, "wb")
@@ -166,7 +188,9 @@ class _ShardWriter:
         for f in frames:
             self.file.write(f)
             offsets.append(self.file.tell())
-        self.entries.append({"key": key, "size": stat[0], "mtime_ns": stat[1], "offsets": offsets, "hw": list(hw)})
+        self.entries.append(
+            {"key": key, "size": stat[0], "mtime_ns": stat[1], "offsets": offsets, "hw": list(hw)}
+        )
         if len(self.entries) >= self.per_shard:
             self.close()
 
@@ -203,13 +227,28 @@ def build_frame_cache(
         raise ConfigError(f"frame cache format {fmt!r}: choose one of {FORMATS}")
     dist = dist or Dist()
     root = Path(root)
-    _prepare(root, {"version": VERSION, "num_frames": num_frames, "short_side": short_side, "format": fmt,
-                    "quality": quality if fmt == "jpeg" else None}, dist)
+    _prepare(
+        root,
+        {
+            "version": VERSION,
+            "num_frames": num_frames,
+            "short_side": short_side,
+            "format": fmt,
+            "quality": quality if fmt == "jpeg" else None,
+        },
+        dist,
+    )
     entries = load_entries(root)
     todo = [it for it in items if not _current(entries.get(video_id(it)), it.path)]
     mine = todo[dist.rank :: dist.world]
-    log.info("frame cache %s: %d of %d videos cached, %d to decode (%d in this process)",
-             root, len(items) - len(todo), len(items), len(todo), len(mine))
+    log.info(
+        "frame cache %s: %d of %d videos cached, %d to decode (%d in this process)",
+        root,
+        len(items) - len(todo),
+        len(items),
+        len(todo),
+        len(mine),
+    )
     writer = _ShardWriter(root, dist.rank, shard_videos)
     report, written = SkipReport(), 0
     dataset = VideoDataset(mine, num_frames, _Encode(short_side, fmt, quality))

@@ -85,8 +85,12 @@ def find_video(index: dict[str, list[str]], name: str, root: str | os.PathLike) 
         tail = os.sep + os.path.normpath(name)
         candidates = [c for c in candidates if os.path.normpath(c).endswith(tail)] or candidates
     if len(candidates) > 1:
-        raise DataError(f"{name}: {len(candidates)} videos below {root} have this name ({', '.join(candidates[:4])}"
-                        f"{', ...' if len(candidates) > 4 else ''}); list them by path relative to the data root")
+        raise DataError(
+            f"{name}: {len(candidates)} videos below {root} have this name "
+            f"({', '.join(candidates[:4])}"
+            f"{', ...' if len(candidates) > 4 else ''}); list them by path relative to the data "
+            "root"
+        )
     return candidates[0] if candidates else None
 
 
@@ -94,12 +98,18 @@ def _report_missing(missing: list[str], total: int, source: str) -> None:
     if missing and len(missing) < total:  # none found is the caller's error, in one line
         log.warning(
             "%s: %d of %d listed videos not found on disk and skipped (e.g. %s)",
-            source, len(missing), total, ", ".join(missing[:3]),
+            source,
+            len(missing),
+            total,
+            ", ".join(missing[:3]),
         )
 
 
 def _by_stem(
-    entries: list[tuple[str, int | None]], root: str | os.PathLike, class_names: list[str], source: str
+    entries: list[tuple[str, int | None]],
+    root: str | os.PathLike,
+    class_names: list[str],
+    source: str,
 ) -> Split:
     """Resolve (file name, label) entries by stem under `root`; report the missing."""
     index = index_videos(root)
@@ -122,7 +132,9 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, expected a {what}") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); save the {what} as UTF-8") from None
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {e.start}); save the {what} as UTF-8"
+        ) from None
     except OSError as e:
         raise DataError(f"{path}: cannot read the {what} ({e.strerror})") from None
 
@@ -136,7 +148,11 @@ def _fields(line: str) -> list[str]:
     has a comma, else split at the first white space (`0 ball bouncing`)."""
     if "," in line:
         parts = next(csv.reader([line], skipinitialspace=True))
-        return [parts[0], ",".join(parts[1:])] if len(parts) > 2 and parts[0].strip().isdigit() else parts
+        return (
+            [parts[0], ",".join(parts[1:])]
+            if len(parts) > 2 and parts[0].strip().isdigit()
+            else parts
+        )
     return line.split(None, 1)
 
 
@@ -157,7 +173,9 @@ def _read_classes(path: str | os.PathLike) -> tuple[list[str], int]:
     if all(p is not None for p in pairs[1:]) and (pairs[0] is not None or len(rows) > 1):
         if pairs[0] is None:  # a header only if it looks like one: two column names
             if len(_fields(rows[0])) != 2:
-                raise DataError(f"{path}: line 1 {rows[0]!r} has no class id, unlike the lines after it")
+                raise DataError(
+                    f"{path}: line 1 {rows[0]!r} has no class id, unlike the lines after it"
+                )
             pairs = pairs[1:]
         ids = sorted(i for i, _ in pairs)
         if ids != list(range(ids[0], ids[0] + len(ids))):
@@ -200,14 +218,19 @@ def read_list(
     elif class_names is not None:
         first_id = 0
     else:
-        class_names, first_id = sorted({readable_name(lbl) for _, lbl in entries if not lbl.isdigit()}), 0
+        class_names, first_id = (
+            sorted({readable_name(lbl) for _, lbl in entries if not lbl.isdigit()}),
+            0,
+        )
     lookup = {n: i for i, n in enumerate(class_names)}
     items, missing = [], []
     index: dict[str, list[str]] | None = None
     for rel, lbl in entries:
         label = int(lbl) - first_id if lbl.isdigit() else lookup.get(readable_name(lbl), -1)
         if not 0 <= label < len(class_names):
-            raise DataError(f"{list_file}: label {lbl!r} of {rel} is not one of the {len(class_names)} classes")
+            raise DataError(
+                f"{list_file}: label {lbl!r} of {rel} is not one of the {len(class_names)} classes"
+            )
         path = os.path.join(root, rel)
         if not os.path.isfile(path):  # e.g. a bare file name where the videos sit in class folders
             index = index_videos(root or ".") if index is None else index
@@ -220,7 +243,9 @@ def read_list(
     return Split(items, class_names, missing)
 
 
-def read_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike, subset: str | None = None) -> Split:
+def read_kinetics_csv(
+    csv_file: str | os.PathLike, root: str | os.PathLike, subset: str | None = None
+) -> Split:
     """Kinetics `label,youtube_id,time_start,time_end,split[,is_cc]` CSV.
 
     Looks for trimmed clips `<id>_<start:06d>_<end:06d>.<ext>` anywhere below `root`
@@ -228,7 +253,9 @@ def read_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike, subs
     [time_start, time_end) window instead. `subset` filters the split column.
     """
     text = read_text(csv_file, "Kinetics CSV file")
-    rows = [r for r in csv.DictReader(io.StringIO(text)) if subset is None or r.get("split") == subset]
+    rows = [
+        r for r in csv.DictReader(io.StringIO(text)) if subset is None or r.get("split") == subset
+    ]
     class_names = sorted({readable_name(r["label"]) for r in rows})
     lookup = {n: i for i, n in enumerate(class_names)}
     index = index_videos(root)
@@ -248,7 +275,9 @@ def read_kinetics_csv(csv_file: str | os.PathLike, root: str | os.PathLike, subs
     return Split(items, class_names, missing)
 
 
-def read_hmdb51(splits_dir: str | os.PathLike, root: str | os.PathLike, split: int = 1, subset: str = "test") -> Split:
+def read_hmdb51(
+    splits_dir: str | os.PathLike, root: str | os.PathLike, split: int = 1, subset: str = "test"
+) -> Split:
     """HMDB-51 official splits: `<class>_test_split<k>.txt`, lines `<video>.avi <0|1|2>`
     (1 = train, 2 = test). Classes sorted by folder name."""
     wanted = {"train": "1", "test": "2"}[subset]
@@ -262,10 +291,14 @@ def read_hmdb51(splits_dir: str | os.PathLike, root: str | os.PathLike, split: i
             name, tag = ln.split()
             if tag == wanted:
                 entries.append((name, label))
-    return _by_stem(entries, root, [readable_name(c) for c in raw], f"HMDB-51 split {split} {subset}")
+    return _by_stem(
+        entries, root, [readable_name(c) for c in raw], f"HMDB-51 split {split} {subset}"
+    )
 
 
-def read_ucf101(splits_dir: str | os.PathLike, root: str | os.PathLike, split: int = 1, subset: str = "test") -> Split:
+def read_ucf101(
+    splits_dir: str | os.PathLike, root: str | os.PathLike, split: int = 1, subset: str = "test"
+) -> Split:
     """UCF-101: `classInd.txt` (`1 ApplyEyeMakeup`), `trainlist0<k>.txt` / `testlist0<k>.txt`
     (`Class/v_...avi [id]`); the label comes from the folder part of each line."""
     raw = [ln.split()[1] for ln in _lines(Path(splits_dir) / "classInd.txt")]
@@ -275,9 +308,13 @@ def read_ucf101(splits_dir: str | os.PathLike, root: str | os.PathLike, split: i
         rel = ln.split()[0]
         folder = rel.split("/")[0].lower()
         if folder not in lookup:
-            raise DataError(f"{subset}list0{split}.txt: class folder {folder!r} not in classInd.txt")
+            raise DataError(
+                f"{subset}list0{split}.txt: class folder {folder!r} not in classInd.txt"
+            )
         entries.append((rel, lookup[folder]))
-    return _by_stem(entries, root, [readable_name(c) for c in raw], f"UCF-101 split {split} {subset}")
+    return _by_stem(
+        entries, root, [readable_name(c) for c in raw], f"UCF-101 split {split} {subset}"
+    )
 
 
 def _k600_names(splits_dir: Path) -> list[str]:
@@ -288,7 +325,10 @@ def _k600_names(splits_dir: Path) -> list[str]:
 
 
 def read_k600_zs(
-    splits_dir: str | os.PathLike, root: str | os.PathLike, split: int = 1, generalized: bool = False
+    splits_dir: str | os.PathLike,
+    root: str | os.PathLike,
+    split: int = 1,
+    generalized: bool = False,
 ) -> Split:
     """Kinetics-600 zero-shot split in the ER-ZSAR files (Chen & Huang, ICCV 2021).
 
@@ -306,7 +346,9 @@ def read_k600_zs(
     for ln in _lines(splits_dir / "tst_video_metas.jsonl"):
         meta = json.loads(ln)
         if meta["label"] in remap:
-            entries.append((meta["videoname"], meta["label"] if generalized else remap[meta["label"]]))
+            entries.append(
+                (meta["videoname"], meta["label"] if generalized else remap[meta["label"]])
+            )
     class_names = names if generalized else [names[c] for c in test_classes]
     kind = "1-vs-620" if generalized else "1-vs-160"
     return _by_stem(entries, root, class_names, f"Kinetics-600 zero-shot split {split} ({kind})")
@@ -321,8 +363,13 @@ def read_folder(root: str | os.PathLike) -> Split:
 
 
 def load_split(
-    format: str, root: str, list_file: str | None = None, classes: str | None = None,
-    subset: str | None = None, split: int = 1, limit: int | None = None,
+    format: str,
+    root: str,
+    list_file: str | None = None,
+    classes: str | None = None,
+    subset: str | None = None,
+    split: int = 1,
+    limit: int | None = None,
 ) -> Split:
     """The split a run config names (see `genact.config.DataConfig`); `limit` keeps
     the first N videos."""
@@ -339,7 +386,9 @@ def load_split(
     elif format == "ucf101":
         out = read_ucf101(list_file, root, split, subset or "train")
     else:
-        raise ConfigError(f"data.format={format!r}: expected folder, list, kinetics, hmdb51 or ucf101")
+        raise ConfigError(
+            f"data.format={format!r}: expected folder, list, kinetics, hmdb51 or ucf101"
+        )
     if limit is not None:
         out = Split(out.items[:limit], out.class_names, out.missing)
     if not out.items:

@@ -39,7 +39,9 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def multi_scale_crop(x: torch.Tensor, size: int, scales=MULTI_SCALES, rng: random.Random = random) -> torch.Tensor:
+def multi_scale_crop(
+    x: torch.Tensor, size: int, scales=MULTI_SCALES, rng: random.Random = random
+) -> torch.Tensor:
     """TSN multi-scale crop: side lengths base*s_h, base*s_w (scales at most one step
     apart), random position, resized to (size, size). (T, 3, H, W) -> (T, 3, size, size)."""
     h, w = x.shape[-2:]
@@ -49,7 +51,9 @@ def multi_scale_crop(x: torch.Tensor, size: int, scales=MULTI_SCALES, rng: rando
     ch, cw = max(1, int(base * scales[i])), max(1, int(base * scales[j]))
     top, left = rng.randint(0, h - ch), rng.randint(0, w - cw)
     crop = x[..., top : top + ch, left : left + cw]
-    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(
+        crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +70,12 @@ def _rotate_hue(x: torch.Tensor, angle: float) -> torch.Tensor:
 
 
 def color_jitter(
-    x: torch.Tensor, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, rng: random.Random = random
+    x: torch.Tensor,
+    brightness=0.4,
+    contrast=0.4,
+    saturation=0.4,
+    hue=0.1,
+    rng: random.Random = random,
 ) -> torch.Tensor:
     """Random brightness, contrast, saturation and hue, in random order. (T,3,H,W) in [0,1]."""
     ops = ["b", "c", "s", "h"]
@@ -115,7 +124,9 @@ class VideoTransform:
         default size * 256 / 224; eval: `size`); what a frame cache must hold."""
         return (self.short_side or round(self.size * 256 / 224)) if self.train else self.size
 
-    def __call__(self, frames: np.ndarray | torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
+    def __call__(
+        self, frames: np.ndarray | torch.Tensor, rng: random.Random | None = None
+    ) -> torch.Tensor:
         """`rng` makes the draw reproducible per sample (VideoDataset passes one)."""
         rng = rng if rng is not None else self.rng
         x = to_float_tchw(frames)
@@ -133,13 +144,3 @@ class VideoTransform:
         mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
         std = x.new_tensor(self.std).view(1, 3, 1, 1)
         return ((x - mean) / std).contiguous()
-
-
-class Fork:
-    """Applies several transforms to the same decoded clip; returns a tuple."""
-
-    def __init__(self, *transforms):
-        self.transforms = transforms
-
-    def __call__(self, frames: np.ndarray, rng: random.Random | None = None) -> tuple[torch.Tensor, ...]:
-        return tuple(t(frames, rng) for t in self.transforms)

@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image
+
 from genact.errors import GenactError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
@@ -78,11 +79,17 @@ def _rgb(frame: av.VideoFrame, max_short_side: int | None = None) -> np.ndarray:
     short = min(frame.width, frame.height)
     if max_short_side and short > max_short_side:
         scale = max_short_side / short
-        img = frame.reformat(width=max(round(frame.width * scale), 1), height=max(round(frame.height * scale), 1),
-                             format="rgb24", interpolation="AREA").to_ndarray()
+        img = frame.reformat(
+            width=max(round(frame.width * scale), 1),
+            height=max(round(frame.height * scale), 1),
+            format="rgb24",
+            interpolation="AREA",
+        ).to_ndarray()
     else:
         img = frame.to_ndarray(format="rgb24")
-    turns = round(getattr(frame, "rotation", 0) / 90) % 4  # counter-clockwise, as the display matrix says
+    turns = (
+        round(getattr(frame, "rotation", 0) / 90) % 4
+    )  # counter-clockwise, as the display matrix says
     return np.ascontiguousarray(np.rot90(img, turns)) if turns else img
 
 
@@ -108,7 +115,12 @@ def _count_frames(container, stream, start: float | None, end: float | None) -> 
 
 
 def _decode_selected(
-    container, stream, indices: np.ndarray, start: float | None, end: float | None, max_short_side: int | None = None
+    container,
+    stream,
+    indices: np.ndarray,
+    start: float | None,
+    end: float | None,
+    max_short_side: int | None = None,
 ) -> tuple[dict[int, np.ndarray], int]:
     """Decode frames in order; keep RGB arrays only at `indices`. Returns (frames, count)."""
     wanted = set(int(i) for i in indices)
@@ -132,7 +144,9 @@ def _decode_selected(
     return kept, i
 
 
-def _timestamps(container, stream, start: float | None, end: float | None) -> tuple[list[int], list[int]] | None:
+def _timestamps(
+    container, stream, start: float | None, end: float | None
+) -> tuple[list[int], list[int]] | None:
     """Sorted presentation timestamps of the frames inside [start, end) and of all
     keyframes, read from packets (no decoding); None when some packet has no pts."""
     tb = stream.time_base
@@ -150,8 +164,9 @@ def _timestamps(container, stream, start: float | None, end: float | None) -> tu
     return sorted(pts), sorted(keys)
 
 
-def _decode_at(container, stream, targets: list[int], keys: list[int],
-               max_short_side: int | None = None) -> dict[int, np.ndarray]:
+def _decode_at(
+    container, stream, targets: list[int], keys: list[int], max_short_side: int | None = None
+) -> dict[int, np.ndarray]:
     """RGB frames at the presentation timestamps `targets` (sorted, distinct).
 
     Decoding seeks to the keyframe before a target whenever that keyframe lies
@@ -171,7 +186,9 @@ def _decode_at(container, stream, targets: list[int], keys: list[int],
         i = bisect.bisect_right(keys, target) - 1
         key = keys[i] if i >= 0 else None
         if frames is None or pos is None or (key is not None and key > pos):
-            container.seek(key if key is not None else target, stream=stream, backward=True, any_frame=False)
+            container.seek(
+                key if key is not None else target, stream=stream, backward=True, any_frame=False
+            )
             frames = container.decode(stream)
         for frame in frames:
             if frame.pts is None:
@@ -220,7 +237,10 @@ def read_video(
             container.seek(0)
             total = _count_frames(container, stream, start, end)
             if total == 0:
-                raise VideoDecodeError(path, "no decodable frames" + (f" in [{start}, {end}) s" if start or end else ""))
+                raise VideoDecodeError(
+                    path,
+                    "no decodable frames" + (f" in [{start}, {end}) s" if start or end else ""),
+                )
             indices = sample_indices(total, num_frames, train, rng)
             container.seek(0)
             kept, decoded = _decode_selected(container, stream, indices, start, end, max_short_side)
@@ -241,7 +261,11 @@ def read_video(
 
 
 def write_video(
-    path: str | os.PathLike, frames: np.ndarray, fps: int = 8, codec: str = "libx264", gop: int | None = None,
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: int = 8,
+    codec: str = "libx264",
+    gop: int | None = None,
     crf: int = 10,
 ) -> None:
     """Write uint8 (T, H, W, 3) frames as a video file (H and W even for H.264).
@@ -289,5 +313,7 @@ def read_cached(clip: CachedClip) -> np.ndarray:
     bounds = [o - clip.offsets[0] for o in clip.offsets]
     parts = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     if clip.format == "raw":
-        return np.stack([np.frombuffer(p, np.uint8).reshape(clip.height, clip.width, 3) for p in parts])
+        return np.stack(
+            [np.frombuffer(p, np.uint8).reshape(clip.height, clip.width, 3) for p in parts]
+        )
     return np.stack([np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in parts])

@@ -19,7 +19,9 @@ from genact.errors import DataError
 from genact.training.rundir import RunDir
 
 
-def read_vatex(path: str | Path, data_root: str | Path) -> tuple[list[VideoItem], list[list[str]], list[str]]:
+def read_vatex(
+    path: str | Path, data_root: str | Path
+) -> tuple[list[VideoItem], list[list[str]], list[str]]:
     """VaTeX JSON (`[{"videoID", "enCap": [...]}, ...]`) -> the videos found below
     `data_root` (by file stem = videoID), their reference captions, and the ids
     of videos not found."""
@@ -42,7 +44,9 @@ def _simple_tokens(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def caption_metrics(references: list[list[str]], candidates: list[str], java: bool | None = None) -> tuple[dict, str]:
+def caption_metrics(
+    references: list[list[str]], candidates: list[str], java: bool | None = None
+) -> tuple[dict, str]:
     """Corpus scores of `candidates` (one per video) against `references` (several
     per video). Returns ({metric: score}, a note on what was left out)."""
     from pycocoevalcap.bleu.bleu import Bleu
@@ -70,8 +74,14 @@ def caption_metrics(references: list[list[str]], candidates: list[str], java: bo
         scores["METEOR"] = float(Meteor().compute_score(gts, res)[0])
     scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
     scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
-    note = "" if java else ("java not found on PATH: METEOR left out, captions tokenised by a lower-case word "
-                            "split instead of the PTB tokenizer")
+    note = (
+        ""
+        if java
+        else (
+            "java not found on PATH: METEOR left out, captions tokenised by a lower-case word "
+            "split instead of the PTB tokenizer"
+        )
+    )
     return scores, note
 
 

@@ -19,10 +19,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace, dist) -> int:
     from genact.errors import ConfigError
     from genact.evaluation.evaluate import closing_lines, evaluate
-    from genact.training.rundir import RunDir
     from genact.evaluation.protocols import protocol_splits
     from genact.inference.captions import Captioner
     from genact.models import FrozenClip
+    from genact.training.rundir import RunDir
 
     if args.method != "clip" and not args.model:
         raise ConfigError(f"--method {args.method} needs --model")
@@ -30,22 +30,44 @@ def _eval(args: argparse.Namespace, dist) -> int:
     cache = cache_dir(args)
     captioner = None
     if args.method != "clip":
-        captioner = Captioner.load(args.model, decoding(args, one_frame=args.method == "blip-frame"), cache_dir=cache,
-                                   device=dist.device, progress=not args.quiet, dist=dist)
+        captioner = Captioner.load(
+            args.model,
+            decoding(args, one_frame=args.method == "blip-frame"),
+            cache_dir=cache,
+            device=dist.device,
+            progress=not args.quiet,
+            dist=dist,
+        )
     clip = FrozenClip.from_pretrained(args.clip).to(dist.device)
     out_dir = Path(args.out or f"results/{args.protocol}-{args.method}")
     meta = {"protocol": args.protocol, "model": args.model, "clip": args.clip}
     frames = args.frames or (captioner.model.config.num_frames if captioner else 8)
-    res = evaluate(splits, clip, captioner, method=args.method, templates=args.template, out_dir=out_dir, meta=meta,
-                   cache_dir=cache, frames=frames, progress=not args.quiet, dist=dist)
+    res = evaluate(
+        splits,
+        clip,
+        captioner,
+        method=args.method,
+        templates=args.template,
+        out_dir=out_dir,
+        meta=meta,
+        cache_dir=cache,
+        frames=frames,
+        progress=not args.quiet,
+        dist=dist,
+    )
     if not dist.main:
         return 0
     print(res["table"])
-    print(f"genact: results in {RunDir(out_dir).results}"
-          + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""), file=sys.stderr)
+    print(
+        f"genact: results in {RunDir(out_dir).results}"
+        + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""),
+        file=sys.stderr,
+    )
     for line in closing_lines(res, args.data_root):
         print(f"genact: {line}", file=sys.stderr)
-    return 1 if any(r["skipped"] for r in res["splits"].values()) else 0  # 1: some videos were unreadable
+    return (
+        1 if any(r["skipped"] for r in res["splits"].values()) else 0
+    )  # 1: some videos were unreadable
 
 
 def cmd_fewshot(args: argparse.Namespace) -> int:
@@ -53,8 +75,12 @@ def cmd_fewshot(args: argparse.Namespace) -> int:
     from genact.evaluation.fewshot import process_settings
 
     run = process_settings(args.settings)  # checked once, before the process group
-    with joined(run.run.device, run.run.dist_timeout_min, threads=run.run.threads,
-                workers=run.data.num_workers) as dist:  # one group for every fine-tuning run and evaluation
+    with joined(
+        run.run.device,
+        run.run.dist_timeout_min,
+        threads=run.run.threads,
+        workers=run.data.num_workers,
+    ) as dist:  # one group for every fine-tuning run and evaluation
         return _fewshot(args, dist)
 
 
@@ -71,9 +97,22 @@ def _fewshot(args: argparse.Namespace, dist) -> int:
     top1: dict[int, dict[int, float]] = {}
     for m in shots:
         for k in splits:
-            res = run_fewshot(args.protocol, args.data_root, args.splits, args.model, clip=args.clip, shots=m, split=k,
-                              out_dir=out, seed=args.seed, train_list=args.train_list, overrides=args.settings,
-                              templates=args.template, progress=not args.quiet, dist=dist)
+            res = run_fewshot(
+                args.protocol,
+                args.data_root,
+                args.splits,
+                args.model,
+                clip=args.clip,
+                shots=m,
+                split=k,
+                out_dir=out,
+                seed=args.seed,
+                train_list=args.train_list,
+                overrides=args.settings,
+                templates=args.template,
+                progress=not args.quiet,
+                dist=dist,
+            )
             top1.setdefault(m, {})[k] = res["splits"][f"split{k}"]["top1"]
     if not dist.main:
         return 0
@@ -97,14 +136,24 @@ def _caption_metrics(args: argparse.Namespace, dist) -> int:
 
     items, refs, missing = read_vatex(args.annotations, args.data_root)
     if missing:
-        print(f"genact: {len(missing)} of {len(missing) + len(items)} annotated videos not found below "
-              f"{args.data_root}, e.g. {missing[0]}", file=sys.stderr)
+        print(
+            f"genact: {len(missing)} of {len(missing) + len(items)} annotated videos not found "
+            "below "
+            f"{args.data_root}, e.g. {missing[0]}",
+            file=sys.stderr,
+        )
     if args.limit:
         items, refs = items[: args.limit], refs[: args.limit]
     if not items:
         raise DataError(f"{args.data_root}: none of the videos of {args.annotations}")
-    captioner = Captioner.load(args.model, decoding(args), cache_dir=cache_dir(args), device=dist.device,
-                               progress=not args.quiet, dist=dist)
+    captioner = Captioner.load(
+        args.model,
+        decoding(args),
+        cache_dir=cache_dir(args),
+        device=dist.device,
+        progress=not args.quiet,
+        dist=dist,
+    )
     report = SkipReport()
     caps = captioner(items, report)
     if not dist.main:
@@ -116,9 +165,19 @@ def _caption_metrics(args: argparse.Namespace, dist) -> int:
     if note:
         print(f"genact: {note}", file=sys.stderr)
     captions = [{"video": items[i].path, "caption": caps[i], "references": refs[i]} for i in done]
-    write_caption_metrics(Path(args.out or "results/caption-metrics"), {
-        "model": args.model, "annotations": args.annotations, "videos": len(done), "scores": scores, "note": note,
-        "missing": missing, "skipped": report.skipped, "captions": captions})
+    write_caption_metrics(
+        Path(args.out or "results/caption-metrics"),
+        {
+            "model": args.model,
+            "annotations": args.annotations,
+            "videos": len(done),
+            "scores": scores,
+            "note": note,
+            "missing": missing,
+            "skipped": report.skipped,
+            "captions": captions,
+        },
+    )
     return exit_status(report, len(done))
 
 
@@ -131,48 +190,124 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_evaluation_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="zero-shot evaluation on a protocol (HMDB-51, UCF-101, K600, K400, list)")
-    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101", "k600-zs", "k600-gzs", "k400-val", "list"])
-    p.add_argument("--data-root", type=user_path, required=True, help="folder with the dataset's videos")
-    p.add_argument("--splits", type=user_path, required=True, help="split files: a folder, or the CSV / list file")
+    for add in (_add_eval, _add_fewshot, _add_caption_metrics, _add_report):
+        add(sub)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="zero-shot evaluation on a protocol (HMDB-51, UCF-101, K600, K400, list)"
+    )
+    p.add_argument(
+        "--protocol",
+        required=True,
+        choices=["hmdb51", "ucf101", "k600-zs", "k600-gzs", "k400-val", "list"],
+    )
+    p.add_argument(
+        "--data-root", type=user_path, required=True, help="folder with the dataset's videos"
+    )
+    p.add_argument(
+        "--splits",
+        type=user_path,
+        required=True,
+        help="split files: a folder, or the CSV / list file",
+    )
     p.add_argument("--classes", type=user_path, help="class file (protocol list)")
-    p.add_argument("--split", type=count(1, 3), action="append", help="split number(s) to run (default: all)")
+    p.add_argument(
+        "--split", type=count(1, 3), action="append", help="split number(s) to run (default: all)"
+    )
     p.add_argument("--method", default="genact", choices=["genact", "blip-frame", "clip"])
-    p.add_argument("--model", type=user_path, help="VideoBlip / BLIP: hub id or directory (not needed for --method clip)")
+    p.add_argument(
+        "--model",
+        type=user_path,
+        help="VideoBlip / BLIP: hub id or directory (not needed for --method clip)",
+    )
     p.add_argument("--clip", type=user_path, required=True, help="CLIP: hub id or directory")
-    p.add_argument("--template", action="append", default=None, help="class prompt template (default '{}')")
+    p.add_argument(
+        "--template", action="append", default=None, help="class prompt template (default '{}')"
+    )
     add_decoding_args(p, cache=True)
-    p.add_argument("--out", type=user_path, help="results folder (default results/<protocol>-<method>)")
+    p.add_argument(
+        "--out", type=user_path, help="results folder (default results/<protocol>-<method>)"
+    )
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("fewshot", help="few-shot: fine-tune on M videos per class (class names as captions), then eval")
-    p.add_argument("settings", nargs="*", metavar="key=value", help="training overrides, e.g. optim.batch_size=4")
+
+def _add_fewshot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fewshot",
+        help="few-shot: fine-tune on M videos per class (class names as captions), then eval",
+    )
+    p.add_argument(
+        "settings",
+        nargs="*",
+        metavar="key=value",
+        help="training overrides, e.g. optim.batch_size=4",
+    )
     p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101"])
     p.add_argument("--data-root", type=user_path, required=True)
     p.add_argument("--splits", type=user_path, required=True, help="the protocol's split folder")
-    p.add_argument("--model", type=user_path, required=True, help="the model to fine-tune (REST / ReGen run's final/, or a hub id)")
+    p.add_argument(
+        "--model",
+        type=user_path,
+        required=True,
+        help="the model to fine-tune (REST / ReGen run's final/, or a hub id)",
+    )
     p.add_argument("--clip", type=user_path, required=True)
     p.add_argument("--shots", type=count(1), default=2, help="videos per class (2, 4, 8, 16)")
     p.add_argument("--split", type=count(1, 3), default=1)
     p.add_argument("--all", action="store_true", help="shots 2, 4, 8, 16 x splits 1-3 in one table")
     p.add_argument("--seed", type=count(0), default=0)
-    p.add_argument("--train-list", type=user_path, help="use this ViFi-CLIP style `path label` list instead of sampling")
+    p.add_argument(
+        "--train-list",
+        type=user_path,
+        help="use this ViFi-CLIP style `path label` list instead of sampling",
+    )
     p.add_argument("--template", action="append", default=None)
-    p.add_argument("--out", type=user_path, help="folder for runs and results (default results/fewshot-<protocol>)")
+    p.add_argument(
+        "--out",
+        type=user_path,
+        help="folder for runs and results (default results/fewshot-<protocol>)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_fewshot)
 
-    p = sub.add_parser("caption-metrics", help="BLEU / METEOR / ROUGE-L / CIDEr against VaTeX-style references")
+
+def _add_caption_metrics(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "caption-metrics", help="BLEU / METEOR / ROUGE-L / CIDEr against VaTeX-style references"
+    )
     p.add_argument("--model", type=user_path, required=True)
-    p.add_argument("--annotations", type=user_path, required=True, help="VaTeX JSON: a list of {videoID, enCap: [...]}")
-    p.add_argument("--data-root", type=user_path, required=True, help="videos named <videoID>.<ext> anywhere below")
+    p.add_argument(
+        "--annotations",
+        type=user_path,
+        required=True,
+        help="VaTeX JSON: a list of {videoID, enCap: [...]}",
+    )
+    p.add_argument(
+        "--data-root",
+        type=user_path,
+        required=True,
+        help="videos named <videoID>.<ext> anywhere below",
+    )
     p.add_argument("--limit", type=count(1), help="the first N videos only")
     add_decoding_args(p, cache=True)
     p.add_argument("--out", type=user_path, help="results folder (default results/caption-metrics)")
     p.set_defaults(func=cmd_caption_metrics)
 
-    p = sub.add_parser("report", help="an HTML report (tables vs the papers, t-SNE, cosines, caption evolution)")
-    p.add_argument("sources", type=user_path, nargs="+", metavar="RUN_OR_RESULTS",
-                   help="results folders of genact eval / fewshot, and REST run directories")
-    p.add_argument("--out", type=user_path, required=True, help="folder for report.html and its PNGs")
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="an HTML report (tables vs the papers, t-SNE, cosines, caption evolution)"
+    )
+    p.add_argument(
+        "sources",
+        type=user_path,
+        nargs="+",
+        metavar="RUN_OR_RESULTS",
+        help="results folders of genact eval / fewshot, and REST run directories",
+    )
+    p.add_argument(
+        "--out", type=user_path, required=True, help="folder for report.html and its PNGs"
+    )
     p.set_defaults(func=cmd_report)

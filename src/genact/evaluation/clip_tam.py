@@ -8,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genact.store import EmbeddingCache
 from genact.models.clip import FrozenClip, class_embeddings
+from genact.store import EmbeddingCache
 
 
 def caption_scores(caption_emb: torch.Tensor, class_emb: torch.Tensor) -> torch.Tensor:
@@ -18,14 +18,17 @@ def caption_scores(caption_emb: torch.Tensor, class_emb: torch.Tensor) -> torch.
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
-    """Share (in %) of rows whose true label is among the k highest scores. scores (N, C), labels (N,)."""
+    """Share (in %) of rows whose true label is among the k highest scores.
+    scores (N, C), labels (N,)."""
     if len(labels) == 0:
         return float("nan")
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices
     return 100.0 * (top == labels.view(-1, 1)).any(1).float().mean().item()
 
 
-def per_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float | None]:
+def per_class_accuracy(
+    scores: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> list[float | None]:
     """Top-1 accuracy (%) of each class; None for classes with no test video."""
     pred = scores.argmax(1)
     out: list[float | None] = []
@@ -62,4 +65,7 @@ class ClipTam:
         """The k best (class name, cosine) per caption."""
         s = self.scores(captions)
         vals, idx = s.topk(min(k, s.shape[1]), dim=1)
-        return [[(self.class_names[j], v) for j, v in zip(ri.tolist(), rv.tolist())] for ri, rv in zip(idx, vals)]
+        return [
+            [(self.class_names[j], v) for j, v in zip(ri.tolist(), rv.tolist())]
+            for ri, rv in zip(idx, vals)
+        ]

@@ -28,8 +28,8 @@ from genact.evaluation.clip_tam import caption_scores, mean_std, per_class_accur
 from genact.inference.captions import Captioner, model_fingerprint
 from genact.inference.features import encode_videos
 from genact.io import atomic_file
-from genact.store import EmbeddingCache
 from genact.models.clip import FrozenClip, class_embeddings
+from genact.store import EmbeddingCache
 from genact.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ class SplitResult:
     per_class: dict[str, float | None]
     videos: list[dict] = field(default_factory=list)  # video, label, caption, top5
     skipped: list[list[str]] = field(default_factory=list)  # [path, error] of the unreadable videos
-    missing: list[str] = field(default_factory=list)  # listed in the split file, not found below the data root
+    missing: list[str] = field(
+        default_factory=list
+    )  # listed in the split file, not found below the data root
 
 
 def score_captions(
@@ -70,7 +72,9 @@ def score_captions(
     emb = clip.encode_texts([captions[i] for i in done], clip_cache)
     cosine = {}
     if video_cosine:  # how well each caption describes its video (the report plots it)
-        vfeats = encode_videos(clip, [split.items[i] for i in done], frames, clip_cache, progress=progress, dist=dist)
+        vfeats = encode_videos(
+            clip, [split.items[i] for i in done], frames, clip_cache, progress=progress, dist=dist
+        )
         cosine = {done[j]: float(emb[j] @ f) for j, f in vfeats.items()}
     return _result(split, clip, done, emb, templates, clip_cache, report, captions, cosine), emb
 
@@ -89,32 +93,58 @@ def score_clip_features(
     `frames` frames) against the class text features; returns the result and the
     (N, D) video features."""
     report = SkipReport()
-    feats = encode_videos(clip, split.items, frames, clip_cache, report=report, progress=progress, dist=dist)
+    feats = encode_videos(
+        clip, split.items, frames, clip_cache, report=report, progress=progress, dist=dist
+    )
     done = sorted(feats)
     emb = torch.stack([feats[i] for i in done]) if done else torch.zeros(0, clip.dim)
     return _result(split, clip, done, emb, templates, clip_cache, report, {}, {}), emb
 
 
-def _result(split: Split, clip: FrozenClip, done: list[int], emb: torch.Tensor, templates: list[str],
-            clip_cache: EmbeddingCache | None, report: SkipReport, captions: dict[int, str],
-            cosine: dict[int, float]) -> SplitResult:
+def _result(
+    split: Split,
+    clip: FrozenClip,
+    done: list[int],
+    emb: torch.Tensor,
+    templates: list[str],
+    clip_cache: EmbeddingCache | None,
+    report: SkipReport,
+    captions: dict[int, str],
+    cosine: dict[int, float],
+) -> SplitResult:
     """The SplitResult of the classified items `done` with embeddings `emb` (N, D)."""
     if not done:
-        raise DataError(f"none of the {len(split.items)} test videos could be read "
-                        f"(e.g. {report.skipped[0][1] if report.skipped else split.items[0].path})")
+        raise DataError(
+            f"none of the {len(split.items)} test videos could be read "
+            f"(e.g. {report.skipped[0][1] if report.skipped else split.items[0].path})"
+        )
     class_emb = class_embeddings(clip, split.class_names, templates, clip_cache)
     scores = caption_scores(emb, class_emb)
     labels = torch.tensor([split.items[i].label for i in done], dtype=torch.long)
     top = scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist()
     videos = [
-        {"video": split.items[i].path, "label": split.class_names[split.items[i].label],
-         "caption": captions.get(i), "video_caption_cosine": cosine.get(i), "top5": [split.class_names[c] for c in t]}
+        {
+            "video": split.items[i].path,
+            "label": split.class_names[split.items[i].label],
+            "caption": captions.get(i),
+            "video_caption_cosine": cosine.get(i),
+            "top5": [split.class_names[c] for c in t],
+        }
         for i, t in zip(done, top)
     ]
-    per_class = dict(zip(split.class_names, per_class_accuracy(scores, labels, len(split.class_names))))
-    return SplitResult(topk_accuracy(scores, labels, 1), topk_accuracy(scores, labels, 5), len(done),
-                       list(split.class_names), per_class, videos, [list(s) for s in report.skipped],
-                       list(split.missing))
+    per_class = dict(
+        zip(split.class_names, per_class_accuracy(scores, labels, len(split.class_names)))
+    )
+    return SplitResult(
+        topk_accuracy(scores, labels, 1),
+        topk_accuracy(scores, labels, 5),
+        len(done),
+        list(split.class_names),
+        per_class,
+        videos,
+        [list(s) for s in report.skipped],
+        list(split.missing),
+    )
 
 
 def strict_json(obj):
@@ -136,10 +166,14 @@ def summarise(results: dict[str, SplitResult]) -> dict[str, list[float]]:
 def results_table(results: dict[str, SplitResult], summary: dict[str, list[float]]) -> str:
     """A plain-text table of the splits and the mean ± std."""
     lines = [f"{'split':<12} {'videos':>7} {'top-1':>7} {'top-5':>7}"]
-    lines += [f"{name:<12} {r.num_videos:>7} {r.top1:>7.2f} {r.top5:>7.2f}" for name, r in results.items()]
+    lines += [
+        f"{name:<12} {r.num_videos:>7} {r.top1:>7.2f} {r.top5:>7.2f}" for name, r in results.items()
+    ]
     if len(results) > 1:
         (m1, s1), (m5, s5) = summary["top1"], summary["top5"]
-        lines.append(f"{'mean ± std':<12} {'':>7} {m1:>7.2f} {m5:>7.2f}   (± {s1:.2f} / ± {s5:.2f})")
+        lines.append(
+            f"{'mean ± std':<12} {'':>7} {m1:>7.2f} {m5:>7.2f}   (± {s1:.2f} / ± {s5:.2f})"
+        )
     return "\n".join(lines)
 
 
@@ -172,29 +206,58 @@ def evaluate(
     for name, split in splits.items():  # before any work: a wrong data root finds nothing
         if not split.items:
             example = f" (e.g. {split.missing[0]})" if split.missing else ""
-            raise DataError(f"{name}: none of the {len(split.missing)} listed test videos was found{example}; "
-                            "check the data root")
-    clip_cache = EmbeddingCache(cache_dir / "clip" / model_fingerprint(clip.source, {}), clip.dim) \
-        if cache_dir is not None and clip.source is not None else None
+            raise DataError(
+                f"{name}: none of the {len(split.missing)} listed test videos was found{example}; "
+                "check the data root"
+            )
+    clip_cache = (
+        EmbeddingCache(cache_dir / "clip" / model_fingerprint(clip.source, {}), clip.dim)
+        if cache_dir is not None and clip.source is not None
+        else None
+    )
     results, embeddings = {}, {}
     for name, split in splits.items():
-        common = {"templates": templates, "clip_cache": clip_cache, "frames": frames,
-                  "progress": progress and dist.main, "dist": dist}
-        results[name], embeddings[name] = score_captions(split, clip, captioner, **common) if captioner \
+        common = {
+            "templates": templates,
+            "clip_cache": clip_cache,
+            "frames": frames,
+            "progress": progress and dist.main,
+            "dist": dist,
+        }
+        results[name], embeddings[name] = (
+            score_captions(split, clip, captioner, **common)
+            if captioner
             else score_clip_features(split, clip, **common)
-        log.info("%s: top-1 %.2f, top-5 %.2f (%d videos)", name, results[name].top1, results[name].top5,
-                 results[name].num_videos)
+        )
+        r = results[name]
+        log.info("%s: top-1 %.2f, top-5 %.2f (%d videos)", name, r.top1, r.top5, r.num_videos)
     summary = summarise(results)
-    settings = {"genact": __version__, "clip_frames": frames, "clip_fingerprint": model_fingerprint(clip.source, {})
-                if clip.source is not None else None, **({"captioner": captioner.settings} if captioner else {})}
-    out = {**meta, "method": method, "templates": templates, "settings": settings, "mean_std": summary,
-           "splits": {k: vars(v) for k, v in results.items()}}
+    out = {
+        **meta,
+        "method": method,
+        "templates": templates,
+        "settings": _settings(clip, captioner, frames),
+        "mean_std": summary,
+        "splits": {k: vars(v) for k, v in results.items()},
+    }
     if dist.main:
         results_dir = RunDir(out_dir)
         results_dir.write_results(json.dumps(strict_json(out), indent=1, allow_nan=False) + "\n")
         save_embeddings(results_dir.embeddings, embeddings)
     out["table"] = results_table(results, summary)
     return out
+
+
+def _settings(clip: FrozenClip, captioner: Captioner | None, frames: int) -> dict:
+    """What the numbers depend on besides the videos and class names: the genact
+    version, CLIP's frames and fingerprint, and the captioner's settings."""
+    fingerprint = model_fingerprint(clip.source, {}) if clip.source is not None else None
+    return {
+        "genact": __version__,
+        "clip_frames": frames,
+        "clip_fingerprint": fingerprint,
+        **({"captioner": captioner.settings} if captioner else {}),
+    }
 
 
 def closing_lines(res: dict, data_root: str | Path) -> list[str]:
@@ -204,7 +267,10 @@ def closing_lines(res: dict, data_root: str | Path) -> list[str]:
     lines = []
     missing = sum(len(r["missing"]) for r in splits)
     if missing:
-        lines.append(f"{missing} listed video(s) not found below {data_root} (listed per split in results.json)")
+        lines.append(
+            f"{missing} listed video(s) not found below {data_root} (listed per split in "
+            "results.json)"
+        )
     report = SkipReport([tuple(s) for r in splits for s in r["skipped"]])
     if report.skipped:
         lines.append(report.summary())

@@ -18,9 +18,9 @@ from genact.evaluation.clip_tam import mean_std
 from genact.evaluation.evaluate import evaluate
 from genact.evaluation.protocols import protocol_splits
 from genact.inference.captions import Captioner
-from genact.training.rundir import RunDir
 from genact.models.clip import FrozenClip
 from genact.models.video_blip import VideoBlip
+from genact.training.rundir import RunDir
 from genact.training.supervised import train_on_class_names
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,11 @@ def optim_for(model: str) -> tuple[str, ...]:
     a ReGen run made (its genact_video.json says so), REST Table 10's otherwise."""
     kind = VideoBlip.saved_settings(model).get("trained_by")
     chosen = REGEN_FEWSHOT if kind == "regen" else ()
-    log.info("few-shot optimiser for a %s model: %s", kind or "non-genact",
-             ", ".join(chosen) if chosen else "REST Table 10's (lr 2e-5, weight decay 0.001)")
+    log.info(
+        "few-shot optimiser for a %s model: %s",
+        kind or "non-genact",
+        ", ".join(chosen) if chosen else "REST Table 10's (lr 2e-5, weight decay 0.001)",
+    )
     return chosen
 
 
@@ -55,19 +58,38 @@ def sample_shots(split: Split, shots: int, seed: int = 0) -> list[VideoItem]:
     chosen = []
     for c, items in by_class.items():
         if len(items) < shots:
-            raise DataError(f"class {split.class_names[c]!r} has {len(items)} training videos, fewer than {shots} shots")
+            raise DataError(
+                f"class {split.class_names[c]!r} has {len(items)} training videos, fewer than "
+                f"{shots} shots"
+            )
         items = sorted(items, key=lambda it: (it.path, it.start or 0))
         chosen += [items[i] for i in sorted(rng.choice(len(items), shots, replace=False).tolist())]
     return chosen
 
 
-def fewshot_config(model: str, run_dir: Path, *, shots: int, num_videos: int, seed: int = 0, progress: bool = True,
-                   overrides: list[str] | None = None) -> SupervisedConfig:
+def fewshot_config(
+    model: str,
+    run_dir: Path,
+    *,
+    shots: int,
+    num_videos: int,
+    seed: int = 0,
+    progress: bool = True,
+    overrides: list[str] | None = None,
+) -> SupervisedConfig:
     """The fine-tuning run of `shots` per class ({num_videos} videos in all) from `model`:
     few-shot epochs and optimiser, then the user's overrides; a global batch larger
     than the set shrinks to it (2 shots x 10 classes: one step per epoch)."""
-    settings = [f"model.blip={model}", f"run.dir={run_dir}", f"run.seed={seed}", f"optim.epochs={fewshot_epochs(shots)}",
-                f"run.progress={str(progress).lower()}", "run.resume=auto", *optim_for(model), *(overrides or [])]
+    settings = [
+        f"model.blip={model}",
+        f"run.dir={run_dir}",
+        f"run.seed={seed}",
+        f"optim.epochs={fewshot_epochs(shots)}",
+        f"run.progress={str(progress).lower()}",
+        "run.resume=auto",
+        *optim_for(model),
+        *(overrides or []),
+    ]
     cfg = load_config(SupervisedConfig, None, settings)
     if num_videos < cfg.optim.global_batch:
         fit = max(num_videos // cfg.optim.batch_size, 1) * cfg.optim.batch_size
@@ -107,13 +129,26 @@ def run_fewshot(
     if train_list is not None:
         items = read_list(train_list, data_root, class_names=test.class_names).items
     else:
-        train = protocol_splits(protocol, data_root, splits_dir, which=[split], subset="train")[f"split{split}"]
+        train = protocol_splits(protocol, data_root, splits_dir, which=[split], subset="train")[
+            f"split{split}"
+        ]
         items = sample_shots(train, shots, seed)
     meta = {"protocol": protocol, "base_model": model, "clip": clip, "shots": shots, "seed": seed}
-    return finetune_and_evaluate(test, items, model, clip=clip, name=f"split{split}",
-                                 run_dir=out_dir / f"{shots}shot-split{split}", meta=meta, seed=seed,
-                                 overrides=overrides, templates=templates, cache_dir=cache_dir, progress=progress,
-                                 dist=dist)
+    return finetune_and_evaluate(
+        test,
+        items,
+        model,
+        clip=clip,
+        name=f"split{split}",
+        run_dir=out_dir / f"{shots}shot-split{split}",
+        meta=meta,
+        seed=seed,
+        overrides=overrides,
+        templates=templates,
+        cache_dir=cache_dir,
+        progress=progress,
+        dist=dist,
+    )
 
 
 def finetune_and_evaluate(
@@ -136,38 +171,112 @@ def finetune_and_evaluate(
     evaluate split `name` = `test` with CLIP `clip`; the training run is
     run_dir/train, results in run_dir. Both run in the caller's process group `dist`;
     without one, in a group joined for the two (torchrun's, if any)."""
-    cfg = fewshot_config(model, run_dir / "train", shots=meta.get("shots", 1), num_videos=len(items), seed=seed,
-                         progress=progress, overrides=overrides)
+    cfg = fewshot_config(
+        model,
+        run_dir / "train",
+        shots=meta.get("shots", 1),
+        num_videos=len(items),
+        seed=seed,
+        progress=progress,
+        overrides=overrides,
+    )
     log.info("%s: %d training videos, %d epochs", run_dir.name, len(items), cfg.optim.epochs)
-    if dist is None:
-        with joined(cfg.run.device, cfg.run.dist_timeout_min, threads=cfg.run.threads,
-                    workers=cfg.data.num_workers) as dist:
-            return finetune_and_evaluate(test, items, model, clip=clip, name=name, run_dir=run_dir, meta=meta,
-                                         seed=seed, overrides=overrides, templates=templates, cache_dir=cache_dir,
-                                         progress=progress, dist=dist)
+    if dist is not None:
+        return _finetune_and_evaluate(
+            cfg,
+            test,
+            items,
+            clip,
+            name,
+            run_dir,
+            meta,
+            templates,
+            cache_dir or run_dir / "cache",
+            progress,
+            dist,
+        )
+    run = cfg.run
+    with joined(
+        run.device, run.dist_timeout_min, threads=run.threads, workers=cfg.data.num_workers
+    ) as dist:
+        return _finetune_and_evaluate(
+            cfg,
+            test,
+            items,
+            clip,
+            name,
+            run_dir,
+            meta,
+            templates,
+            cache_dir or run_dir / "cache",
+            progress,
+            dist,
+        )
+
+
+def _finetune_and_evaluate(
+    cfg: SupervisedConfig,
+    test: Split,
+    items: list[VideoItem],
+    clip: str,
+    name: str,
+    run_dir: Path,
+    meta: dict,
+    templates: list[str] | None,
+    cache: Path,
+    progress: bool,
+    dist: Dist,
+) -> dict:
     final = train_on_class_names(cfg, items, test.class_names, dist=dist)
     if final is None:
-        raise ConfigError(f"{run_dir}: training stopped early (run.stop_at_step); run again to resume")
-    cache = cache_dir or run_dir / "cache"
-    captioner = Captioner.load(str(final), Decoding(frames=cfg.data.frames), cache_dir=cache, device=dist.device,
-                               progress=progress, dist=dist)
+        raise ConfigError(
+            f"{run_dir}: training stopped early (run.stop_at_step); run again to resume"
+        )
+    captioner = Captioner.load(
+        str(final),
+        Decoding(frames=cfg.data.frames),
+        cache_dir=cache,
+        device=dist.device,
+        progress=progress,
+        dist=dist,
+    )
     frozen = FrozenClip.from_pretrained(clip).to(dist.device)
     meta = {**meta, "model": str(final), "clip": clip, "train_videos": [it.path for it in items]}
-    return evaluate({name: test}, frozen, captioner, method="genact", templates=templates or ["{}"], out_dir=run_dir,
-                    meta=meta, cache_dir=cache, frames=captioner.model.config.num_frames, progress=progress,
-                    dist=dist)
+    return evaluate(
+        {name: test},
+        frozen,
+        captioner,
+        method="genact",
+        templates=templates or ["{}"],
+        out_dir=run_dir,
+        meta=meta,
+        cache_dir=cache,
+        frames=captioner.model.config.num_frames,
+        progress=progress,
+        dist=dist,
+    )
 
 
-def fewshot_summary(out: Path, protocol: str, model: str, seed: int, top1: dict[int, dict[int, float]]) -> str:
+def fewshot_summary(
+    out: Path, protocol: str, model: str, seed: int, top1: dict[int, dict[int, float]]
+) -> str:
     """Write the few-shot table of results folder `out` (RunDir.fewshot) from
     {shots: {split: top-1}} and return it as text
     (one row per shot count: each split, mean and std)."""
     splits = sorted({k for row in top1.values() for k in row})
-    lines = [f"{'shots':<6}" + "".join(f"{'split' + str(k):>9}" for k in splits) + f"{'mean':>9}{'std':>7}"]
+    lines = [
+        f"{'shots':<6}"
+        + "".join(f"{'split' + str(k):>9}" for k in splits)
+        + f"{'mean':>9}{'std':>7}"
+    ]
     summary = {}
     for m, row in top1.items():
         mean, std = mean_std(list(row.values()))
         summary[m] = {"top1": row, "mean": mean, "std": std}
-        lines.append(f"{m:<6}" + "".join(f"{row[k]:>9.2f}" for k in splits) + f"{mean:>9.2f}{std:>7.2f}")
-    RunDir(out).write_fewshot({"protocol": protocol, "model": model, "seed": seed, "shots": summary})
+        lines.append(
+            f"{m:<6}" + "".join(f"{row[k]:>9.2f}" for k in splits) + f"{mean:>9.2f}{std:>7.2f}"
+        )
+    RunDir(out).write_fewshot(
+        {"protocol": protocol, "model": model, "seed": seed, "shots": summary}
+    )
     return "\n".join(lines)

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genact.data.splits import Split, read_hmdb51, read_k600_zs, read_kinetics_csv, read_list, read_ucf101
+from genact.data.splits import (
+    Split,
+    read_hmdb51,
+    read_k600_zs,
+    read_kinetics_csv,
+    read_list,
+    read_ucf101,
+)
 from genact.errors import ConfigError
 
 PROTOCOLS = ("hmdb51", "ucf101", "k600-zs", "k600-gzs", "k400-val", "list")
@@ -41,10 +48,14 @@ def protocol_splits(
     if protocol in ("k600-zs", "k600-gzs"):
         if subset != "test":
             raise ConfigError(f"{protocol} has test splits only")
-        return {f"split{k}": read_k600_zs(splits, data_root, k, protocol == "k600-gzs") for k in numbers}
+        return {
+            f"split{k}": read_k600_zs(splits, data_root, k, protocol == "k600-gzs") for k in numbers
+        }
     if protocol == "k400-val":
         csv_rows = Path(splits).read_text().splitlines()[1:]
-        with_val = any(r.rstrip().split(",")[4:5] == ["val"] for r in csv_rows[:1000] if r.count(",") >= 4)
+        with_val = any(
+            r.rstrip().split(",")[4:5] == ["val"] for r in csv_rows[:1000] if r.count(",") >= 4
+        )
         return {"val": read_kinetics_csv(splits, data_root, "val" if with_val else None)}
     if classes is None:
         raise ConfigError("protocol list needs a class file (--classes)")

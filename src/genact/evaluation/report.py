@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 
+from genact.errors import DataError
 from genact.io import atomic_file, atomic_write_text
 from genact.training.rundir import RunDir
-from genact.errors import DataError
 
 # SPEC §7 (REST) and §6 (ReGen): top-1 (top-5) mean ± std
 PAPER = {
@@ -27,9 +26,16 @@ PAPER = {
     "ucf101": [("REST", "69.1 ± 0.62", ""), ("ReGen", "76.4", "")],
     "k600-zs": [("REST", "51.7 ± 1.1", "75.2 ± 0.4")],
     "k600-gzs": [("REST", "29.51 ± 0.71", "56.12 ± 0.37"), ("GAR + class labels", "0.76", "")],
-    "k400-val": [("REST", "63.9", "81.0"), ("CLIP", "53.6", "79.9"), ("BLIP captioning", "23.5", "41.7")],
+    "k400-val": [
+        ("REST", "63.9", "81.0"),
+        ("CLIP", "53.6", "79.9"),
+        ("BLIP captioning", "23.5", "41.7"),
+    ],
 }
-PAPER_FEWSHOT = {"hmdb51": [54.0, 59.1, 62.1, 64.0], "ucf101": [88.2, 90.2, 92.6, 93.5]}  # REST, 2/4/8/16 shots
+PAPER_FEWSHOT = {
+    "hmdb51": [54.0, 59.1, 62.1, 64.0],
+    "ucf101": [88.2, 90.2, 92.6, 93.5],
+}  # REST, 2/4/8/16 shots
 
 
 def load_source(path: str | Path) -> dict:
@@ -38,14 +44,22 @@ def load_source(path: str | Path) -> dict:
     src = RunDir(path)
     if src.has_results():
         emb = src.embeddings
-        return {"kind": "results", "name": src.name, "results": src.read_results(),
-                "embeddings": dict(np.load(emb)) if emb.exists() else {}}
+        return {
+            "kind": "results",
+            "name": src.name,
+            "results": src.read_results(),
+            "embeddings": dict(np.load(emb)) if emb.exists() else {},
+        }
     if src.has_fewshot():
         return {"kind": "fewshot", "name": src.name, "fewshot": src.read_fewshot()}
     if src.has_banks():
         rounds = src.bank_rounds()
-        return {"kind": "run", "name": src.name, "generated": {r: src.generated_captions(r) for r in rounds[1:]},
-                "rounds": [src.bank(r) for r in rounds]}
+        return {
+            "kind": "run",
+            "name": src.name,
+            "generated": {r: src.generated_captions(r) for r in rounds[1:]},
+            "rounds": [src.bank(r) for r in rounds],
+        }
     raise DataError(f"{path}: neither an evaluation's results, a few-shot table, nor a REST run")
 
 
@@ -74,7 +88,10 @@ def tsne_figure(models: list[dict], split: str) -> bytes:
         labels = np.array([names.index(v["label"]) for v in videos])
         if len(emb) >= 5:
             perplexity = float(min(30.0, (len(emb) - 1) / 3))
-            xy, how = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(emb), "t-SNE"
+            xy, how = (
+                TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(emb),
+                "t-SNE",
+            )
         else:  # too few points for t-SNE: the first two principal axes
             centred = emb - emb.mean(0)
             xy, how = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T, "PCA"
@@ -98,9 +115,17 @@ def cosine_figure(models: list[dict], split: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    values = [[v["video_caption_cosine"] for v in m["results"]["splits"][split]["videos"]
-               if v.get("video_caption_cosine") is not None] for m in models]
-    bins = np.histogram_bin_edges(np.concatenate([np.asarray(v, dtype=float) for v in values]), bins=30)
+    values = [
+        [
+            v["video_caption_cosine"]
+            for v in m["results"]["splits"][split]["videos"]
+            if v.get("video_caption_cosine") is not None
+        ]
+        for m in models
+    ]
+    bins = np.histogram_bin_edges(
+        np.concatenate([np.asarray(v, dtype=float) for v in values]), bins=30
+    )
     for m, vals in zip(models, values):
         ax.hist(vals, bins=bins, alpha=0.5, label=f"{m['name']} (mean {np.mean(vals):.3f})")
     ax.set_xlabel("CLIP cosine(video, caption)")
@@ -111,7 +136,9 @@ def cosine_figure(models: list[dict], split: str) -> bytes:
 
 def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -124,9 +151,19 @@ def _results_section(results: list[dict]) -> str:
             res = r["results"]
             (m1, s1), (m5, s5) = res["mean_std"]["top1"], res["mean_std"]["top5"]
             per_split = ", ".join(f"{k} {v['top1']:.2f}" for k, v in res["splits"].items())
-            rows.append([f"{r['name']} ({res['method']})", f"{m1:.2f} ± {s1:.2f}", f"{m5:.2f} ± {s5:.2f}", per_split])
+            rows.append(
+                [
+                    f"{r['name']} ({res['method']})",
+                    f"{m1:.2f} ± {s1:.2f}",
+                    f"{m5:.2f} ± {s5:.2f}",
+                    per_split,
+                ]
+            )
         rows += [[f"paper: {name}", t1, t5 or "-", ""] for name, t1, t5 in PAPER.get(protocol, [])]
-        parts.append(f"<h3>{html.escape(protocol)}</h3>" + _table(["model", "top-1", "top-5", "splits (top-1)"], rows))
+        parts.append(
+            f"<h3>{html.escape(protocol)}</h3>"
+            + _table(["model", "top-1", "top-5", "splits (top-1)"], rows)
+        )
     return "".join(parts)
 
 
@@ -134,7 +171,10 @@ def _fewshot_section(sources: list[dict]) -> str:
     parts = []
     for s in sources:
         fs = s["fewshot"]
-        rows = [[f"{s['name']}: {m} shots", f"{v['mean']:.2f} ± {v['std']:.2f}"] for m, v in fs["shots"].items()]
+        rows = [
+            [f"{s['name']}: {m} shots", f"{v['mean']:.2f} ± {v['std']:.2f}"]
+            for m, v in fs["shots"].items()
+        ]
         paper = PAPER_FEWSHOT.get(fs["protocol"])
         if paper:
             rows += [[f"paper REST: {m} shots", f"{p:.1f}"] for m, p in zip((2, 4, 8, 16), paper)]
@@ -147,11 +187,21 @@ def _evolution_section(run: dict, videos: int = 4) -> str:
     parts = []
     for i in range(min(videos, len(rounds[0].keys))):
         video = rounds[0].keys[i]
-        rows = [[r, run["generated"].get(r, {}).get(video, "-"),
-                 "; ".join(f"{bank.texts[c.text_id]} [{c.source} r{c.round}]" for c in bank.entries[i])]
-                for r, bank in enumerate(rounds) if i < len(bank.keys)]
-        parts.append(f"<h4>{html.escape(video)}</h4>"
-                     + _table(["round", "the model's new caption", "kept captions (source, round)"], rows))
+        rows = [
+            [
+                r,
+                run["generated"].get(r, {}).get(video, "-"),
+                "; ".join(
+                    f"{bank.texts[c.text_id]} [{c.source} r{c.round}]" for c in bank.entries[i]
+                ),
+            ]
+            for r, bank in enumerate(rounds)
+            if i < len(bank.keys)
+        ]
+        parts.append(
+            f"<h4>{html.escape(video)}</h4>"
+            + _table(["round", "the model's new caption", "kept captions (source, round)"], rows)
+        )
     return "".join(parts)
 
 
@@ -161,8 +211,11 @@ def _img(name: str, png: bytes, out_dir: Path) -> str:
     return f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;} table{border-collapse:collapse;margin:1em 0;}"
-       "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;} img{max-width:100%;}")
+CSS = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto;} "
+    "table{border-collapse:collapse;margin:1em 0;}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;} img{max-width:100%;}"
+)
 
 
 def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
@@ -173,7 +226,10 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
     results = [s for s in sources if s["kind"] == "results"]
     fewshot = [s for s in sources if s["kind"] == "fewshot"]
     runs = [s for s in sources if s["kind"] == "run"]
-    body = ["<h1>genact report</h1>", "<p>Sources: " + ", ".join(html.escape(str(p)) for p in paths) + "</p>"]
+    body = [
+        "<h1>genact report</h1>",
+        "<p>Sources: " + ", ".join(html.escape(str(p)) for p in paths) + "</p>",
+    ]
     if results:
         body += ["<h2>Results and the papers' numbers</h2>", _results_section(results)]
     if fewshot:
@@ -182,12 +238,21 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
     if captioned:
         split = next(iter(captioned[0]["results"]["splits"]))
         captioned = [r for r in captioned if split in r["embeddings"]]
-        body += ["<h2>Caption embeddings (t-SNE, coloured by class)</h2>",
-                 _img("tsne.png", tsne_figure(captioned, split), out_dir),
-                 "<h2>Video-caption cosine</h2>", _img("cosine.png", cosine_figure(captioned, split), out_dir)]
+        body += [
+            "<h2>Caption embeddings (t-SNE, coloured by class)</h2>",
+            _img("tsne.png", tsne_figure(captioned, split), out_dir),
+            "<h2>Video-caption cosine</h2>",
+            _img("cosine.png", cosine_figure(captioned, split), out_dir),
+        ]
     for run in runs:
-        body += [f"<h2>Caption evolution across REST rounds: {html.escape(run['name'])}</h2>", _evolution_section(run)]
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>genact report</title><style>{CSS}</style>" \
-           f"</head><body>{''.join(body)}</body></html>\n"
+        body += [
+            f"<h2>Caption evolution across REST rounds: {html.escape(run['name'])}</h2>",
+            _evolution_section(run),
+        ]
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>genact "
+        f"report</title><style>{CSS}</style>"
+        f"</head><body>{''.join(body)}</body></html>\n"
+    )
     atomic_write_text(out_dir / "report.html", page)
     return out_dir / "report.html"

@@ -39,7 +39,9 @@ class Effect:
         return "holds" if self.low > 0 else ("does not hold" if self.high < 0 else "inconclusive")
 
 
-def paired_effect(a: list[np.ndarray], b: list[np.ndarray], *, draws: int = 10_000, seed: int = 0) -> Effect:
+def paired_effect(
+    a: list[np.ndarray], b: list[np.ndarray], *, draws: int = 10_000, seed: int = 0
+) -> Effect:
     """A minus B, where a[s], b[s] (N_s,) bool are the two methods' right/wrong outcomes
     on seed s's test videos (the same videos, in the same order). The interval is a
     two-level paired bootstrap: draw seeds with replacement, then each drawn seed's
@@ -52,11 +54,18 @@ def paired_effect(a: list[np.ndarray], b: list[np.ndarray], *, draws: int = 10_0
     seeds = len(diffs)
     picks = rng.integers(seeds, size=(draws, seeds)) if seeds > 1 else np.zeros((draws, 1), int)
     means = np.zeros(draws)
-    for j in range(seeds):  # position j of each draw holds seed picks[:, j], its videos drawn afresh
+    for j in range(
+        seeds
+    ):  # position j of each draw holds seed picks[:, j], its videos drawn afresh
         for s, d in enumerate(diffs):
             boot = d[rng.integers(len(d), size=(draws, len(d)))].mean(1)
             means += np.where(picks[:, j] == s, boot, 0.0)
     means /= seeds
     low, high = np.percentile(means, [2.5, 97.5])
-    return Effect(float(np.mean([d.mean() for d in diffs])), float(low), float(high),
-                  [float(d.mean()) for d in diffs], [mcnemar_exact(x, y) for x, y in zip(a, b)])
+    return Effect(
+        float(np.mean([d.mean() for d in diffs])),
+        float(low),
+        float(high),
+        [float(d.mean()) for d in diffs],
+        [mcnemar_exact(x, y) for x, y in zip(a, b)],
+    )

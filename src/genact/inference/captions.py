@@ -23,11 +23,11 @@ from genact.config import DEFAULT_PROMPTS, Decoding
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
 from genact.distributed import Dist, all_gather, all_reduce_sum, shard
+from genact.inference.processing import blip_transform
 from genact.io import ShardLog
 from genact.models.hub import resolve_model_dir
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip
-from genact.inference.processing import blip_transform
 
 
 def eval_batches(
@@ -44,12 +44,16 @@ def eval_batches(
     the model is in eval mode, no_grad and (on GPU) bf16 autocast while they are
     consumed. Unreadable videos are left out and recorded in `report`."""
     report = report if report is not None else SkipReport()
-    loader = make_loader(VideoDataset(items, num_frames, blip_transform(model)), batch_size, num_workers)
+    loader = make_loader(
+        VideoDataset(items, num_frames, blip_transform(model)), batch_size, num_workers
+    )
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), autocast(model.device):
-            yield from progress_bar(iterate(loader, report), total=len(loader), desc=desc, enabled=progress)
+            yield from progress_bar(
+                iterate(loader, report), total=len(loader), desc=desc, enabled=progress
+            )
     finally:
         model.train(was_training)
 
@@ -67,7 +71,9 @@ def caption_videos(
     (num_return_sequences per video); unreadable videos are absent and in `report`."""
     n = generate_kwargs.get("num_return_sequences", 1)
     out: dict[int, list[str]] = {}
-    batches = eval_batches(model, items, model.config.num_frames, batch_size, num_workers, report, progress)
+    batches = eval_batches(
+        model, items, model.config.num_frames, batch_size, num_workers, report, progress
+    )
     for batch in batches:
         texts = model.generate(batch["pixels"].to(model.device), **generate_kwargs)
         for j, idx in enumerate(batch["index"].tolist()):
@@ -87,7 +93,8 @@ def frame_captions(
     **generate_kwargs,
 ) -> dict[int, list[str]]:
     """Caption each of the T frames of every video under each prompt with the image
-    model (each frame is a one-frame clip, so adapters play no part). One ViT pass per
+    model (each frame a one-frame clip, so a temporal adapter sees only that frame; an
+    image BLIP's adapters start at zero and then change nothing). One ViT pass per
     frame serves all prompts; decoding is batched over B*T frames per prompt.
 
     A caption made under the model's own prompt ("a video of") is kept without it,
@@ -96,7 +103,9 @@ def frame_captions(
     unreadable videos are absent and counted in `report`.
     """
     out: dict[int, list[str]] = {}
-    batches = eval_batches(model, items, num_frames, batch_size, num_workers, report, progress, "initial captions")
+    batches = eval_batches(
+        model, items, num_frames, batch_size, num_workers, report, progress, "initial captions"
+    )
     for batch in batches:
         pixels = batch["pixels"].to(model.device)
         b, t = pixels.shape[:2]
@@ -179,32 +188,61 @@ class Captioner:
     chunk: int = 64
     dist: Dist = Dist()
     generated: int = 0
-    settings: dict = field(default_factory=dict)  # what the captions depend on besides the videos (see load)
+    settings: dict = field(
+        default_factory=dict
+    )  # what the captions depend on besides the videos (see load)
 
     @classmethod
-    def load(cls, model: str, decoding: Decoding, *, cache_dir: Path, device: torch.device, progress: bool = True,
-             dist: Dist = Dist()) -> "Captioner":
+    def load(
+        cls,
+        model: str,
+        decoding: Decoding,
+        *,
+        cache_dir: Path,
+        device: torch.device,
+        progress: bool = True,
+        dist: Dist = Dist(),
+    ) -> "Captioner":
         """`model` (hub id or directory) on `device`, with `decoding`'s frames, frame side
         and prompt where set (else the model's), and its caption cache under `cache_dir`."""
-        given = {"num_frames": decoding.frames, "image_size": decoding.image_size, "prompt": decoding.prompt}
+        given = {
+            "num_frames": decoding.frames,
+            "image_size": decoding.image_size,
+            "prompt": decoding.prompt,
+        }
         net = VideoBlip.from_pretrained(model, **{k: v for k, v in given.items() if v is not None})
         net = net.to(device).eval()
-        settings = {"frames": net.config.num_frames, "prompt": net.config.prompt, "image_size": net.input_size,
-                    "num_beams": decoding.beams, "max_new_tokens": decoding.max_new_tokens}
+        settings = {
+            "frames": net.config.num_frames,
+            "prompt": net.config.prompt,
+            "image_size": net.input_size,
+            "num_beams": decoding.beams,
+            "max_new_tokens": decoding.max_new_tokens,
+        }
         source = resolve_model_dir(model)
         cache = CaptionCache(cache_dir, model_fingerprint(source, settings))
-        return cls(net, cache, decoding, progress, dist=dist,
-                   settings={**settings, "model_fingerprint": model_fingerprint(source, {})})
+        return cls(
+            net,
+            cache,
+            decoding,
+            progress,
+            dist=dist,
+            settings={**settings, "model_fingerprint": model_fingerprint(source, {})},
+        )
 
     def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
         """{item index: caption} for the readable items."""
         keys = [video_id(it, self.model.config.num_frames) for it in items]
-        mine = shard(list(range(len(items))), self.dist)  # fixed shares: the cache may change while ranks look
+        mine = shard(
+            list(range(len(items))), self.dist
+        )  # fixed shares: the cache may change while ranks look
         self.cache.refresh()
         own, before = SkipReport(), self.generated
         self._generate(items, keys, [i for i in mine if keys[i] not in self.cache.captions], own)
         out = {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
-        if self.dist.enabled:  # the others' captions and skips, by position: their cache may be on another node
+        if (
+            self.dist.enabled
+        ):  # the others' captions and skips, by position: their cache may be on another node
             shares = all_gather(({i: out[i] for i in mine if i in out}, own.skipped), self.dist)
             out = {i: c for caps, _ in shares for i, c in caps.items()}
             own = SkipReport([tuple(s) for _, skipped in shares for s in skipped])
@@ -213,15 +251,31 @@ class Captioner:
         report.skipped.extend(own.skipped)
         return out
 
-    def _generate(self, items: list[VideoItem], keys: list[str], todo: list[int], report: SkipReport) -> None:
+    def _generate(
+        self, items: list[VideoItem], keys: list[str], todo: list[int], report: SkipReport
+    ) -> None:
         """Caption items[todo] chunk by chunk into the cache."""
-        bar = progress_bar(total=len(todo), desc="captioning", enabled=bool(self.progress and todo and self.dist.main))
+        bar = progress_bar(
+            total=len(todo),
+            desc="captioning",
+            enabled=bool(self.progress and todo and self.dist.main),
+        )
         for s in range(0, len(todo), self.chunk):
-            part = [i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions]  # others' work
+            part = [
+                i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions
+            ]  # others' work
             if part:
                 d = self.decoding
-                caps = caption_videos(self.model, [items[i] for i in part], d.batch_size, d.workers, report, False,
-                                      num_beams=d.beams, max_new_tokens=d.max_new_tokens)
+                caps = caption_videos(
+                    self.model,
+                    [items[i] for i in part],
+                    d.batch_size,
+                    d.workers,
+                    report,
+                    False,
+                    num_beams=d.beams,
+                    max_new_tokens=d.max_new_tokens,
+                )
                 self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
                 self.generated += len(caps)
                 self.cache.refresh()

@@ -12,9 +12,9 @@ import torch
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
 from genact.distributed import Dist, all_gather, barrier, shard
-from genact.store import EmbeddingCache
-from genact.models.clip import FrozenClip
 from genact.inference.processing import clip_transform
+from genact.models.clip import FrozenClip
+from genact.store import EmbeddingCache
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,16 @@ def encode_videos(
     if dist.enabled:
         mine = shard(list(range(len(items))), dist)
         own = SkipReport()
-        feats = encode_videos(clip, [items[i] for i in mine], num_frames, cache, batch_size, num_workers, own,
-                              progress and dist.main)
+        feats = encode_videos(
+            clip,
+            [items[i] for i in mine],
+            num_frames,
+            cache,
+            batch_size,
+            num_workers,
+            own,
+            progress and dist.main,
+        )
         shares = all_gather(({mine[j]: f for j, f in feats.items()}, own.skipped), dist)
         report.skipped.extend(tuple(s) for _, skipped in shares for s in skipped)
         return {i: f for part, _ in shares for i, f in part.items()}
@@ -48,8 +56,9 @@ def encode_videos(
     if todo:
         dataset = VideoDataset([items[i] for i in todo], num_frames, clip_transform(clip))
         loader = make_loader(dataset, batch_size, num_workers)
-        for batch in progress_bar(iterate(loader, report), total=len(loader), desc="CLIP video features",
-                                  enabled=progress):
+        for batch in progress_bar(
+            iterate(loader, report), total=len(loader), desc="CLIP video features", enabled=progress
+        ):
             f = clip.video_features(batch["pixels"]).cpu()
             idx = [todo[j] for j in batch["index"].tolist()]
             if cache is not None:
@@ -81,8 +90,16 @@ def video_feature_stage(
     done = stored_keys(root, clip.dim, dtype, dist)
     todo = shard([i for i, k in enumerate(keys) if k not in done], dist)
     own = EmbeddingCache(root / f"rank{dist.rank}", clip.dim, dtype)
-    encode_videos(clip, [items[i] for i in todo], num_frames, own, batch_size, num_workers, report,
-                  progress and dist.main)
+    encode_videos(
+        clip,
+        [items[i] for i in todo],
+        num_frames,
+        own,
+        batch_size,
+        num_workers,
+        report,
+        progress and dist.main,
+    )
     barrier(dist)
     vectors, found = read_rank_caches(root, clip.dim, dtype, keys)
     log.info("CLIP video features: %d of %d videos", int(found.sum()), len(items))
@@ -99,7 +116,9 @@ def stored_keys(root: Path, dim: int, dtype: str, dist: Dist) -> set[str]:
     return done
 
 
-def read_rank_caches(root: Path, dim: int, dtype: str, keys: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def read_rank_caches(
+    root: Path, dim: int, dtype: str, keys: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The vectors of `keys` from every process's cache under root/rank*/: float32
     (len(keys), dim) (zeros where absent) and a bool (len(keys),) mask of those found."""
     vectors, found = torch.zeros(len(keys), dim), torch.zeros(len(keys), dtype=torch.bool)

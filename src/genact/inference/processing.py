@@ -16,7 +16,9 @@ from genact.models.video_blip import VideoBlip
 
 def image_stats(preprocessor: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) of a preprocessor config; OpenAI CLIP's (also BLIP's) by default."""
-    return tuple(preprocessor.get("image_mean", OPENAI_CLIP_MEAN)), tuple(preprocessor.get("image_std", OPENAI_CLIP_STD))
+    return tuple(preprocessor.get("image_mean", OPENAI_CLIP_MEAN)), tuple(
+        preprocessor.get("image_std", OPENAI_CLIP_STD)
+    )
 
 
 def blip_transform(model: VideoBlip, train: bool = False) -> VideoTransform:

@@ -5,6 +5,12 @@ from genact.models.hub import ModelNotFoundError, resolve_model_dir
 from genact.models.video_blip import CaptionLMOutput, TemporalAdapter, VideoBlip, VideoBlipConfig
 
 __all__ = [
-    "CaptionLMOutput", "FrozenClip", "ModelNotFoundError", "TemporalAdapter", "VideoBlip",
-    "VideoBlipConfig", "class_embeddings", "resolve_model_dir",
+    "CaptionLMOutput",
+    "FrozenClip",
+    "ModelNotFoundError",
+    "TemporalAdapter",
+    "VideoBlip",
+    "VideoBlipConfig",
+    "class_embeddings",
+    "resolve_model_dir",
 ]

@@ -20,7 +20,11 @@ class SdpaBlipAttention(BlipAttention):
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, None]:
         """hidden_states (B, N, d) -> ((B, N, d), None)."""
         b, n, d = hidden_states.shape
-        q, k, v = self.qkv(hidden_states).view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(hidden_states)
+            .view(b, n, 3, self.num_heads, self.head_dim)
+            .permute(2, 0, 3, 1, 4)
+        )
         p = self.dropout.p if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=self.scale)
         return self.projection(out.transpose(1, 2).reshape(b, n, d)), None

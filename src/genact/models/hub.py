@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
+
 from genact.errors import GenactError
 
 # Weights are only ever read from safetensors; pickled formats are not fetched.
@@ -30,9 +31,16 @@ def resolve_model_dir(id_or_dir: str | os.PathLike) -> Path:
         return path
     name = str(id_or_dir)
     if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelNotFoundError(f"{name}: no such model directory, and not a hub id ('org/name' or 'name')")
+        raise ModelNotFoundError(
+            f"{name}: no such model directory, and not a hub id ('org/name' or 'name')"
+        )
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     try:
         return Path(snapshot_download(name, allow_patterns=HUB_FILES))
@@ -40,16 +48,23 @@ def resolve_model_dir(id_or_dir: str | os.PathLike) -> Path:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         why = "HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached"
         raise ModelNotFoundError(
-            f"{name}: not a local directory, and as a hub id not in the local Hugging Face cache and {why}; "
+            f"{name}: not a local directory, and as a hub id not in the local Hugging Face cache "
+            f"and {why}; "
             f"download it where there is "
             f"internet (`hf download {name} --local-dir DIR`) and pass that directory instead"
         ) from None
     except HFValidationError:
-        raise ModelNotFoundError(f"{name}: no such model directory, and not a valid hub id") from None
+        raise ModelNotFoundError(
+            f"{name}: no such model directory, and not a valid hub id"
+        ) from None
     except RepositoryNotFoundError:
-        raise ModelNotFoundError(f"{name}: no such model on the Hugging Face hub (or it is private)") from None
+        raise ModelNotFoundError(
+            f"{name}: no such model on the Hugging Face hub (or it is private)"
+        ) from None
     except HfHubHTTPError as e:
-        raise ModelNotFoundError(f"{name}: hub request failed ({e}); pass a local directory instead") from None
+        raise ModelNotFoundError(
+            f"{name}: hub request failed ({e}); pass a local directory instead"
+        ) from None
 
 
 PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
@@ -64,17 +79,24 @@ def check_weights(path: Path) -> None:
         pickled = sorted(f.name for pattern in PICKLED_WEIGHTS for f in path.glob(pattern))
         if not pickled:
             raise ModelNotFoundError(f"{path}: no model weights (*.safetensors)")
-        arch = (json.loads((path / "config.json").read_text()).get("architectures") or ["AutoModel"])[0]
+        arch = (
+            json.loads((path / "config.json").read_text()).get("architectures") or ["AutoModel"]
+        )[0]
         raise ModelNotFoundError(
-            f"{path}: weights only in pickle format ({', '.join(pickled)}); genact reads safetensors only. Convert them "
-            f"on a machine you trust: python -c \"import transformers as t; t.{arch}.from_pretrained('{path}')"
-            f".save_pretrained('{path}-safetensors')\" and pass {path}-safetensors")
+            f"{path}: weights only in pickle format ({', '.join(pickled)}); genact reads "
+            "safetensors only. Convert them "
+            'on a machine you trust: python -c "import transformers as t; '
+            f"t.{arch}.from_pretrained('{path}')"
+            f".save_pretrained('{path}-safetensors')\" and pass {path}-safetensors"
+        )
     for f in files:
         try:
             with safe_open(str(f), "pt"):
                 pass
         except (SafetensorError, OSError) as e:
-            raise ModelNotFoundError(f"{f}: not a complete safetensors file ({e}); copy or download it again") from None
+            raise ModelNotFoundError(
+                f"{f}: not a complete safetensors file ({e}); copy or download it again"
+            ) from None
 
 
 def load_weights(model_cls, path: Path, **kwargs):
@@ -95,10 +117,16 @@ def check_finite(named_tensors, where: str) -> None:
     ((name, tensor) pairs) with a NaN or an infinity."""
     import torch
 
-    bad = [name for name, t in named_tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [
+        name
+        for name, t in named_tensors
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if bad:
-        raise NonFiniteWeightsError(f"{where}: {len(bad)} weight tensor(s) hold NaN or infinity (e.g. "
-                                    f"{', '.join(bad[:3])}); the run that made them diverged")
+        raise NonFiniteWeightsError(
+            f"{where}: {len(bad)} weight tensor(s) hold NaN or infinity (e.g. "
+            f"{', '.join(bad[:3])}); the run that made them diverged"
+        )
 
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"

@@ -18,13 +18,21 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer, BlipConfig, BlipForConditionalGeneration, PreTrainedTokenizerBase
+from transformers import (
+    AutoTokenizer,
+    BlipForConditionalGeneration,
+    PreTrainedTokenizerBase,
+)
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from genact.errors import ConfigError
 from genact.models.attention import use_sdpa
 from genact.models.hub import (
-    PREPROCESSOR_CONFIG, check_finite, load_preprocessor_config, load_weights, resolve_model_dir,
+    PREPROCESSOR_CONFIG,
+    check_finite,
+    load_preprocessor_config,
+    load_weights,
+    resolve_model_dir,
 )
 
 VIDEO_CONFIG = "genact_video.json"
@@ -39,14 +47,20 @@ class VideoBlipConfig:
     use_adapters: bool = True
     adapter_layers: list[int] | None = None  # ViT layers followed by an adapter; None = all
     prompt: str = "a video of"
-    image_size: int | None = None  # input side; None = the BLIP's own (else its position embeddings are interpolated)
-    trained_by: str | None = None  # the genact run that made it: rest, regen or supervised (few-shot too)
+    image_size: int | None = (
+        None  # input side; None = the BLIP's own (else its position embeddings are interpolated)
+    )
+    trained_by: str | None = (
+        None  # the genact run that made it: rest, regen or supervised (few-shot too)
+    )
 
 
 @dataclass
 class CaptionLMOutput:
     loss: torch.Tensor  # () label-smoothed cross-entropy, mean over caption tokens
-    loss_sum: torch.Tensor  # () the same, summed over caption tokens (loss = loss_sum / num_tokens.sum())
+    loss_sum: (
+        torch.Tensor
+    )  # () the same, summed over caption tokens (loss = loss_sum / num_tokens.sum())
     logprob: torch.Tensor  # (B,) summed log-likelihood of each caption's tokens
     num_tokens: torch.Tensor  # (B,) caption tokens per sample (EOS included)
 
@@ -66,7 +80,9 @@ class TemporalAdapter(nn.Module):
         bt, p, d = patches.shape
         side = math.isqrt(p)
         grid = patches.reshape(bt // num_frames, num_frames, side, side, d)
-        if torch.compiler.is_compiling():  # 27 shifted products, which the compiler fuses into one kernel
+        if (
+            torch.compiler.is_compiling()
+        ):  # 27 shifted products, which the compiler fuses into one kernel
             mixed = self._shifted_sum(grid)  # (cuDNN's depth-wise Conv3d is 3x slower on an H100)
         else:
             mixed = self.conv(grid.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
@@ -77,7 +93,9 @@ class TemporalAdapter(nn.Module):
         sum of shifted copies; equal to `self.conv` up to rounding."""
         b, t, h, w, _ = grid.shape
         padded = nn.functional.pad(grid, (0, 0, 1, 1, 1, 1, 1, 1))
-        kernel = self.conv.weight.flatten(1).t().to(grid.dtype)  # (27, d), taps in (dt, dy, dx) order
+        kernel = (
+            self.conv.weight.flatten(1).t().to(grid.dtype)
+        )  # (27, d), taps in (dt, dy, dx) order
         out = self.conv.bias.to(grid.dtype).expand_as(grid)
         for i in range(27):
             dt, dy, dx = i // 9, i // 3 % 3, i % 3
@@ -102,17 +120,30 @@ class VideoBlip(nn.Module):
         self.preprocessor = preprocessor or {}
         use_sdpa(blip.vision_model)  # fused attention over the B*T frames' tokens
         num_layers = blip.config.vision_config.num_hidden_layers
-        layers = list(range(num_layers)) if config.adapter_layers is None else list(config.adapter_layers)
+        layers = (
+            list(range(num_layers))
+            if config.adapter_layers is None
+            else list(config.adapter_layers)
+        )
         if any(not 0 <= i < num_layers for i in layers):
             raise ConfigError(f"adapter_layers {layers} outside the ViT's {num_layers} layers")
         self.adapter_layers = layers if config.use_adapters else []
         dim = blip.config.vision_config.hidden_size
         self.adapters = nn.ModuleDict({str(i): TemporalAdapter(dim) for i in self.adapter_layers})
         patch = blip.config.vision_config.patch_size
-        if config.image_size is not None and (config.image_size < patch or config.image_size % patch):
-            raise ConfigError(f"image size {config.image_size}: must be a multiple of the ViT's patch size {patch}")
+        if config.image_size is not None and (
+            config.image_size < patch or config.image_size % patch
+        ):
+            raise ConfigError(
+                f"image size {config.image_size}: must be a multiple of the ViT's patch size "
+                f"{patch}"
+            )
         text = blip.config.text_config
-        self.bos_id, self.eos_id, self.pad_id = text.bos_token_id, text.sep_token_id, text.pad_token_id
+        self.bos_id, self.eos_id, self.pad_id = (
+            text.bos_token_id,
+            text.sep_token_id,
+            text.pad_token_id,
+        )
 
     # ---- loading and saving -------------------------------------------------
     @classmethod
@@ -129,8 +160,15 @@ class VideoBlip(nn.Module):
         if (path / ADAPTER_WEIGHTS).exists():
             for key in ("use_adapters", "adapter_layers"):
                 if key in overrides and overrides[key] != fields.get(key):
-                    raise ConfigError(f"{path}: {key} is fixed by the saved model ({fields.get(key)})")
-        model = cls(blip, tokenizer, VideoBlipConfig(**{**fields, **overrides}), load_preprocessor_config(path))
+                    raise ConfigError(
+                        f"{path}: {key} is fixed by the saved model ({fields.get(key)})"
+                    )
+        model = cls(
+            blip,
+            tokenizer,
+            VideoBlipConfig(**{**fields, **overrides}),
+            load_preprocessor_config(path),
+        )
         if (path / ADAPTER_WEIGHTS).exists():
             adapters = load_file(path / ADAPTER_WEIGHTS)
             check_finite(adapters.items(), str(path / ADAPTER_WEIGHTS))
@@ -151,9 +189,13 @@ class VideoBlip(nn.Module):
         self.blip.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
         if self.preprocessor:
-            (directory / PREPROCESSOR_CONFIG).write_text(json.dumps(self.preprocessor, indent=2) + "\n")
+            (directory / PREPROCESSOR_CONFIG).write_text(
+                json.dumps(self.preprocessor, indent=2) + "\n"
+            )
         if self.adapter_layers:
-            state = {k: v.detach().contiguous().cpu() for k, v in self.adapters.state_dict().items()}
+            state = {
+                k: v.detach().contiguous().cpu() for k, v in self.adapters.state_dict().items()
+            }
             save_file(state, directory / ADAPTER_WEIGHTS)
         (directory / VIDEO_CONFIG).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
 
@@ -188,26 +230,39 @@ class VideoBlip(nn.Module):
     # ---- text ---------------------------------------------------------------
     def prompt_ids(self, prompt: str | None = None) -> torch.Tensor:
         """[BOS] + prompt tokens, (1, P)."""
-        ids = self.tokenizer(prompt if prompt is not None else self.config.prompt).input_ids[:-1]  # drop [SEP]
+        ids = self.tokenizer(prompt if prompt is not None else self.config.prompt).input_ids[
+            :-1
+        ]  # drop [SEP]
         ids[0] = self.bos_id
         return torch.tensor([ids], device=self.device)
 
-    def tokenize(self, captions: list[str], max_length: int = 40) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def tokenize(
+        self, captions: list[str], max_length: int = 40
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Prompt + caption + [SEP] -> (input_ids (B, L), attention_mask (B, L), prompt length)."""
         texts = [f"{self.config.prompt} {c.strip()}" for c in captions]
-        enc = self.tokenizer(texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt"
+        )
         ids = enc.input_ids.to(self.device)
         ids[:, 0] = self.bos_id
         return ids, enc.attention_mask.to(self.device), self.prompt_ids().shape[1]
 
-    def forward(self, pixels: torch.Tensor, captions: list[str], label_smoothing: float = 0.0) -> CaptionLMOutput:
+    def forward(
+        self, pixels: torch.Tensor, captions: list[str], label_smoothing: float = 0.0
+    ) -> CaptionLMOutput:
         """LM loss of `captions` (B strings) given clips (B, T, 3, H, W); prompt masked."""
         ids, mask, prompt_len = self.tokenize(captions)
         memory = self.encode_video(pixels)
         return self.caption_loss(memory, ids, mask, prompt_len, label_smoothing)
 
     def caption_loss(
-        self, memory: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, prompt_len: int, label_smoothing: float = 0.0
+        self,
+        memory: torch.Tensor,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        prompt_len: int,
+        label_smoothing: float = 0.0,
     ) -> CaptionLMOutput:
         """memory (B, N, d), ids / mask (B, L) -> loss over the tokens after the prompt."""
         if memory.shape[0] != ids.shape[0]:  # several captions per clip
@@ -226,8 +281,12 @@ class VideoBlip(nn.Module):
         per_token = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
         keepf = keep.float()
         loss_sum = (per_token * keepf).sum()
-        return CaptionLMOutput(loss=loss_sum / keepf.sum().clamp(min=1), loss_sum=loss_sum,
-                               logprob=-(nll * keepf).sum(1), num_tokens=keep.sum(1))
+        return CaptionLMOutput(
+            loss=loss_sum / keepf.sum().clamp(min=1),
+            loss_sum=loss_sum,
+            logprob=-(nll * keepf).sum(1),
+            num_tokens=keep.sum(1),
+        )
 
     @torch.no_grad()
     def generate(self, pixels: torch.Tensor, **kwargs) -> list[str]:
@@ -248,7 +307,6 @@ class VideoBlip(nn.Module):
         temperature: float = 1.0,
         top_k: int = 0,
         top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
         prompt: str | None = None,
     ) -> list[str]:
         """Decode captions from encoded clips, memory (B, N, d) from `encode_video`,
@@ -257,12 +315,25 @@ class VideoBlip(nn.Module):
         kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p) if do_sample else {}
         if not do_sample and num_beams > 1:
             text_cfg = self.blip.config.text_config
-            kwargs["past_key_values"] = BeamCache(DynamicCache(config=text_cfg), DynamicCache(config=text_cfg))
-        with warnings.catch_warnings():  # the name is `cache` from transformers 5.2x on, `past_key_values` before
-            warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
-            out = self._generate(prompt_ids, memory, num_beams=1 if do_sample else num_beams, do_sample=do_sample,
-                                 num_return_sequences=num_return_sequences, max_new_tokens=max_new_tokens,
-                                 min_new_tokens=min_new_tokens, repetition_penalty=repetition_penalty, **kwargs)
+            kwargs["past_key_values"] = BeamCache(
+                DynamicCache(config=text_cfg), DynamicCache(config=text_cfg)
+            )
+        with (
+            warnings.catch_warnings()
+        ):  # the name is `cache` from transformers 5.2x on, `past_key_values` before
+            warnings.filterwarnings(
+                "ignore", message="`past_key_values` is deprecated", category=FutureWarning
+            )
+            out = self._generate(
+                prompt_ids,
+                memory,
+                num_beams=1 if do_sample else num_beams,
+                do_sample=do_sample,
+                num_return_sequences=num_return_sequences,
+                max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
+                **kwargs,
+            )
         texts = self.tokenizer.batch_decode(out[:, prompt_ids.shape[1] :], skip_special_tokens=True)
         return [t.strip() for t in texts]
 
@@ -271,7 +342,9 @@ class VideoBlip(nn.Module):
         return self.blip.text_decoder.generate(
             input_ids=prompt_ids,
             encoder_hidden_states=memory,
-            encoder_attention_mask=torch.ones(memory.shape[:2], dtype=torch.long, device=memory.device),
+            encoder_attention_mask=torch.ones(
+                memory.shape[:2], dtype=torch.long, device=memory.device
+            ),
             eos_token_id=self.eos_id,
             pad_token_id=self.pad_id,
             **kwargs,
@@ -287,5 +360,3 @@ class BeamCache(EncoderDecoderCache):
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.self_attention_cache.reorder_cache(beam_idx)
-
-

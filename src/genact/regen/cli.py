@@ -15,6 +15,8 @@ def cmd_regen(args: argparse.Namespace) -> int:
 
 
 def add_regen_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("regen", help="ReGen: RL fine-tuning with class, CLIP and grammar rewards (torchrun too)")
+    p = sub.add_parser(
+        "regen", help="ReGen: RL fine-tuning with class, CLIP and grammar rewards (torchrun too)"
+    )
     add_run_args(p)
     p.set_defaults(func=cmd_regen)

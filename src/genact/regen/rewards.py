@@ -17,14 +17,21 @@ from genact.models.hub import load_weights, resolve_model_dir
 from genact.models.text_batches import length_sorted_batches, pad_right
 
 
-def cls_reward(caption_emb: torch.Tensor, class_emb: torch.Tensor, labels: torch.Tensor, form: str = "ce",
-               tau: float = 0.01) -> torch.Tensor:
+def cls_reward(
+    caption_emb: torch.Tensor,
+    class_emb: torch.Tensor,
+    labels: torch.Tensor,
+    form: str = "ce",
+    tau: float = 0.01,
+) -> torch.Tensor:
     """CLS-R. caption_emb (N, D), class_emb (C, D) L2-normalised, labels (N,) -> (N,).
 
     ce: log softmax(t·w_c / tau) at the true class; cos: cos(t_y, t); l2: -||t_y - t||.
     """
     if form == "ce":
-        return (caption_emb @ class_emb.T / tau).log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
+        return (
+            (caption_emb @ class_emb.T / tau).log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
+        )
     target = class_emb[labels]
     if form == "cos":
         return (caption_emb * target).sum(-1)
@@ -43,8 +50,8 @@ class GrammarScorer:
 
     mlm: pseudo-log-likelihood (each token masked in turn, scored by a masked LM such
     as BERT), averaged over tokens; the masked copies of all captions go through the
-    model together, in length-sorted batches. causal: mean token log-likelihood under a causal LM (GPT-2),
-    the first token conditioned on the model's BOS token (GPT-2: <|endoftext|>).
+    model together, in length-sorted batches. causal: mean token log-likelihood under a
+    causal LM (GPT-2), the first token conditioned on the model's BOS token (GPT-2: <|endoftext|>).
     """
 
     def __init__(self, model, tokenizer, kind: str):
@@ -59,12 +66,22 @@ class GrammarScorer:
         path = resolve_model_dir(id_or_dir)
         config = json.loads((path / "config.json").read_text())
         archs = config.get("architectures") or []
-        if archs and not any(a.endswith(cls.HEADS[kind]) for a in archs) or (kind == "causal" and config.get(
-                "model_type") in ("bert", "roberta") and not config.get("is_decoder")):
+        if (
+            archs
+            and not any(a.endswith(cls.HEADS[kind]) for a in archs)
+            or (
+                kind == "causal"
+                and config.get("model_type") in ("bert", "roberta")
+                and not config.get("is_decoder")
+            )
+        ):
             other = "causal" if kind == "mlm" else "mlm"
-            raise ConfigError(f"regen.grammar_model={id_or_dir} is a {', '.join(archs) or config.get('model_type')}, "
-                              f"not a {'masked' if kind == 'mlm' else 'causal'} LM as regen.grammar={kind} needs "
-                              f"(set regen.grammar={other}, or give another model)")
+            raise ConfigError(
+                f"regen.grammar_model={id_or_dir} is a "
+                f"{', '.join(archs) or config.get('model_type')}, "
+                f"not a {'masked' if kind == 'mlm' else 'causal'} LM as regen.grammar={kind} needs "
+                f"(set regen.grammar={other}, or give another model)"
+            )
         return path
 
     @classmethod
@@ -82,13 +99,21 @@ class GrammarScorer:
         return self
 
     @torch.no_grad()
-    def __call__(self, texts: list[str], max_tokens: int = 40, batch_size: int = 512) -> torch.Tensor:
+    def __call__(
+        self, texts: list[str], max_tokens: int = 40, batch_size: int = 512
+    ) -> torch.Tensor:
         """N texts -> (N,) mean log-likelihood per token (0 for an empty text)."""
-        return self._mlm(texts, max_tokens, batch_size) if self.kind == "mlm" else self._causal(texts, max_tokens)
+        return (
+            self._mlm(texts, max_tokens, batch_size)
+            if self.kind == "mlm"
+            else self._causal(texts, max_tokens)
+        )
 
     def _mlm(self, texts: list[str], max_tokens: int, batch_size: int) -> torch.Tensor:
         tok = self.tokenizer
-        enc = [tok(t, truncation=True, max_length=max_tokens + 2).input_ids for t in texts]  # [CLS] ... [SEP]
+        enc = [
+            tok(t, truncation=True, max_length=max_tokens + 2).input_ids for t in texts
+        ]  # [CLS] ... [SEP]
         rows, owner, position = [], [], []
         for n, ids in enumerate(enc):
             for p in range(1, len(ids) - 1):  # every real token, masked in its own copy
@@ -100,27 +125,51 @@ class GrammarScorer:
             return out
         pos, own = torch.tensor(position), torch.tensor(owner)
         token_scores = torch.zeros(len(rows))
-        for batch in length_sorted_batches([len(r) for r in rows], batch_size):  # each padded to its longest
+        for batch in length_sorted_batches(
+            [len(r) for r in rows], batch_size
+        ):  # each padded to its longest
             ids, mask = pad_right([rows[i] for i in batch], tok.pad_token_id)
             at = torch.arange(len(batch))
             truth = ids[at, pos[batch]]
             ids[at, pos[batch]] = tok.mask_token_id
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            logp = logits[at.to(logits.device), pos[batch].to(logits.device)].float().log_softmax(-1)
-            token_scores[batch] = logp.gather(-1, truth[:, None].to(logits.device)).squeeze(-1).cpu()
+            logits = self.model(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+            ).logits
+            logp = (
+                logits[at.to(logits.device), pos[batch].to(logits.device)].float().log_softmax(-1)
+            )
+            token_scores[batch] = (
+                logp.gather(-1, truth[:, None].to(logits.device)).squeeze(-1).cpu()
+            )
         counts = torch.zeros(len(texts)).index_add_(0, own, torch.ones(len(rows)))
         return out.index_add_(0, own, token_scores) / counts.clamp(min=1)
 
     def _causal(self, texts: list[str], max_tokens: int) -> torch.Tensor:
         tok = self.tokenizer
-        candidates = (self.model.config.bos_token_id, tok.bos_token_id, tok.eos_token_id, tok.cls_token_id)
+        candidates = (
+            self.model.config.bos_token_id,
+            tok.bos_token_id,
+            tok.eos_token_id,
+            tok.cls_token_id,
+        )
         start = next(c for c in candidates if c is not None)
-        enc = [[start] + tok(t, add_special_tokens=False, truncation=True, max_length=max_tokens).input_ids
-               for t in texts]
+        enc = [
+            [start]
+            + tok(t, add_special_tokens=False, truncation=True, max_length=max_tokens).input_ids
+            for t in texts
+        ]
         pad = tok.pad_token_id if tok.pad_token_id is not None else start
         ids, mask = pad_right(enc, pad)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits.float()
-        logp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None].to(logits.device)).squeeze(-1).cpu()
+        logits = self.model(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+        ).logits.float()
+        logp = (
+            logits[:, :-1]
+            .log_softmax(-1)
+            .gather(-1, ids[:, 1:, None].to(logits.device))
+            .squeeze(-1)
+            .cpu()
+        )
         keep = mask[:, 1:].float()
         return (logp * keep).sum(1) / keep.sum(1).clamp(min=1)
 
@@ -146,8 +195,10 @@ def advantages(rewards: torch.Tensor, n: int, baseline: torch.Tensor | None = No
 
 def text_stats(texts: list[str]) -> dict[str, float]:
     """Mean caption length in words and the share of distinct captions."""
-    return {"caption_words": sum(len(t.split()) for t in texts) / max(len(texts), 1),
-            "distinct_ratio": len(set(texts)) / max(len(texts), 1)}
+    return {
+        "caption_words": sum(len(t.split()) for t in texts) / max(len(texts), 1),
+        "distinct_ratio": len(set(texts)) / max(len(texts), 1),
+    }
 
 
 __all__ = ["GrammarScorer", "advantages", "clip_reward", "cls_reward", "standardise", "text_stats"]

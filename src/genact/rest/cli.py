@@ -15,6 +15,9 @@ def cmd_rest(args: argparse.Namespace) -> int:
 
 
 def add_rest_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("rest", help="REST: self-train a video captioner on unlabelled videos (torchrun for many GPUs)")
+    p = sub.add_parser(
+        "rest",
+        help="REST: self-train a video captioner on unlabelled videos (torchrun for many GPUs)",
+    )
     add_run_args(p)
     p.set_defaults(func=cmd_rest)

@@ -47,7 +47,9 @@ def video_neighbours(
     out = np.empty((n, h), np.int32) if out is None else out
     bank = feats.to(device=device, dtype=torch.float32)
     step = _rows_per_chunk(n, budget_bytes)
-    for s in progress_bar(range(rows.start, rows.stop, step), desc="video neighbours", enabled=progress):
+    for s in progress_bar(
+        range(rows.start, rows.stop, step), desc="video neighbours", enabled=progress
+    ):
         block = bank[s : min(s + step, rows.stop)] @ bank.T
         # ties (e.g. duplicate videos) resolve to self first
         block[torch.arange(block.shape[0]), torch.arange(s, s + block.shape[0])] = float("inf")
@@ -60,8 +62,9 @@ def import_faiss():
     try:
         import faiss
     except ImportError:
-        raise ImportError("rest.neighbour_index=faiss-ivf needs FAISS: pip install faiss-cpu (or genact[faiss])") \
-            from None
+        raise ImportError(
+            "rest.neighbour_index=faiss-ivf needs FAISS: pip install faiss-cpu (or genact[faiss])"
+        ) from None
     return faiss
 
 
@@ -90,14 +93,18 @@ def approximate_neighbours(
     n, d = x.shape
     h = min(h, n)
     out = np.empty((n, h), np.int32) if out is None else out
-    lists = max(1, min(int(4 * math.sqrt(n)), n // 39))  # FAISS wants >= 39 training points per list
+    lists = max(
+        1, min(int(4 * math.sqrt(n)), n // 39)
+    )  # FAISS wants >= 39 training points per list
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
     sample = np.random.default_rng(seed).choice(n, min(n, 256 * lists), replace=False)
     index.train(x[np.sort(sample)])
     index.add(x)
     index.nprobe = min(nprobe, lists)
     rows = range(n) if rows is None else rows
-    for s in progress_bar(range(rows.start, rows.stop, batch), desc="video neighbours (FAISS)", enabled=progress):
+    for s in progress_bar(
+        range(rows.start, rows.stop, batch), desc="video neighbours (FAISS)", enabled=progress
+    ):
         _, found = index.search(x[s : min(s + batch, rows.stop)], h)
         for r, row in enumerate(found):
             i = s + r
@@ -140,19 +147,27 @@ def retrieval_update(
     their float32 cosines (N, K) (-inf there), best first; with `rows`, only those
     videos' rows (len(rows), K).
     """
-    neighbours = neighbours.cpu().numpy() if isinstance(neighbours, torch.Tensor) else np.asarray(neighbours)
+    neighbours = (
+        neighbours.cpu().numpy() if isinstance(neighbours, torch.Tensor) else np.asarray(neighbours)
+    )
     rows = range(captions.shape[0]) if rows is None else rows
     per_video = captions.shape[1] * (neighbours.shape[1] + 1)  # candidates of one video
     texts = text_feats.to(device)
     texts_bf16 = texts.to(torch.bfloat16)
     videos = video_feats.to(dtype=torch.float32)
-    text_norm = torch.linalg.vector_norm(texts, dim=1, dtype=torch.float32).max()  # no float32 copy of texts
+    text_norm = torch.linalg.vector_norm(
+        texts, dim=1, dtype=torch.float32
+    ).max()  # no float32 copy of texts
     eps = 4 * BF16_UNIT * float(videos.norm(dim=1).max()) * float(text_norm)
     caps = captions.to(device)
     out_ids = torch.full((len(rows), k), -1, dtype=torch.long)
     out_scores = torch.full((len(rows), k), float("-inf"), dtype=torch.float32)
-    step = _rows_per_chunk(texts.shape[0] // 2 + 6 * per_video, budget_bytes)  # a bf16 score is half a float
-    for s in progress_bar(range(rows.start, rows.stop, step), desc="retrieval update", enabled=progress):
+    step = _rows_per_chunk(
+        texts.shape[0] // 2 + 6 * per_video, budget_bytes
+    )  # a bf16 score is half a float
+    for s in progress_bar(
+        range(rows.start, rows.stop, step), desc="retrieval update", enabled=progress
+    ):
         e = min(s + step, rows.stop)
         idx = torch.arange(s, e, device=device)
         nb = torch.from_numpy(np.asarray(neighbours[s:e], dtype=np.int64)).to(device)
@@ -163,8 +178,14 @@ def retrieval_update(
     return out_ids, out_scores
 
 
-def _exact_top_k(v: torch.Tensor, cand: torch.Tensor, texts: torch.Tensor, texts_bf16: torch.Tensor, k: int,
-                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _exact_top_k(
+    v: torch.Tensor,
+    cand: torch.Tensor,
+    texts: torch.Tensor,
+    texts_bf16: torch.Tensor,
+    k: int,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The two passes of `retrieval_update` for a chunk: videos v (b, D), candidate
     text ids cand (b, c) (-1 = none) -> the top-k ids (b, k') and float32 scores, k' =
     min(k, c), -1 / -inf where fewer distinct candidates exist."""
@@ -180,6 +201,8 @@ def _exact_top_k(v: torch.Tensor, cand: torch.Tensor, texts: torch.Tensor, texts
     width = max(int(close.sum(1).max()), kk)
     pos = rough.masked_fill(~close, float("-inf")).topk(width, dim=1).indices  # (b, width)
     ids, valid = cand.gather(1, pos), close.gather(1, pos)
-    exact = torch.einsum("bd,bwd->bw", v, texts[ids.clamp(min=0)].float()).masked_fill(~valid, float("-inf"))
+    exact = torch.einsum("bd,bwd->bw", v, texts[ids.clamp(min=0)].float()).masked_fill(
+        ~valid, float("-inf")
+    )
     top_scores, top_pos = exact.topk(kk, dim=1)
     return ids.gather(1, top_pos).masked_fill(top_scores == float("-inf"), -1), top_scores

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -26,11 +25,11 @@ from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoItem, video_id
 from genact.distributed import Dist, barrier, block, gather_to_main, shard
 from genact.inference.features import read_rank_caches, stored_keys
-from genact.store import EmbeddingCache
 from genact.models.clip import FrozenClip
+from genact.rest.retrieval import approximate_neighbours, retrieval_update, video_neighbours
+from genact.store import EmbeddingCache
 from genact.training.bank import GENERATED, CaptionBank
 from genact.training.rundir import RunDir
-from genact.rest.retrieval import approximate_neighbours, retrieval_update, video_neighbours
 
 log = logging.getLogger(__name__)
 CaptionFn = Callable[[list[VideoItem], SkipReport], dict[int, list[str]]]
@@ -53,7 +52,9 @@ def caption_stage(
     keyed by video (`video_id`), so a resumed stage matches them to videos, not to
     list positions."""
     records = run_dir.caption_records(name, dist.rank)
-    done = {r["video"] for r in records.read_all() if "video" in r}  # (older records, by index, are redone)
+    done = {
+        r["video"] for r in records.read_all() if "video" in r
+    }  # (older records, by index, are redone)
     barrier(dist)  # every process has read before any writes
     todo = shard([i for i in indices if video_id(items[i]) not in done], dist)
     bar = progress_bar(total=len(todo), desc=f"captions ({name})", enabled=progress and dist.main)
@@ -62,35 +63,64 @@ def caption_stage(
         report = SkipReport()
         caps = caption_fn([items[i] for i in part], report)
         errors = dict(report.skipped)
-        rows = [{"video": video_id(items[i]), **({"captions": caps[j]} if j in caps else
-                                                  {"error": errors.get(items[i].path, "no caption")})}
-                for j, i in enumerate(part)]
+        rows = [
+            {
+                "video": video_id(items[i]),
+                **(
+                    {"captions": caps[j]}
+                    if j in caps
+                    else {"error": errors.get(items[i].path, "no caption")}
+                ),
+            }
+            for j, i in enumerate(part)
+        ]
         records.append(rows)
         report.save(run_dir.skipped_log(dist.rank), f"captions {name}")
         bar.update(len(part))
     bar.close()
     barrier(dist)
-    captions = {r["video"]: r["captions"] for r in records.read_all() if "captions" in r and "video" in r}
+    captions = {
+        r["video"]: r["captions"] for r in records.read_all() if "captions" in r and "video" in r
+    }
     out = {i: captions[video_id(items[i])] for i in indices if video_id(items[i]) in captions}
     log.info("captions (%s): %d of %d videos captioned", name, len(out), len(indices))
     return out
 
 
-def text_feature_stage(clip: FrozenClip, run_dir: RunDir, texts: list[str], *, dist: Dist, dtype: str = "float16",
-                       progress: bool = True) -> torch.Tensor:
+def text_feature_stage(
+    clip: FrozenClip,
+    run_dir: RunDir,
+    texts: list[str],
+    *,
+    dist: Dist,
+    dtype: str = "float16",
+    progress: bool = True,
+) -> torch.Tensor:
     """CLIP text features (M, D) float32 of `texts`; each distinct text is encoded once
     over all rounds, by one process (per-process caches under RunDir.text_features)."""
     root = run_dir.text_features
     done = stored_keys(root, clip.dim, dtype, dist)
     todo = shard([t for t in dict.fromkeys(texts) if t not in done], dist)
-    clip.cache_texts(todo, EmbeddingCache(root / f"rank{dist.rank}", clip.dim, dtype), progress=progress and dist.main)
+    clip.cache_texts(
+        todo,
+        EmbeddingCache(root / f"rank{dist.rank}", clip.dim, dtype),
+        progress=progress and dist.main,
+    )
     barrier(dist)
     return read_rank_caches(root, clip.dim, dtype, texts)[0]
 
 
-def neighbour_stage(run_dir: RunDir, feats: torch.Tensor, h: int, *, dist: Dist, progress: bool,
-                    index: str = "exact", nprobe: int = 64) -> np.ndarray:
-    """Top-h neighbours (N, h) int32, computed once into `neighbours.npy` (memory-mapped),
+def neighbour_stage(
+    run_dir: RunDir,
+    feats: torch.Tensor,
+    h: int,
+    *,
+    dist: Dist,
+    progress: bool,
+    index: str = "exact",
+    nprobe: int = 64,
+) -> np.ndarray:
+    """Top-h neighbours (N, h) int32, computed once into RunDir.neighbours (memory-mapped),
     each process filling its block of rows; index: exact (`video_neighbours`) or
     faiss-ivf (`approximate_neighbours`). Every process returns the whole array."""
     path = run_dir.neighbours
@@ -137,14 +167,27 @@ def retrieval_stage(
     the round's metrics: videos whose list changed, captions new to their video's
     list (the model's new captions included), mean video-caption cosine, distinct
     texts. The other processes return None and leave their bank as it was."""
-    text_feats = text_feature_stage(clip, run_dir, bank.texts, dist=dist, dtype=feature_dtype, progress=progress)
-    ids, scores = retrieval_update(neighbours[:, :h], bank.padded(), video_feats, text_feats, keep, dist.device,
-                                   progress=progress, rows=block(len(bank.entries), dist))
+    text_feats = text_feature_stage(
+        clip, run_dir, bank.texts, dist=dist, dtype=feature_dtype, progress=progress
+    )
+    ids, scores = retrieval_update(
+        neighbours[:, :h],
+        bank.padded(),
+        video_feats,
+        text_feats,
+        keep,
+        dist.device,
+        progress=progress,
+        rows=block(len(bank.entries), dist),
+    )
     parts = gather_to_main((ids, scores), dist)
     if parts is None:
         return None
     ids, scores = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    before = [{c.text_id for c in e if not (c.source == GENERATED and c.round == round_no)} for e in bank.entries]
+    before = [
+        {c.text_id for c in e if not (c.source == GENERATED and c.round == round_no)}
+        for e in bank.entries
+    ]
     changed = bank.apply_retrieval(ids, scores, round_no)
     kept = scores[torch.isfinite(scores)]
     return {

@@ -25,7 +25,6 @@ def pad_ragged(lists: list[list[int]], fill: int = -1) -> torch.Tensor:
     return out
 
 
-
 @dataclass
 class Caption:
     """One pseudo-caption of a video: an id into the bank's distinct texts."""
@@ -82,7 +81,11 @@ class CaptionBank:
                 if tid < 0:
                     continue
                 old = own.get(tid)
-                new.append(Caption(tid, s, old.round, old.source) if old else Caption(tid, s, round, RETRIEVED))
+                new.append(
+                    Caption(tid, s, old.round, old.source)
+                    if old
+                    else Caption(tid, s, round, RETRIEVED)
+                )
             if new:  # a video whose features are missing keeps what it has
                 changed += {c.text_id for c in new} != set(own)
                 self.entries[i] = new
@@ -94,8 +97,12 @@ class CaptionBank:
         lines = []
         for key, entries in zip(self.keys, self.entries):
             caps = [
-                {"text": self.texts[c.text_id], "score": None if math.isnan(c.score) else round(c.score, 6),
-                 "round": c.round, "source": c.source}
+                {
+                    "text": self.texts[c.text_id],
+                    "score": None if math.isnan(c.score) else round(c.score, 6),
+                    "round": c.round,
+                    "source": c.source,
+                }
                 for c in entries
             ]
             lines.append(json.dumps({"video": key, "captions": caps}))
@@ -106,16 +113,27 @@ class CaptionBank:
         """The bank saved at `path`; a bank that is gone or unreadable (deleted or cut
         short under a running job) is one DataError line that names it."""
         try:
-            rows = [json.loads(ln) for ln in Path(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+            rows = [
+                json.loads(ln)
+                for ln in Path(path).read_text(encoding="utf-8").splitlines()
+                if ln.strip()
+            ]
         except FileNotFoundError:
-            raise DataError(f"{path}: the caption bank is gone (deleted while the run was using it?); "
-                            "restore it, or start the run again in a new run.dir") from None
+            raise DataError(
+                f"{path}: the caption bank is gone (deleted while the run was using it?); "
+                "restore it, or start the run again in a new run.dir"
+            ) from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{path}: the caption bank cannot be read ({e}); restore it, or start the run again "
-                            "in a new run.dir") from None
+            raise DataError(
+                f"{path}: the caption bank cannot be read ({e}); restore it, or start the run "
+                "again "
+                "in a new run.dir"
+            ) from None
         bank = cls([r["video"] for r in rows])
         for i, r in enumerate(rows):
             for c in r["captions"]:
                 score = math.nan if c["score"] is None else c["score"]
-                bank.entries[i].append(Caption(bank.intern(c["text"]), score, c["round"], c["source"]))
+                bank.entries[i].append(
+                    Caption(bank.intern(c["text"]), score, c["round"], c["source"])
+                )
         return bank

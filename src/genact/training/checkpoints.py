@@ -54,7 +54,11 @@ def damage(path: Path) -> str | None:
         return "an unreadable manifest.json"
     have = file_digests(path)
     bad = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-    return f"{', '.join(bad[:3])} differ{'s' if len(bad) == 1 else ''} from its manifest" if bad else None
+    return (
+        f"{', '.join(bad[:3])} differ{'s' if len(bad) == 1 else ''} from its manifest"
+        if bad
+        else None
+    )
 
 
 @dataclass
@@ -89,11 +93,18 @@ class Checkpoints:
             why = damage(path) if path.is_dir() else "missing"
             if why is None:
                 if problems:
-                    log.warning("%s; resuming from %s, the newest intact checkpoint", "; ".join(problems), path.name)
+                    log.warning(
+                        "%s; resuming from %s, the newest intact checkpoint",
+                        "; ".join(problems),
+                        path.name,
+                    )
                 return path
             problems.append(f"checkpoint {path.name} is damaged ({why})")
-        raise DataError(f"{self.root}: no intact checkpoint ({'; '.join(problems)}); start the run again in a new "
-                        "run.dir")
+        raise DataError(
+            f"{self.root}: no intact checkpoint ({'; '.join(problems)}); start the run again in a "
+            "new "
+            "run.dir"
+        )
 
     def save(self, model: VideoBlip, optimizer: torch.optim.Optimizer, state: TrainState) -> Path:
         """Write checkpoint step-<global step>; refused (one DataError line) when the
@@ -107,7 +118,9 @@ class Checkpoints:
             atomic_write_text(tmp / MANIFEST, json.dumps(file_digests(tmp), indent=1) + "\n")
         atomic_write_text(self.root / "latest", name + "\n")
         done = sorted(p for p in self.root.glob("step-*") if p.is_dir())
-        for old in done[: -self.keep] + list(self.root.glob(".step-*")):  # and writes a kill cut short
+        for old in done[: -self.keep] + list(
+            self.root.glob(".step-*")
+        ):  # and writes a kill cut short
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
         return self.root / name

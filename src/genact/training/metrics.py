@@ -29,8 +29,13 @@ class Metrics:
 
     STEP_KINDS = ("train",)  # kinds whose step is the optimizer step
 
-    def __init__(self, run_dir: RunDir | str | Path, enabled: bool = True, tensorboard: bool = True,
-                 resume_step: int | None = None):
+    def __init__(
+        self,
+        run_dir: RunDir | str | Path,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+    ):
         run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.file = run_dir.metrics
         self.enabled = enabled
@@ -107,15 +112,24 @@ class LossMeter:
     start: float = field(default_factory=time.perf_counter)
 
     def add(self, loss_sum: float, terms: float, videos: int, stats: dict[str, float]) -> None:
-        self.loss, self.terms, self.videos = self.loss + loss_sum, self.terms + terms, self.videos + videos
+        self.loss, self.terms, self.videos = (
+            self.loss + loss_sum,
+            self.terms + terms,
+            self.videos + videos,
+        )
         for key, value in stats.items():  # stats are per-video means of a micro-batch
             self.stats[key] = self.stats.get(key, 0.0) + value * videos
 
     def reduce(self, dist: Dist) -> dict[str, float]:
         """{loss, videos_per_s, each statistic} over every process (all must call it)."""
         keys = union_keys(list(self.stats), dist)  # a process with only failed videos has none
-        sums = all_reduce_sum([self.loss, self.terms, self.videos] + [self.stats.get(k, 0.0) for k in keys], dist)
+        sums = all_reduce_sum(
+            [self.loss, self.terms, self.videos] + [self.stats.get(k, 0.0) for k in keys], dist
+        )
         loss, terms, videos = sums[:3]
         elapsed = max(time.perf_counter() - self.start, 1e-9)
-        return {"loss": round(loss / max(terms, 1), 5), "videos_per_s": round(videos / elapsed, 3),
-                **{k: round(v / max(videos, 1), 5) for k, v in zip(keys, sums[3:])}}
+        return {
+            "loss": round(loss / max(terms, 1), 5),
+            "videos_per_s": round(videos / elapsed, 3),
+            **{k: round(v / max(videos, 1), 5) for k, v in zip(keys, sums[3:])},
+        }

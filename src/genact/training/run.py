@@ -57,16 +57,25 @@ def check_run_dir(cfg: RunSettings) -> None:
     if not run_dir.is_run():
         return
     if cfg.run.resume != "auto":
-        raise ConfigError(f"{run_dir.path}: holds a run already; pass --resume (run.resume=auto) to continue it, "
-                          "or choose another run.dir")
+        raise ConfigError(
+            f"{run_dir.path}: holds a run already; pass --resume (run.resume=auto) to continue it, "
+            "or choose another run.dir"
+        )
     old, new = _flat(run_dir.read_config()), _flat(to_dict(cfg))
     untrained = not has_checkpoint(run_dir)
-    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in cfg.resumable
-                  and not (k in cfg.model_settings and new.get(k) is None)
-                  and not (untrained and k.startswith(cfg.training_only)))
+    diff = sorted(
+        k
+        for k in set(old) | set(new)
+        if old.get(k) != new.get(k)
+        and k not in cfg.resumable
+        and not (k in cfg.model_settings and new.get(k) is None)
+        and not (untrained and k.startswith(cfg.training_only))
+    )
     if diff:
-        raise ConfigError(f"{run_dir.config}: resuming with a different config ({', '.join(diff)}); "
-                          "use the saved config or another run.dir")
+        raise ConfigError(
+            f"{run_dir.config}: resuming with a different config ({', '.join(diff)}); "
+            "use the saved config or another run.dir"
+        )
 
 
 _held_locks: dict[Path, FileLock] = {}
@@ -82,8 +91,10 @@ def lock_run_dir(run_dir: RunDir) -> None:
         lock.acquire()
     except Timeout:
         owner = run_dir.owner.read_text().strip() if run_dir.owner.exists() else "unknown"
-        raise ConfigError(f"{run_dir.path}: in use by another genact process ({owner}); wait for it to end, "
-                          "or choose another run.dir") from None
+        raise ConfigError(
+            f"{run_dir.path}: in use by another genact process ({owner}); wait for it to end, "
+            "or choose another run.dir"
+        ) from None
     run_dir.owner.write_text(f"pid {os.getpid()} on {socket.gethostname()}\n")
     _held_locks[run_dir.path] = lock
 
@@ -106,7 +117,9 @@ def take_run_dir(cfg: RunSettings, dist: Dist) -> RunDir:
             lock_run_dir(run_dir)
         except ConfigError as e:
             busy = str(e)
-    if all_reduce_sum([float(bool(busy))], dist)[0]:  # every process learns that the directory is taken
+    if all_reduce_sum([float(bool(busy))], dist)[
+        0
+    ]:  # every process learns that the directory is taken
         raise ConfigError(busy or f"{run_dir.path}: in use by another genact process")
     try:
         check_run_dir(cfg)
@@ -128,12 +141,18 @@ def record_run(cfg: RunSettings, run_dir: RunDir, items: list[VideoItem], dist: 
     saved = run_dir.read_videos() if resuming else None
     if saved is not None and saved != ids:
         added, removed = sorted(set(ids) - set(saved)), sorted(set(saved) - set(ids))
-        what = ", ".join(f"{len(v)} {k} (e.g. {v[0]})" for k, v in (("added", added), ("removed", removed)) if v)
-        raise ConfigError(f"{run_dir.path}: the training videos changed since the run started "
-                          f"({what or 'same videos, another order'}); restore them, or start a new run.dir")
+        what = ", ".join(
+            f"{len(v)} {k} (e.g. {v[0]})" for k, v in (("added", added), ("removed", removed)) if v
+        )
+        raise ConfigError(
+            f"{run_dir.path}: the training videos changed since the run started "
+            f"({what or 'same videos, another order'}); restore them, or start a new run.dir"
+        )
     if saved is None and dist.main:
         run_dir.write_videos(ids)
-    if dist.main and (not resuming or not has_checkpoint(run_dir)):  # before training, corrections are kept
+    if dist.main and (
+        not resuming or not has_checkpoint(run_dir)
+    ):  # before training, corrections are kept
         run_dir.write_config(to_dict(cfg))
     barrier(dist)
 
@@ -146,15 +165,32 @@ def starting_model(model_cfg, checkpoint: Path | None, num_frames: int | None) -
         log.info("resuming from %s", checkpoint)
         return VideoBlip.from_pretrained(checkpoint / "model")
     path = model_cfg.blip
-    given = {"num_frames": num_frames, "prompt": model_cfg.prompt, "image_size": model_cfg.image_size}
+    given = {
+        "num_frames": num_frames,
+        "prompt": model_cfg.prompt,
+        "image_size": model_cfg.image_size,
+    }
     overrides = {k: v for k, v in given.items() if v is not None}
-    if not (resolve_model_dir(path) / ADAPTER_WEIGHTS).exists():  # no trained adapters: choose the layout
-        overrides.update(use_adapters=model_cfg.use_adapters, adapter_layers=model_cfg.adapter_layers)
+    if not (
+        resolve_model_dir(path) / ADAPTER_WEIGHTS
+    ).exists():  # no trained adapters: choose the layout
+        overrides.update(
+            use_adapters=model_cfg.use_adapters, adapter_layers=model_cfg.adapter_layers
+        )
     model = VideoBlip.from_pretrained(path, **overrides)
     saved = VideoBlip.saved_settings(path)
-    for key, name in (("prompt", "model.prompt"), ("num_frames", "data.frames"), ("image_size", "model.image_size")):
-        where = ("set in the config" if given[key] is not None else
-                 f"the saved model's, {path}" if saved.get(key) is not None else f"genact's default; {path} has none")
+    for key, name in (
+        ("prompt", "model.prompt"),
+        ("num_frames", "data.frames"),
+        ("image_size", "model.image_size"),
+    ):
+        where = (
+            "set in the config"
+            if given[key] is not None
+            else f"the saved model's, {path}"
+            if saved.get(key) is not None
+            else f"genact's default; {path} has none"
+        )
         value = model.input_size if key == "image_size" else getattr(model.config, key)
         log.info("%s = %r (%s)", name, value, where)
     return model
@@ -164,8 +200,16 @@ def resolved(cfg: RunSettings, model: VideoBlip) -> RunSettings:
     """`cfg` with its unset model settings (model.prompt, data.frames,
     model.image_size) filled in with the values `model` uses, frozen: what every
     stage reads from then on."""
-    return freeze(replace(cfg, {"model.prompt": model.config.prompt, "data.frames": model.config.num_frames,
-                                "model.image_size": model.input_size}))
+    return freeze(
+        replace(
+            cfg,
+            {
+                "model.prompt": model.config.prompt,
+                "data.frames": model.config.num_frames,
+                "model.image_size": model.input_size,
+            },
+        )
+    )
 
 
 def training_split(cfg: RunSettings) -> Split:
@@ -179,9 +223,12 @@ def training_split(cfg: RunSettings) -> Split:
 class Run:
     """One training run, as a context manager every trainer shares:
 
-        with Run(cfg, log) as run:                  # torchrun, run.dir's lock and checks, checkpoint, metrics
-            model = run.load_model()                # the checkpoint's, or the configured one; run.cfg is resolved
-            run.record_videos(items)                # the checks that need the videos; config.yaml, videos.json
+        # torchrun, run.dir's lock and checks, checkpoint, metrics
+        with Run(cfg, log) as run:
+            # the checkpoint's, or the configured one; run.cfg is resolved
+            model = run.load_model()
+            # the checks that need the videos; config.yaml, videos.json
+            run.record_videos(items)
             run.make_trainer(CaptionTrainer, model, run.frame_cache(items, model), captions)
             return run.train_to_the_end(len(items))  # optim.epochs, then final/ and summary.md
 
@@ -198,8 +245,12 @@ class Run:
 
     def __enter__(self) -> "Run":
         cfg = self.cfg
-        self.dist = self._given_dist or init_distributed(cfg.run.device, cfg.run.dist_timeout_min,
-                                                         threads=cfg.run.threads, workers=cfg.data.num_workers)
+        self.dist = self._given_dist or init_distributed(
+            cfg.run.device,
+            cfg.run.dist_timeout_min,
+            threads=cfg.run.threads,
+            workers=cfg.data.num_workers,
+        )
         try:
             self.dir = take_run_dir(cfg, self.dist)
         except BaseException:
@@ -207,14 +258,22 @@ class Run:
             raise
         try:
             self.checkpoint = Checkpoints(self.dir.checkpoints).latest()
-            self.metrics = Metrics(self.dir, self.dist.main, cfg.run.tensorboard, Checkpoints.step(self.checkpoint))
+            self.metrics = Metrics(
+                self.dir, self.dist.main, cfg.run.tensorboard, Checkpoints.step(self.checkpoint)
+            )
         except BaseException:
             release_run_dir(self.dir)
             self._leave()
             raise
-        self.log.info("%s run in %s (%d process%s, %s)%s", cfg.kind, self.dir.path, self.dist.world,
-                      "es" if self.dist.world > 1 else "", self.dist.device,
-                      f", resuming from {self.checkpoint.name}" if self.checkpoint else "")
+        self.log.info(
+            "%s run in %s (%d process%s, %s)%s",
+            cfg.kind,
+            self.dir.path,
+            self.dist.world,
+            "es" if self.dist.world > 1 else "",
+            self.dist.device,
+            f", resuming from {self.checkpoint.name}" if self.checkpoint else "",
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -231,7 +290,9 @@ class Run:
     def load_model(self) -> VideoBlip:
         """The checkpoint's model when resuming, else the configured one (see
         starting_model); `self.cfg` becomes the resolved, frozen config (see resolved)."""
-        model = starting_model(self.cfg.model, self.checkpoint, self.cfg.data.frames).to(self.dist.device)
+        model = starting_model(self.cfg.model, self.checkpoint, self.cfg.data.frames).to(
+            self.dist.device
+        )
         self.cfg = resolved(self.cfg, model)
         return model
 
@@ -244,14 +305,32 @@ class Run:
     def frame_cache(self, items: list[VideoItem], model: VideoBlip) -> list[VideoItem]:
         """`items`, reading their frames from `data.frame_cache` where it holds them
         for the model's T and training short side (see genact.data.frame_cache)."""
-        return use_frame_cache(items, self.cfg.data.frame_cache, model.config.num_frames, training_short_side(model))
+        return use_frame_cache(
+            items, self.cfg.data.frame_cache, model.config.num_frames, training_short_side(model)
+        )
 
-    def make_trainer(self, cls: type[CaptionTrainer], model: VideoBlip, items: list[VideoItem],
-                     captions: list[list[str]], **kwargs) -> CaptionTrainer:
+    def make_trainer(
+        self,
+        cls: type[CaptionTrainer],
+        model: VideoBlip,
+        items: list[VideoItem],
+        captions: list[list[str]],
+        **kwargs,
+    ) -> CaptionTrainer:
         """The run's trainer (CaptionTrainer or a subclass) on `items` with their
         caption lists, restored from the checkpoint."""
-        self.trainer = cls(model, items, captions, self.cfg.optim, self.cfg.run, self.dist, self.metrics,
-                           SkipReport(), self.cfg.data.num_workers, **kwargs)
+        self.trainer = cls(
+            model,
+            items,
+            captions,
+            self.cfg.optim,
+            self.cfg.run,
+            self.dist,
+            self.metrics,
+            SkipReport(),
+            self.cfg.data.num_workers,
+            **kwargs,
+        )
         if self.checkpoint is not None:
             self.trainer.restore(self.checkpoint)
         return self.trainer
@@ -272,11 +351,19 @@ class Run:
         """Write final/ (recording which kind of run made it) and summary.md."""
         model = self.trainer.model
         model.config.trained_by = self.cfg.kind
-        check_finite(model.named_parameters(), "the trained weights")  # never a final/ from a diverged run
+        check_finite(
+            model.named_parameters(), "the trained weights"
+        )  # never a final/ from a diverged run
         if self.dist.main:
             with atomic_dir(self.dir.final) as tmp:
                 model.save_pretrained(tmp)
-            write_summary(self.dir, self.cfg, time.time() - self.started, num_videos, len(self.trainer.items),
-                          loss_should_fall=self.trainer.loss_should_fall)
+            write_summary(
+                self.dir,
+                self.cfg,
+                time.time() - self.started,
+                num_videos,
+                len(self.trainer.items),
+                loss_should_fall=self.trainer.loss_should_fall,
+            )
         barrier(self.dist)
         return self.dir.final

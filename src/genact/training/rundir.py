@@ -109,10 +109,18 @@ class RunDir:
         """A stage's caption records: {"video", "captions"} per line, one file per process."""
         return ShardLog(self.path / "captions", stage, rank)
 
+    @staticmethod
+    def refresh_stage(r: int) -> str:
+        """The caption stage of REST round r's refresh (the model captions every video)."""
+        return f"round-{r:03d}"
+
     def generated_captions(self, r: int) -> dict[str, str]:
         """{video: the caption the model made for it} in REST round r's refresh."""
-        return {row["video"]: row["captions"][0] for row in self.caption_records(f"round-{r:03d}").read_all()
-                if row.get("captions") and "video" in row}
+        return {
+            row["video"]: row["captions"][0]
+            for row in self.caption_records(self.refresh_stage(r)).read_all()
+            if row.get("captions") and "video" in row
+        }
 
     def bank_rounds(self) -> list[int]:
         """The rounds whose banks are saved, in order."""
@@ -134,8 +142,10 @@ class RunDir:
 
     def load_train_features(self) -> torch.Tensor:
         if not self.train_features.exists():
-            raise DataError(f"{self.train_features}: the training videos' features are gone; restore them, or "
-                            "start the run again in a new run.dir")
+            raise DataError(
+                f"{self.train_features}: the training videos' features are gone; restore them, or "
+                "start the run again in a new run.dir"
+            )
         return torch.load(self.train_features, weights_only=True)
 
     # ---- unreadable videos, results ----------------------------------------------

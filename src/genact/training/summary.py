@@ -4,8 +4,6 @@ values, REST's retrieval rounds, the skipped videos)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from genact.training.metrics import Metrics, loss_rose
@@ -39,43 +37,79 @@ def epoch_table(train_records: list[dict]) -> str:
     logs (ReGen: each reward's mean and spread, the advantage spread, caption stats)."""
     last = {r["epoch"]: r for r in train_records}
     keys = [k for k in dict.fromkeys(k for r in last.values() for k in r) if k not in _NOT_SHOWN]
-    rows = [[e + 1] + [f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "") for k in keys]
-            for e, r in sorted(last.items())]
+    rows = [
+        [e + 1] + [f"{r[k]:.4f}" if isinstance(r.get(k), float) else r.get(k, "") for k in keys]
+        for e, r in sorted(last.items())
+    ]
     return markdown_table(["epoch", *keys], rows)
 
 
 def _rounds_table(rounds: list[dict]) -> str:
     return markdown_table(
-        ["round", "neighbours", "videos changed", "new captions", "mean cosine", "distinct captions",
-         "init / retrieved / generated"],
-        [[r["step"], r["neighbours_used"], r["videos_changed"], r["captions_new"], r["mean_cosine"],
-          r["distinct_captions"],
-          f"{r.get('captions_init', 0)} / {r.get('captions_retrieved', 0)} / {r.get('captions_generated', 0)}"]
-         for r in rounds])
+        [
+            "round",
+            "neighbours",
+            "videos changed",
+            "new captions",
+            "mean cosine",
+            "distinct captions",
+            "init / retrieved / generated",
+        ],
+        [
+            [
+                r["step"],
+                r["neighbours_used"],
+                r["videos_changed"],
+                r["captions_new"],
+                r["mean_cosine"],
+                r["distinct_captions"],
+                f"{r.get('captions_init', 0)} / {r.get('captions_retrieved', 0)} / "
+                f"{r.get('captions_generated', 0)}",
+            ]
+            for r in rounds
+        ],
+    )
 
 
 def divergence_note(train_records: list[dict]) -> str | None:
     """A warning when the logged caption loss ended far above where it started."""
     losses = [r["loss"] for r in train_records if isinstance(r.get("loss"), (int, float))]
     if len(losses) > 1 and loss_rose(losses[0], losses[-1]):
-        return (f"**Warning: the training loss rose from {losses[0]:.4f} to {losses[-1]:.4f}** (more than twice its "
-                "first logged value): the run has probably diverged and its model is not to be trusted; try a lower "
-                "optim.lr.")
+        return (
+            f"**Warning: the training loss rose from {losses[0]:.4f} to {losses[-1]:.4f}** (more "
+            "than twice its "
+            "first logged value): the run has probably diverged and its model is not to be "
+            "trusted; try a lower "
+            "optim.lr."
+        )
     return None
 
 
-def write_summary(run_dir: RunDir, cfg, seconds: float, num_videos: int, num_trained: int, *,
-                  loss_should_fall: bool = True) -> None:
+def write_summary(
+    run_dir: RunDir,
+    cfg,
+    seconds: float,
+    num_videos: int,
+    num_trained: int,
+    *,
+    loss_should_fall: bool = True,
+) -> None:
     """summary.md: what was trained on, each epoch's training values, each retrieval
     round (REST), skipped videos; a warning first when a caption loss rose (see
     divergence_note)."""
     metrics = Metrics(run_dir, enabled=False)
     skipped = write_report(run_dir)
-    lines = [f"# Run summary: {run_dir.name}", "",
-             f"- videos in the split: {num_videos}; trained on: {num_trained}; unreadable: {len(skipped)}",
-             f"- epochs: {cfg.optim.epochs}; global batch {cfg.optim.global_batch}; lr {cfg.optim.lr} -> "
-             f"{cfg.optim.min_lr}; time {seconds / 60:.1f} min (since the last start, if resumed)",
-             f"- final model: `{run_dir.final}`", ""]
+    lines = [
+        f"# Run summary: {run_dir.name}",
+        "",
+        f"- videos in the split: {num_videos}; trained on: {num_trained}; unreadable: "
+        f"{len(skipped)}",
+        f"- epochs: {cfg.optim.epochs}; global batch {cfg.optim.global_batch}; lr {cfg.optim.lr} "
+        "-> "
+        f"{cfg.optim.min_lr}; time {seconds / 60:.1f} min (since the last start, if resumed)",
+        f"- final model: `{run_dir.final}`",
+        "",
+    ]
     train = metrics.read("train")
     note = divergence_note(train) if loss_should_fall else None
     if note:
@@ -88,5 +122,8 @@ def write_summary(run_dir: RunDir, cfg, seconds: float, num_videos: int, num_tra
     if skipped:
         lines += ["## Unreadable videos (skipped)", ""]
         lines += [f"- `{s['path']}` ({', '.join(s['stages'])}): {s['error']}" for s in skipped[:50]]
-        lines += [f"- ... {len(skipped) - 50} more in {run_dir.report.name}" if len(skipped) > 50 else "", ""]
+        lines += [
+            f"- ... {len(skipped) - 50} more in {run_dir.report.name}" if len(skipped) > 50 else "",
+            "",
+        ]
     run_dir.write_summary("\n".join(lines).rstrip() + "\n")

@@ -18,23 +18,34 @@ log = logging.getLogger(__name__)
 
 
 def run_supervised(cfg: SupervisedConfig) -> Path | None:
-    """"GAR + class labels": train on each video's class name as its only caption."""
+    """ "GAR + class labels": train on each video's class name as its only caption."""
     check_run_dir(cfg)
     split = training_split(cfg)
     items = [it for it in split.items if it.label is not None]
     if not items or not split.class_names:
-        raise DataError(f"{cfg.data.list or cfg.data.root}: the supervised baseline needs labelled videos")
+        raise DataError(
+            f"{cfg.data.list or cfg.data.root}: the supervised baseline needs labelled videos"
+        )
     return train_on_class_names(cfg, items, split.class_names)
 
 
-def train_on_class_names(cfg: SupervisedConfig, items: list[VideoItem], class_names: list[str], *,
-                         dist: Dist | None = None) -> Path | None:
+def train_on_class_names(
+    cfg: SupervisedConfig,
+    items: list[VideoItem],
+    class_names: list[str],
+    *,
+    dist: Dist | None = None,
+) -> Path | None:
     """Fine-tune on labelled `items`, each captioned by its class name (the supervised
     baseline and few-shot fine-tuning), in the caller's process group `dist` if given.
     Returns final/ (None if stopped early)."""
     with Run(cfg, log, dist) as run:
         model = run.load_model()
         run.record_videos(items)
-        run.make_trainer(CaptionTrainer, model, run.frame_cache(items, model),
-                         [[class_names[it.label]] for it in items])
+        run.make_trainer(
+            CaptionTrainer,
+            model,
+            run.frame_cache(items, model),
+            [[class_names[it.label]] for it in items],
+        )
         return run.train_to_the_end(len(items))

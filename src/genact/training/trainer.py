@@ -1,4 +1,5 @@
-"""Caption-LM training shared by REST and the supervised baseline.
+"""Caption-LM training shared by REST, the supervised baseline and few-shot; ReGen's
+trainer subclasses it with its policy-gradient micro-step.
 
 - Data order: each epoch is a permutation seeded by (seed, epoch), cut into global
   batches of `global_batch` videos (a last partial batch is dropped). Each global
@@ -31,17 +32,17 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from genact.training.checkpoints import Checkpoints, TrainState
 from genact.config import ConfigError, OptimConfig, RunConfig
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, make_loader
 from genact.distributed import Dist, all_reduce_sum, barrier
 from genact.errors import GenactError
-from genact.training.metrics import LossMeter, Metrics, loss_rose
-from genact.training.rundir import RunDir
+from genact.inference.processing import blip_transform
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip
-from genact.inference.processing import blip_transform
+from genact.training.checkpoints import Checkpoints, TrainState
+from genact.training.metrics import LossMeter, Metrics, loss_rose
+from genact.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,10 @@ def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Ada
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     fused = all(p.is_cuda for p in params)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
 
@@ -75,11 +79,14 @@ def steps_per_epoch(num_videos: int, cfg: OptimConfig, world: int) -> int:
     """Optimizer steps per epoch; checks that the batch sizes fit together."""
     if cfg.global_batch % (cfg.batch_size * world):
         raise ConfigError(
-            f"optim.global_batch={cfg.global_batch} must be a multiple of optim.batch_size={cfg.batch_size} "
+            f"optim.global_batch={cfg.global_batch} must be a multiple of "
+            f"optim.batch_size={cfg.batch_size} "
             f"x {world} process(es)"
         )
     if num_videos < cfg.global_batch:
-        raise ConfigError(f"{num_videos} training videos, fewer than optim.global_batch={cfg.global_batch}")
+        raise ConfigError(
+            f"{num_videos} training videos, fewer than optim.global_batch={cfg.global_batch}"
+        )
     return num_videos // cfg.global_batch
 
 
@@ -128,14 +135,26 @@ class CaptionTrainer:
         self.state = TrainState()
         # depth-wise conv kernels (d, 1, 3, 3, 3): a stride mismatch on the size-1 axis only
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        self.ddp = DistributedDataParallel(model, device_ids=[dist.device] if dist.device.type == "cuda" else None) \
-            if dist.enabled else model
-        self.dataset = VideoDataset(items, model.config.num_frames, blip_transform(model, train=True), train=True,
-                                    seed=run.seed)
+        self.ddp = (
+            DistributedDataParallel(
+                model, device_ids=[dist.device] if dist.device.type == "cuda" else None
+            )
+            if dist.enabled
+            else model
+        )
+        self.dataset = VideoDataset(
+            items,
+            model.config.num_frames,
+            blip_transform(model, train=True),
+            train=True,
+            seed=run.seed,
+        )
         self.captions: list[list[str]] = []
         self.use_captions(captions)
         self.last_loss = float("nan")  # the last logged training loss
-        self.first_loss: float | None = None  # the first logged since this start (a caption loss: see loss_rose)
+        self.first_loss: float | None = (
+            None  # the first logged since this start (a caption loss: see loss_rose)
+        )
 
     # whether the logged loss is a caption NLL that should fall (ReGen's policy loss need not)
     loss_should_fall = True
@@ -144,7 +163,9 @@ class CaptionTrainer:
         """Train on these caption lists from now on (one non-empty list per item, or
         none at all for a trainer whose loss needs no captions, such as ReGen's)."""
         if captions and (len(captions) != len(self.items) or not all(captions)):
-            raise ValueError(f"{len(captions)} caption lists for {len(self.items)} videos, or an empty list")
+            raise ValueError(
+                f"{len(captions)} caption lists for {len(self.items)} videos, or an empty list"
+            )
         self.captions = captions
 
     def close(self) -> None:
@@ -158,7 +179,11 @@ class CaptionTrainer:
 
     def save(self) -> Path | None:
         """Checkpoint on the main process (the others hold identical weights)."""
-        path = self.checkpoints.save(self.model, self.optimizer, self.state) if self.dist.main else None
+        path = (
+            self.checkpoints.save(self.model, self.optimizer, self.state)
+            if self.dist.main
+            else None
+        )
         barrier(self.dist)
         return path
 
@@ -166,10 +191,15 @@ class CaptionTrainer:
         """This process's micro-batches of `epoch` from optimizer step `first_step` on;
         unreadable videos go to the report."""
         order = epoch_order(len(self.items), self.run.seed, epoch)
-        batches = [mb for s in range(first_step, self.steps_per_epoch)
-                   for mb in micro_batches(order, s, self.optim, self.dist)]
+        batches = [
+            mb
+            for s in range(first_step, self.steps_per_epoch)
+            for mb in micro_batches(order, s, self.optim, self.dist)
+        ]
         self.dataset.set_epoch(epoch)
-        for batch in make_loader(self.dataset, self.optim.batch_size, self.num_workers, batch_sampler=batches):
+        for batch in make_loader(
+            self.dataset, self.optim.batch_size, self.num_workers, batch_sampler=batches
+        ):
             self.report.add(batch["failed"])
             yield batch
 
@@ -189,8 +219,12 @@ class CaptionTrainer:
         """The rest of the current epoch; False when run.stop_at_step stopped it."""
         st, run = self.state, self.run
         loader = self._batches(st.epoch, st.step_in_epoch)
-        bar = progress_bar(total=self.steps_per_epoch, initial=st.step_in_epoch,
-                           desc=f"epoch {st.epoch + 1}/{self.optim.epochs}", enabled=run.progress and self.dist.main)
+        bar = progress_bar(
+            total=self.steps_per_epoch,
+            initial=st.step_in_epoch,
+            desc=f"epoch {st.epoch + 1}/{self.optim.epochs}",
+            enabled=run.progress and self.dist.main,
+        )
         meter = LossMeter()
         self.model.train()
         while st.step_in_epoch < self.steps_per_epoch:
@@ -200,15 +234,26 @@ class CaptionTrainer:
                 self._log(meter, lr, bar)
                 meter = LossMeter()
             stop = run.stop_at_step is not None and st.global_step >= run.stop_at_step
-            if stop or (st.global_step % run.checkpoint_every == 0 and st.step_in_epoch < self.steps_per_epoch):
+            if stop or (
+                st.global_step % run.checkpoint_every == 0
+                and st.step_in_epoch < self.steps_per_epoch
+            ):
                 self.save()
             if stop:
                 bar.close()
-                log.info("stopped at step %d as run.stop_at_step asks; resume to continue", st.global_step)
+                log.info(
+                    "stopped at step %d as run.stop_at_step asks; resume to continue",
+                    st.global_step,
+                )
                 return False
         bar.close()
-        log.info("epoch %d/%d done: step %d, loss %.4f", st.epoch + 1, self.optim.epochs, st.global_step,
-                 self.last_loss)
+        log.info(
+            "epoch %d/%d done: step %d, loss %.4f",
+            st.epoch + 1,
+            self.optim.epochs,
+            st.global_step,
+            self.last_loss,
+        )
         return True
 
     def _step(self, loader: Iterator[dict], meter: LossMeter) -> float:
@@ -224,7 +269,13 @@ class CaptionTrainer:
         for m in range(per_rank):
             batch = next(loader)
             micro = dist.rank + m * dist.world  # this micro-batch's place in the global batch
-            torch.manual_seed(int(np.random.SeedSequence([self.run.seed, st.global_step, micro]).generate_state(1)[0]))
+            torch.manual_seed(
+                int(
+                    np.random.SeedSequence([self.run.seed, st.global_step, micro]).generate_state(
+                        1
+                    )[0]
+                )
+            )
             with nullcontext() if m == per_rank - 1 or not dist.enabled else self.ddp.no_sync():
                 loss_sum, n, videos, stats = self._micro_step(batch, st.epoch)
                 loss_sum.backward()
@@ -234,8 +285,11 @@ class CaptionTrainer:
             meter.add(value, n, videos, stats)
         bad_loss = self._normalise_gradients(terms, bad_loss)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(grads, self.optim.grad_clip) \
-            if self.optim.grad_clip else torch.nn.utils.get_total_norm(grads)
+        norm = (
+            torch.nn.utils.clip_grad_norm_(grads, self.optim.grad_clip)
+            if self.optim.grad_clip
+            else torch.nn.utils.get_total_norm(grads)
+        )
         if bad_loss or not math.isfinite(float(norm)):
             self.optimizer.zero_grad(set_to_none=True)
             self._diverged("loss" if bad_loss else f"gradient norm ({float(norm)})")
@@ -259,20 +313,33 @@ class CaptionTrainer:
     def _diverged(self, what: str) -> None:
         """Stop: step `global_step + 1` had a non-finite `what`."""
         pointer = self.checkpoints.root / "latest"
-        good = f"the last good checkpoint is {self.checkpoints.root / pointer.read_text().strip()}" \
-            if pointer.exists() else "no checkpoint was written before it"
+        good = (
+            f"the last good checkpoint is {self.checkpoints.root / pointer.read_text().strip()}"
+            if pointer.exists()
+            else "no checkpoint was written before it"
+        )
         raise TrainingDiverged(
-            f"training diverged at optimizer step {self.state.global_step + 1} (epoch {self.state.epoch + 1}): the "
-            f"{what} is not finite; the step was not taken and nothing was saved from it ({good}). Lower optim.lr "
-            "(or set optim.grad_clip) and start a new run.dir")
+            f"training diverged at optimizer step {self.state.global_step + 1} (epoch "
+            f"{self.state.epoch + 1}): the "
+            f"{what} is not finite; the step was not taken and nothing was saved from it "
+            f"({good}). Lower optim.lr "
+            "(or set optim.grad_clip) and start a new run.dir"
+        )
 
-    def _micro_step(self, batch: dict, epoch: int) -> tuple[torch.Tensor, float, int, dict[str, float]]:
+    def _micro_step(
+        self, batch: dict, epoch: int
+    ) -> tuple[torch.Tensor, float, int, dict[str, float]]:
         """Summed loss of one micro-batch, the number of terms in the sum (caption
         tokens), its video count, and per-video statistics to log (logged as means over
         videos). An empty batch (all videos failed) gives a zero with a graph, so every
         process joins the gradient all-reduce."""
         if not len(batch["path"]):
-            return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0, 0.0, 0, {}
+            return (
+                sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0,
+                0.0,
+                0,
+                {},
+            )
         idx = batch["index"].tolist()
         caps = [pick_caption(self.captions[i], self.run.seed, epoch, i) for i in idx]
         pixels = batch["pixels"].to(self.dist.device, non_blocking=True)
@@ -287,7 +354,15 @@ class CaptionTrainer:
         self.last_loss = values["loss"]
         if self.first_loss is None:
             self.first_loss = values["loss"]
-        elif self.loss_should_fall and loss_rose(self.first_loss, values["loss"]) and self.dist.main:
-            log.warning("the training loss has risen from %.4f to %.4f at step %d: the run may be diverging "
-                        "(optim.lr=%g too high?)", self.first_loss, values["loss"], self.state.global_step,
-                        self.optim.lr)
+        elif (
+            self.loss_should_fall and loss_rose(self.first_loss, values["loss"]) and self.dist.main
+        ):
+            log.warning(
+                "the training loss has risen from %.4f to %.4f at step %d: the run may be "
+                "diverging "
+                "(optim.lr=%g too high?)",
+                self.first_loss,
+                values["loss"],
+                self.state.global_step,
+                self.optim.lr,
+            )

@@ -2,7 +2,25 @@
 the whole method runs offline (the demo), with its splits and pretraining corpora."""
 
 from genact.world.render import OBJECTS, SCENES, VERBS, ClipSpec, render_clip
-from genact.world.world import WorldConfig, build_world, class_name, compositions, is_unseen, pretraining_corpus
+from genact.world.world import (
+    WorldConfig,
+    build_world,
+    class_name,
+    compositions,
+    is_unseen,
+    pretraining_corpus,
+)
 
-__all__ = ["OBJECTS", "SCENES", "VERBS", "ClipSpec", "WorldConfig", "build_world", "class_name", "compositions",
-           "is_unseen", "pretraining_corpus", "render_clip"]
+__all__ = [
+    "OBJECTS",
+    "SCENES",
+    "VERBS",
+    "ClipSpec",
+    "WorldConfig",
+    "build_world",
+    "class_name",
+    "compositions",
+    "is_unseen",
+    "pretraining_corpus",
+    "render_clip",
+]

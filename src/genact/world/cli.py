@@ -32,9 +32,16 @@ def cmd_demo(args) -> int:
         raise ConfigError("--markdown writes the tables of a --full run; add --full")
     if args.full:
         out = args.out or "demo-full"
-        print(run_full(out, tuple(args.seeds), progress=not args.quiet, markdown_to=args.markdown or []))
-        print(f"genact: everything is in {out}/ (one folder per seed, each with its report)"
-              + (f"; tables written into {', '.join(args.markdown)}" if args.markdown else ""), file=sys.stderr)
+        print(
+            run_full(
+                out, tuple(args.seeds), progress=not args.quiet, markdown_to=args.markdown or []
+            )
+        )
+        print(
+            f"genact: everything is in {out}/ (one folder per seed, each with its report)"
+            + (f"; tables written into {', '.join(args.markdown)}" if args.markdown else ""),
+            file=sys.stderr,
+        )
         return 0
     out = args.out or "demo"
     print(run_demo(out, DemoConfig(seed=args.seeds[0]), progress=not args.quiet))
@@ -45,21 +52,48 @@ def cmd_demo(args) -> int:
 def add_world_commands(sub: argparse._SubParsersAction) -> None:
     """Add `demo` and `world` to the `genact` parser's subcommands."""
     p = sub.add_parser("demo", help="the whole method on the miniature world, offline, in minutes")
-    p.add_argument("--out", type=user_path, help="folder for the world, runs, results and report (default demo/, demo-full/)")
-    p.add_argument("--full", action="store_true",
-                   help="the demo once per seed; mean +- std and the effects' intervals over all seeds")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 3 4 with --full)")
-    p.add_argument("--markdown", metavar="FILE", action="append",
-                   help="with --full: write the results and effects tables into FILE between its "
-                        "'genact demo --markdown' markers (docs/world.md, README.md); repeatable")
+    p.add_argument(
+        "--out",
+        type=user_path,
+        help="folder for the world, runs, results and report (default demo/, demo-full/)",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the demo once per seed; mean +- std and the effects' intervals over all seeds",
+    )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 3 4 with --full)"
+    )
+    p.add_argument(
+        "--markdown",
+        metavar="FILE",
+        action="append",
+        help="with --full: write the results and effects tables into FILE between its "
+        "'genact demo --markdown' markers (docs/world.md, README.md); repeatable",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("world", help="the miniature world: build its videos, or pretrain its tiny BLIP and CLIP")
+    p = sub.add_parser(
+        "world", help="the miniature world: build its videos, or pretrain its tiny BLIP and CLIP"
+    )
     p.add_argument("action", choices=["build", "pretrain"])
-    p.add_argument("--out", type=user_path, required=True, help="folder for the world (build) or the two models (pretrain)")
+    p.add_argument(
+        "--out",
+        type=user_path,
+        required=True,
+        help="folder for the world (build) or the two models (pretrain)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clips", type=int, default=None,
-                   help="pretraining clips, one frame of each used (default 8640, what the shipped weights used)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps per model, batch 64 (default 1500)")
+    p.add_argument(
+        "--clips",
+        type=int,
+        default=None,
+        help="pretraining clips, one frame of each used (default 8640, what the shipped weights "
+        "used)",
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help="optimizer steps per model, batch 64 (default 1500)"
+    )
     p.set_defaults(func=cmd_world)

@@ -23,7 +23,7 @@ from genact.data.splits import Split, read_list
 from genact.distributed import cpu_threads
 from genact.errors import ConfigError
 from genact.evaluation.evaluate import evaluate
-from genact.evaluation.fewshot import finetune_and_evaluate
+from genact.evaluation.fewshot import finetune_and_evaluate, sample_shots
 from genact.evaluation.report import build_report
 from genact.inference.captions import Captioner
 from genact.io import atomic_write_text
@@ -31,10 +31,16 @@ from genact.models.clip import FrozenClip
 from genact.regen.run import run_regen
 from genact.rest.run import run_rest
 from genact.training.rundir import RunDir
-from genact.evaluation.fewshot import sample_shots
 from genact.training.supervised import train_on_class_names
-from genact.world.effects import (ROW_NAMES, effects, effects_text, markdown, marked_blocks, results_text,
-                                  write_markdown)
+from genact.world.effects import (
+    ROW_NAMES,
+    effects,
+    effects_text,
+    markdown,
+    marked_blocks,
+    results_text,
+    write_markdown,
+)
 from genact.world.pretrain import CAPTION_PROMPT, pretrain
 from genact.world.world import VERSION, WorldConfig, build_world
 
@@ -42,20 +48,27 @@ log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).parent / "weights"
 
 
-METHODS = tuple(ROW_NAMES)  # clip, frame-captioner, rest-h1, rest, rest-no-adapters, regen, supervised, 2-/8-shot
+METHODS = tuple(
+    ROW_NAMES
+)  # clip, frame-captioner, rest-h1, rest, rest-no-adapters, regen, supervised, 2-/8-shot
 
 
 @dataclass
 class DemoConfig:
-    seed: int = 0  # world videos and all training draws; the foundation models stay the shipped ones
+    seed: int = (
+        0  # world videos and all training draws; the foundation models stay the shipped ones
+    )
     frames: int = 4  # T
     train_per_class: int = 12
     test_per_class: int = 40  # 480 test videos: one video is 0.2 points
     rest_epochs: int = 8
     rest_rounds: int = 2
     regen_epochs: int = 6
-    lr: float = 2e-4  # REST: a tenth of the captioner's pretraining rate (the paper: 2e-5 for BLIP-base)
-    regen_lr: float = 5e-4  # at 2e-5 no reward rises in the demo's steps (docs/world.md: benchmarks/regen_sweep.py)
+    lr: float = (
+        2e-4  # REST: a tenth of the captioner's pretraining rate (the paper: 2e-5 for BLIP-base)
+    )
+    # at 2e-5 no reward rises in the demo's steps (docs/world.md: benchmarks/regen_sweep.py)
+    regen_lr: float = 5e-4
     fewshot_lr: float = 1e-3  # few-shot learns new captions (class names) from few steps
     methods: tuple[str, ...] = METHODS  # rows to run (REST is run whenever a later row needs it)
 
@@ -71,37 +84,77 @@ def foundation_models(out: Path) -> tuple[Path, Path]:
     return out / "pretrained" / "blip", out / "pretrained" / "clip"
 
 
-def demo_settings(cfg: DemoConfig, world: Path, blip: Path, clip_dir: Path, progress: bool) -> list[str]:
+def demo_settings(
+    cfg: DemoConfig, world: Path, blip: Path, clip_dir: Path, progress: bool
+) -> list[str]:
     """The config overrides every demo training run shares (data, models, optimiser)."""
     videos, splits = world / "videos", world / "splits"
     return [
-        "data.format=list", f"data.root={videos}", f"data.list={splits / 'train.txt'}",
-        f"data.classes={splits / 'classes_seen.txt'}", f"data.frames={cfg.frames}", "data.num_workers=0",
-        f"model.blip={blip}", f"model.clip={clip_dir}", f"model.prompt={CAPTION_PROMPT}", f"run.seed={cfg.seed}",
-        "run.threads=1", f"run.progress={str(progress).lower()}", "run.resume=auto", "optim.global_batch=32",
+        "data.format=list",
+        f"data.root={videos}",
+        f"data.list={splits / 'train.txt'}",
+        f"data.classes={splits / 'classes_seen.txt'}",
+        f"data.frames={cfg.frames}",
+        "data.num_workers=0",
+        f"model.blip={blip}",
+        f"model.clip={clip_dir}",
+        f"model.prompt={CAPTION_PROMPT}",
+        f"run.seed={cfg.seed}",
+        "run.threads=1",
+        f"run.progress={str(progress).lower()}",
+        "run.resume=auto",
+        "optim.global_batch=32",
         "optim.batch_size=16",
-        f"optim.lr={cfg.lr}", f"optim.min_lr={cfg.lr / 100}",
+        f"optim.lr={cfg.lr}",
+        f"optim.min_lr={cfg.lr / 100}",
     ]
 
 
-def run_demo_regen(cfg: DemoConfig, common: list[str], rest_final: Path, run_dir: Path,
-                   extra: tuple[str, ...] = ()) -> Path:
+def run_demo_regen(
+    cfg: DemoConfig, common: list[str], rest_final: Path, run_dir: Path, extra: tuple[str, ...] = ()
+) -> Path:
     """The demo's ReGen run from its REST model (CLS-R and CLIP-R); returns final/."""
-    return run_regen(load_config(RegenConfig, None, [
-        *common, f"model.blip={rest_final}", f"optim.epochs={cfg.regen_epochs}", f"optim.lr={cfg.regen_lr}",
-        f"optim.min_lr={cfg.regen_lr / 100}", "regen.w_grammar=0", "regen.samples=4", "regen.max_new_tokens=8",
-        f"run.dir={run_dir}", *extra]))
+    return run_regen(
+        load_config(
+            RegenConfig,
+            None,
+            [
+                *common,
+                f"model.blip={rest_final}",
+                f"optim.epochs={cfg.regen_epochs}",
+                f"optim.lr={cfg.regen_lr}",
+                f"optim.min_lr={cfg.regen_lr / 100}",
+                "regen.w_grammar=0",
+                "regen.samples=4",
+                "regen.max_new_tokens=8",
+                f"run.dir={run_dir}",
+                *extra,
+            ],
+        )
+    )
 
 
-def run_demo_rest(cfg: DemoConfig, common: list[str], out: Path, wanted: set[str]) -> list[tuple[str, Path]]:
+def run_demo_rest(
+    cfg: DemoConfig, common: list[str], out: Path, wanted: set[str]
+) -> list[tuple[str, Path]]:
     """The REST rows that `wanted` asks for (REST itself whenever a later row needs it):
     [(row, final/)]."""
-    rest = [*common, f"optim.epochs={cfg.rest_epochs}", f"rest.epochs_per_round={cfg.rest_epochs // cfg.rest_rounds}",
-            f"rest.prompts=[{CAPTION_PROMPT}]", "rest.max_new_tokens=8", "rest.caption_batch=32", "rest.keep=3"]
+    rest = [
+        *common,
+        f"optim.epochs={cfg.rest_epochs}",
+        f"rest.epochs_per_round={cfg.rest_epochs // cfg.rest_rounds}",
+        f"rest.prompts=[{CAPTION_PROMPT}]",
+        "rest.max_new_tokens=8",
+        "rest.caption_batch=32",
+        "rest.keep=3",
+    ]
     needs_rest = wanted & {"rest", "regen", "2-shot", "8-shot"}
     finals = []
-    for name, extra in (("rest-h1", ["rest.neighbours=1"]), ("rest", ["rest.neighbours=20"]),
-                        ("rest-no-adapters", ["rest.neighbours=20", "model.use_adapters=false"])):
+    for name, extra in (
+        ("rest-h1", ["rest.neighbours=1"]),
+        ("rest", ["rest.neighbours=20"]),
+        ("rest-no-adapters", ["rest.neighbours=20", "model.use_adapters=false"]),
+    ):
         if name in wanted or (name == "rest" and needs_rest):
             run_dir = f"run.dir={out / 'runs' / name}"
             finals.append((name, run_rest(load_config(RestConfig, None, [*rest, *extra, run_dir]))))
@@ -109,11 +162,13 @@ def run_demo_rest(cfg: DemoConfig, common: list[str], out: Path, wanted: set[str
 
 
 def run_demo_supervised(cfg: DemoConfig, common: list[str], world: Path, run_dir: Path) -> Path:
-    """"GAR + class labels": the same training as REST's, each training video captioned
+    """ "GAR + class labels": the same training as REST's, each training video captioned
     by its (seen) class name; returns final/."""
     splits = world / "splits"
     train = read_list(splits / "train.txt", world / "videos", splits / "classes_seen.txt")
-    sup = load_config(SupervisedConfig, None, [*common, f"optim.epochs={cfg.rest_epochs}", f"run.dir={run_dir}"])
+    sup = load_config(
+        SupervisedConfig, None, [*common, f"optim.epochs={cfg.rest_epochs}", f"run.dir={run_dir}"]
+    )
     final = train_on_class_names(sup, train.items, train.class_names)
     assert final is not None  # the demo never sets run.stop_at_step
     return final
@@ -137,12 +192,18 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     if unknown:
         raise ConfigError(f"unknown demo methods {sorted(unknown)}; expected some of {METHODS}")
     start = time.time()
-    world = build_world(out / "world", WorldConfig(seed=cfg.seed, train_per_class=cfg.train_per_class,
-                                                   test_per_class=cfg.test_per_class))
+    world = build_world(
+        out / "world",
+        WorldConfig(
+            seed=cfg.seed, train_per_class=cfg.train_per_class, test_per_class=cfg.test_per_class
+        ),
+    )
     blip, clip_dir = foundation_models(out)
     videos, splits = world / "videos", world / "splits"
-    tests = {"unseen": read_list(splits / "test.txt", videos, splits / "classes_unseen.txt"),
-             "generalized": read_list(splits / "test.txt", videos, splits / "classes_all.txt")}
+    tests = {
+        "unseen": read_list(splits / "test.txt", videos, splits / "classes_unseen.txt"),
+        "generalized": read_list(splits / "test.txt", videos, splits / "classes_all.txt"),
+    }
     clip = FrozenClip.from_pretrained(clip_dir)
     cache = out / "cache"
     rows: dict[str, dict] = {}
@@ -152,11 +213,25 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
         if name not in wanted:
             return
         decoding = Decoding(frames=1 if method == "blip-frame" else cfg.frames, max_new_tokens=8)
-        captioner = None if model is None else Captioner.load(
-            str(model), decoding, cache_dir=cache, device=torch.device("cpu"), progress=progress)
-        rows[name] = evaluate(tests, clip, captioner, method=method, templates=["{}"], out_dir=out / "results" / name,
-                              meta={"protocol": "world", "model": str(model), "clip": str(clip_dir)},
-                              cache_dir=cache, frames=cfg.frames, progress=progress)
+        captioner = (
+            None
+            if model is None
+            else Captioner.load(
+                str(model), decoding, cache_dir=cache, device=torch.device("cpu"), progress=progress
+            )
+        )
+        rows[name] = evaluate(
+            tests,
+            clip,
+            captioner,
+            method=method,
+            templates=["{}"],
+            out_dir=out / "results" / name,
+            meta={"protocol": "world", "model": str(model), "clip": str(clip_dir)},
+            cache_dir=cache,
+            frames=cfg.frames,
+            progress=progress,
+        )
 
     score("clip", "clip", None)
     score("frame-captioner", "blip-frame", blip)
@@ -167,12 +242,17 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     if "regen" in wanted:
         score("regen", "genact", run_demo_regen(cfg, common, rest_final, out / "runs" / "regen"))
     if "supervised" in wanted:
-        score("supervised", "genact", run_demo_supervised(cfg, common, world, out / "runs" / "supervised"))
+        score(
+            "supervised",
+            "genact",
+            run_demo_supervised(cfg, common, world, out / "runs" / "supervised"),
+        )
     pool = read_list(splits / "fewshot.txt", videos, splits / "classes_unseen.txt")
     for shots in (2, 8):
         if f"{shots}-shot" in wanted:
-            rows[f"{shots}-shot"] = run_demo_fewshot(cfg, tests["unseen"], pool, shots, rest_final, clip_dir, out,
-                                                     progress)
+            rows[f"{shots}-shot"] = run_demo_fewshot(
+                cfg, tests["unseen"], pool, shots, rest_final, clip_dir, out, progress
+            )
     demo = demo_record(cfg, tests["unseen"], rows)
     atomic_write_text(out / "demo.json", json.dumps(demo, indent=1))
     text = results_text([demo], [cfg.seed]) + "\n\n" + effects_text(effects([demo]))
@@ -184,17 +264,41 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     return text
 
 
-def run_demo_fewshot(cfg: DemoConfig, test: Split, pool: Split, shots: int, rest_final: Path, clip_dir: Path,
-                     out: Path, progress: bool) -> dict:
+def run_demo_fewshot(
+    cfg: DemoConfig,
+    test: Split,
+    pool: Split,
+    shots: int,
+    rest_final: Path,
+    clip_dir: Path,
+    out: Path,
+    progress: bool,
+) -> dict:
     """REST + `shots`-shot fine-tuning on the few-shot pool, scored on the unseen split."""
     items = sample_shots(pool, shots, cfg.seed)
     return finetune_and_evaluate(
-        test, items, str(rest_final), clip=str(clip_dir), name="unseen", run_dir=out / "runs" / f"{shots}shot",
-        meta={"protocol": "world", "shots": shots}, seed=cfg.seed,
-        overrides=[f"data.frames={cfg.frames}", "data.num_workers=0", "run.threads=1", "optim.batch_size=8",
-                   "optim.global_batch=16", f"optim.lr={cfg.fewshot_lr}", f"optim.min_lr={cfg.fewshot_lr / 100}",
-                   f"optim.epochs={max(60 // shots, 10)}", f"model.prompt={CAPTION_PROMPT}"],
-        cache_dir=out / "cache", progress=progress)
+        test,
+        items,
+        str(rest_final),
+        clip=str(clip_dir),
+        name="unseen",
+        run_dir=out / "runs" / f"{shots}shot",
+        meta={"protocol": "world", "shots": shots},
+        seed=cfg.seed,
+        overrides=[
+            f"data.frames={cfg.frames}",
+            "data.num_workers=0",
+            "run.threads=1",
+            "optim.batch_size=8",
+            "optim.global_batch=16",
+            f"optim.lr={cfg.fewshot_lr}",
+            f"optim.min_lr={cfg.fewshot_lr / 100}",
+            f"optim.epochs={max(60 // shots, 10)}",
+            f"model.prompt={CAPTION_PROMPT}",
+        ],
+        cache_dir=out / "cache",
+        progress=progress,
+    )
 
 
 def demo_record(cfg: DemoConfig, test: Split, rows: dict[str, dict]) -> dict:
@@ -211,8 +315,12 @@ def demo_record(cfg: DemoConfig, test: Split, rows: dict[str, dict]) -> dict:
     return record
 
 
-def run_full(out: str | Path = "demo-full", seeds: tuple[int, ...] = (0, 1, 2, 3, 4), progress: bool = True,
-             markdown_to: list[Path] = ()) -> str:
+def run_full(
+    out: str | Path = "demo-full",
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
+    progress: bool = True,
+    markdown_to: list[Path] = (),
+) -> str:
     """`genact demo --full`: the demo once per seed (out/seed-N), then the results (mean
     +- std) and the effects over all seeds; in out/table.txt and out/effects.md, and
     between the markers of each `markdown_to` file (docs/world.md, README.md)."""
@@ -226,7 +334,9 @@ def run_full(out: str | Path = "demo-full", seeds: tuple[int, ...] = (0, 1, 2, 3
     found = effects(demos)
     text = results_text(demos, list(seeds)) + "\n\n" + effects_text(found)
     atomic_write_text(out / "table.txt", text + "\n")
-    command = "genact demo --full" + (f" --seeds {' '.join(map(str, seeds))}" if tuple(seeds) != (0, 1, 2, 3, 4) else "")
+    command = "genact demo --full" + (
+        f" --seeds {' '.join(map(str, seeds))}" if tuple(seeds) != (0, 1, 2, 3, 4) else ""
+    )
     blocks = markdown(demos, list(seeds), found, command)
     atomic_write_text(out / "effects.md", blocks["results"] + "\n\n" + blocks["effects"] + "\n")
     for path in markdown_to:
@@ -239,6 +349,8 @@ def captions_before_after(out: Path, videos: int = 4) -> str:
     before = RunDir(out / "results" / "frame-captioner").read_results()["splits"]["unseen"]
     after = RunDir(out / "results" / "rest").read_results()["splits"]["unseen"]
     lines = ["captions of unseen-class test videos (frame captioner -> REST):"]
-    for b, a in list(zip(before["videos"], after["videos"]))[:: max(len(before["videos"]) // videos, 1)][:videos]:
+    for b, a in list(zip(before["videos"], after["videos"]))[
+        :: max(len(before["videos"]) // videos, 1)
+    ][:videos]:
         lines.append(f"  [{b['label']}] {b['caption']!r} -> {a['caption']!r}")
     return "\n".join(lines)

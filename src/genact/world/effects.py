@@ -37,7 +37,12 @@ EFFECTS = (
     ("REST + 2-shot > REST (zero-shot)", "2-shot", "rest", "unseen"),
     ("REST + 8-shot > REST (zero-shot)", "8-shot", "rest", "unseen"),
     ("8-shot > 2-shot", "8-shot", "2-shot", "unseen"),
-    ("REST > supervised on seen classes, generalized (1-vs-36)", "rest", "supervised", "generalized"),
+    (
+        "REST > supervised on seen classes, generalized (1-vs-36)",
+        "rest",
+        "supervised",
+        "generalized",
+    ),
 )
 SPLITS = {"unseen": "unseen (1-vs-12)", "generalized": "generalized (1-vs-36)"}
 
@@ -68,55 +73,84 @@ def results_text(demos: list[dict], seeds: list[int]) -> str:
     """Top-1 per method and split (mean +- std over seeds when there are several)."""
     rows = [r for r in ROW_NAMES if any(r in d["rows"] for d in demos)]
     n = len(demos[0]["test_videos"])
-    head = f"top-1 on the world's unseen test videos ({n} per seed; seed{'s' if len(seeds) > 1 else ''} {seeds})"
+    plural = "s" if len(seeds) > 1 else ""
+    head = f"top-1 on the world's unseen test videos ({n} per seed; seed{plural} {seeds})"
     lines = [head, f"{'method':<56}" + "".join(f"{SPLITS[s]:>24}" for s in SPLITS)]
     for r in rows:
         cells = []
         for s in SPLITS:
             v = _top1(demos, r, s)
             m, sd = mean_std(v) if v else (None, None)
-            cells.append("" if m is None else (f"{m:.1f} +- {sd:.1f}" if len(v) > 1 else f"{m:.1f}"))
+            cells.append(
+                "" if m is None else (f"{m:.1f} +- {sd:.1f}" if len(v) > 1 else f"{m:.1f}")
+            )
         lines.append(f"{ROW_NAMES[r]:<56}" + "".join(f"{c:>24}" for c in cells))
     return "\n".join(lines)
 
 
 def effects_text(found: list[tuple[str, str, Effect]]) -> str:
-    lines = ["the papers' effects: top-1 difference in points, 95% paired bootstrap interval, McNemar p per seed",
-             f"{'effect':<58}{'difference':>11}{'95% interval':>18}  {'verdict':<14} McNemar p"]
+    lines = [
+        "the papers' effects: top-1 difference in points, 95% paired bootstrap interval, McNemar "
+        "p per seed",
+        f"{'effect':<58}{'difference':>11}{'95% interval':>18}  {'verdict':<14} McNemar p",
+    ]
     for label, _, e in found:
         ps = " ".join(f"{p:.2g}" for p in e.p_values)
-        lines.append(f"{label:<58}{e.mean:>+11.1f}{f'[{e.low:+.1f}, {e.high:+.1f}]':>18}  {e.verdict:<14} {ps}")
+        lines.append(
+            f"{label:<58}{e.mean:>+11.1f}{f'[{e.low:+.1f}, {e.high:+.1f}]':>18}  {e.verdict:<14} "
+            f"{ps}"
+        )
     return "\n".join(lines)
 
 
-def markdown(demos: list[dict], seeds: list[int], found: list[tuple[str, str, Effect]],
-             command: str) -> dict[str, str]:
+def markdown(
+    demos: list[dict], seeds: list[int], found: list[tuple[str, str, Effect]], command: str
+) -> dict[str, str]:
     """{"results": ..., "effects": ...}: the two tables as Markdown, each saying the
     command that wrote it."""
     rows = [r for r in ROW_NAMES if any(r in d["rows"] for d in demos)]
-    made = f"Written by `{command}`: {len(seeds)} seeds, {len(demos[0]['test_videos'])} test videos per seed."
+    videos = len(demos[0]["test_videos"])
+    made = f"Written by `{command}`: {len(seeds)} seeds, {videos} test videos per seed."
     seed_cols = " | ".join(f"seed {s}" for s in seeds)
-    results = [made, "", f"| method | split | {seed_cols} | mean ± std |", "| --- | --- | " + "--- | " * len(seeds)
-               + "--- |"]
+    results = [
+        made,
+        "",
+        f"| method | split | {seed_cols} | mean ± std |",
+        "| --- | --- | " + "--- | " * len(seeds) + "--- |",
+    ]
     for r in rows:
         for s in SPLITS:
             v = _top1(demos, r, s)
             if len(v) == len(demos):
                 m, sd = mean_std(v)
-                results.append(f"| {ROW_NAMES[r]} | {SPLITS[s]} | " + " | ".join(f"{x:.1f}" for x in v)
-                               + f" | {m:.1f} ± {sd:.1f} |")
-    effects_md = [made, "", "| effect (papers) | difference (points) | 95% interval | verdict | per seed | McNemar p "
-                  "per seed |", "| --- | --- | --- | --- | --- | --- |"]
+                results.append(
+                    f"| {ROW_NAMES[r]} | {SPLITS[s]} | "
+                    + " | ".join(f"{x:.1f}" for x in v)
+                    + f" | {m:.1f} ± {sd:.1f} |"
+                )
+    effects_md = [
+        made,
+        "",
+        "| effect (papers) | difference (points) | 95% interval | verdict | per seed | McNemar p "
+        "per seed |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for label, _, e in found:
         per_seed = ", ".join(f"{d:+.1f}" for d in e.per_seed)
         ps = ", ".join(f"{p:.2g}" for p in e.p_values)
-        effects_md.append(f"| {label} | {e.mean:+.1f} | [{e.low:+.1f}, {e.high:+.1f}] | **{e.verdict}** | {per_seed} "
-                          f"| {ps} |")
+        effects_md.append(
+            f"| {label} | {e.mean:+.1f} | [{e.low:+.1f}, {e.high:+.1f}] | **{e.verdict}** | "
+            f"{per_seed} "
+            f"| {ps} |"
+        )
     return {"results": "\n".join(results), "effects": "\n".join(effects_md)}
 
 
 def markers(block: str) -> tuple[str, str]:
-    return f"<!-- genact demo --markdown: {block} -->", f"<!-- genact demo --markdown: {block} end -->"
+    return (
+        f"<!-- genact demo --markdown: {block} -->",
+        f"<!-- genact demo --markdown: {block} end -->",
+    )
 
 
 BLOCKS = ("results", "effects")
@@ -130,8 +164,10 @@ def marked_blocks(path: Path) -> list[str]:
     text = path.read_text()
     found = [b for b in BLOCKS if all(m in text for m in markers(b))]
     if not found:
-        raise ConfigError(f"--markdown {path}: no '{markers('results')[0]}' or '{markers('effects')[0]}' "
-                          "marker lines to write between")
+        raise ConfigError(
+            f"--markdown {path}: no '{markers('results')[0]}' or '{markers('effects')[0]}' "
+            "marker lines to write between"
+        )
     return found
 
 

@@ -19,6 +19,7 @@ import torch
 
 from genact.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoTransform
 from genact.io import atomic_dir
+from genact.models.clip import bytes_to_unicode
 from genact.world.render import render_clip
 from genact.world.world import WorldConfig, pretraining_corpus
 
@@ -29,14 +30,6 @@ CAPTION_PROMPT = "a picture of"  # the image captioner's own prompt, as BLIP's
 
 def world_words(corpus_texts: list[str]) -> list[str]:
     return sorted({w for t in corpus_texts for w in t.split()} | set(EXTRA_WORDS))
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 / CLIP byte-level alphabet: printable bytes map to themselves and come
-    first; the other bytes follow, mapped to code points from 256 on."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    rest = [b for b in range(256) if b not in keep]
-    return {**{b: chr(b) for b in keep}, **{b: chr(256 + i) for i, b in enumerate(rest)}}
 
 
 def blip_tokenizer(words: list[str], directory: Path):
@@ -82,20 +75,27 @@ def clip_tokenizer(words: list[str]):
 def _frames(cfg: WorldConfig, corpus) -> torch.Tensor:
     """(N, 3, S, S) normalised frames of the corpus."""
     t = VideoTransform(size=cfg.size, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD)
-    return torch.stack([t(render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob, cfg.mislead_prob)[[f]])[0]
-                        for spec, f, _, _ in corpus])
+    return torch.stack(
+        [
+            t(render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob, cfg.mislead_prob)[[f]])[0]
+            for spec, f, _, _ in corpus
+        ]
+    )
 
 
 PREPROCESSOR = {"image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD)}
 
 
-def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 8640, steps: int = 1500, seed: int = 0,
-             hidden: int = 64, patch: int = 8) -> tuple[Path, Path]:
+def pretrain(
+    out: str | Path,
+    cfg: WorldConfig | None = None,
+    clips: int = 8640,
+    steps: int = 1500,
+    seed: int = 0,
+    hidden: int = 64,
+    patch: int = 8,
+) -> tuple[Path, Path]:
     """Train and save out/blip and out/clip; returns their directories."""
-    from transformers import BlipConfig, BlipForConditionalGeneration, CLIPConfig, CLIPModel
-
-    from genact.models.video_blip import VideoBlip, VideoBlipConfig
-
     cfg, out = cfg or WorldConfig(), Path(out)
     torch.manual_seed(seed)
     corpus = pretraining_corpus(cfg, clips, seed)
@@ -105,46 +105,133 @@ def pretrain(out: str | Path, cfg: WorldConfig | None = None, clips: int = 8640,
     rng = np.random.default_rng(seed)
 
     with atomic_dir(out / "blip") as tmp:
-        tok = blip_tokenizer(words, tmp)
-        blip = BlipForConditionalGeneration(BlipConfig(
-            text_config=dict(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
-                             intermediate_size=2 * hidden, encoder_hidden_size=hidden, max_position_embeddings=40,
-                             bos_token_id=tok.bos_token_id, sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id),
-            vision_config=dict(hidden_size=hidden, image_size=cfg.size, patch_size=patch, num_hidden_layers=2,
-                               num_attention_heads=4, intermediate_size=2 * hidden, initializer_range=0.02)))
-        model = VideoBlip(blip, tok, VideoBlipConfig(num_frames=1, use_adapters=False, prompt=CAPTION_PROMPT), PREPROCESSOR)
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-        for step in range(steps):
-            idx = rng.choice(len(corpus), 64, replace=False)
-            loss = model(frames[idx][:, None], [captions[i] for i in idx]).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step % 100 == 0:
-                log.info("captioner step %d: loss %.3f", step, loss.item())
-        model.save_pretrained(tmp)  # an image captioner: T = 1, no adapters, its own prompt
-
+        _train_captioner(
+            tmp, cfg, words, frames, captions, steps=steps, rng=rng, hidden=hidden, patch=patch
+        )
     with atomic_dir(out / "clip") as tmp:
-        ctok = clip_tokenizer(words)
-        clip = CLIPModel(CLIPConfig(
-            text_config=dict(vocab_size=len(ctok), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
-                             intermediate_size=2 * hidden, max_position_embeddings=32, bos_token_id=ctok.bos_token_id,
-                             eos_token_id=ctok.eos_token_id, pad_token_id=ctok.pad_token_id),  # text pooled at EOS
-            vision_config=dict(hidden_size=hidden, image_size=cfg.size, patch_size=patch, num_hidden_layers=2,
-                               num_attention_heads=4, intermediate_size=2 * hidden),
-            projection_dim=32))
-        opt = torch.optim.AdamW(clip.parameters(), lr=5e-4, weight_decay=0.01)
-        for step in range(steps):
-            idx = rng.choice(len(corpus), 64, replace=False)
-            enc = ctok([texts[i] for i in idx], padding=True, return_tensors="pt")
-            loss = clip(input_ids=enc.input_ids, attention_mask=enc.attention_mask, pixel_values=frames[idx],
-                        return_loss=True).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if step % 100 == 0:
-                log.info("CLIP step %d: loss %.3f", step, loss.item())
-        clip.save_pretrained(tmp)
-        ctok.save_pretrained(tmp)
-        (tmp / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))
+        _train_clip(
+            tmp, cfg, words, frames, texts, steps=steps, rng=rng, hidden=hidden, patch=patch
+        )
     return out / "blip", out / "clip"
+
+
+def _train_captioner(
+    tmp: Path,
+    cfg: WorldConfig,
+    words: list[str],
+    frames: torch.Tensor,
+    captions: list[str],
+    *,
+    steps: int,
+    rng: np.random.Generator,
+    hidden: int,
+    patch: int,
+) -> None:
+    """The world's image captioner, trained on (frame, caption) pairs and saved to `tmp`:
+    a VideoBlip with T = 1, no adapters and its own prompt."""
+    from transformers import BlipConfig, BlipForConditionalGeneration
+
+    from genact.models.video_blip import VideoBlip, VideoBlipConfig
+
+    tok = blip_tokenizer(words, tmp)
+    blip = BlipForConditionalGeneration(
+        BlipConfig(
+            text_config=dict(
+                vocab_size=len(tok),
+                hidden_size=hidden,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=2 * hidden,
+                encoder_hidden_size=hidden,
+                max_position_embeddings=40,
+                bos_token_id=tok.bos_token_id,
+                sep_token_id=tok.sep_token_id,
+                pad_token_id=tok.pad_token_id,
+            ),
+            vision_config=dict(
+                hidden_size=hidden,
+                image_size=cfg.size,
+                patch_size=patch,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=2 * hidden,
+                initializer_range=0.02,
+            ),
+        )
+    )
+    model = VideoBlip(
+        blip,
+        tok,
+        VideoBlipConfig(num_frames=1, use_adapters=False, prompt=CAPTION_PROMPT),
+        PREPROCESSOR,
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    for step in range(steps):
+        idx = rng.choice(len(captions), 64, replace=False)
+        loss = model(frames[idx][:, None], [captions[i] for i in idx]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0:
+            log.info("captioner step %d: loss %.3f", step, loss.item())
+    model.save_pretrained(tmp)  # an image captioner: T = 1, no adapters, its own prompt
+
+
+def _train_clip(
+    tmp: Path,
+    cfg: WorldConfig,
+    words: list[str],
+    frames: torch.Tensor,
+    texts: list[str],
+    *,
+    steps: int,
+    rng: np.random.Generator,
+    hidden: int,
+    patch: int,
+) -> None:
+    """The world's CLIP, trained contrastively on (frame, text) pairs and saved to `tmp`."""
+    from transformers import CLIPConfig, CLIPModel
+
+    ctok = clip_tokenizer(words)
+    clip = CLIPModel(
+        CLIPConfig(
+            text_config=dict(
+                vocab_size=len(ctok),
+                hidden_size=hidden,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=2 * hidden,
+                max_position_embeddings=32,
+                bos_token_id=ctok.bos_token_id,
+                eos_token_id=ctok.eos_token_id,
+                pad_token_id=ctok.pad_token_id,
+            ),  # text pooled at EOS
+            vision_config=dict(
+                hidden_size=hidden,
+                image_size=cfg.size,
+                patch_size=patch,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=2 * hidden,
+            ),
+            projection_dim=32,
+        )
+    )
+    opt = torch.optim.AdamW(clip.parameters(), lr=5e-4, weight_decay=0.01)
+    for step in range(steps):
+        idx = rng.choice(len(texts), 64, replace=False)
+        enc = ctok([texts[i] for i in idx], padding=True, return_tensors="pt")
+        loss = clip(
+            input_ids=enc.input_ids,
+            attention_mask=enc.attention_mask,
+            pixel_values=frames[idx],
+            return_loss=True,
+        ).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0:
+            log.info("CLIP step %d: loss %.3f", step, loss.item())
+    clip.save_pretrained(tmp)
+    ctok.save_pretrained(tmp)
+    (tmp / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))

@@ -27,7 +27,14 @@ OBJECTS = {
     "cross": (220, 60, 220),
     "kite": (40, 220, 220),
 }
-SHAPES = {"ball": "disc", "box": "square", "ring": "ring", "bar": "bar", "cross": "cross", "kite": "diamond"}
+SHAPES = {
+    "ball": "disc",
+    "box": "square",
+    "ring": "ring",
+    "bar": "bar",
+    "cross": "cross",
+    "kite": "diamond",
+}
 # the order matters: (verb index + object index) % 3 == 0 picks the unseen compositions
 VERBS = ("bouncing", "swaying", "circling", "pulsing", "flickering", "drifting")
 # A time-reversal pair, outside the world's classes: a falling clip is a rising clip
@@ -35,8 +42,15 @@ VERBS = ("bouncing", "swaying", "circling", "pulsing", "flickering", "drifting")
 # (benchmarks/temporal_pair.py). A single frame's motion blur is symmetric in time, as
 # a camera's is, so it shows vertical motion but not its direction.
 ORDER_VERBS = ("rising", "falling")
-STREAK = np.array((235, 235, 235), np.float32)  # motion blur is drawn in one light grey, whatever the object
-SCENES = {"grass": (60, 120, 50), "water": (40, 70, 130), "sand": (170, 150, 100), "night": (25, 25, 35)}
+STREAK = np.array(
+    (235, 235, 235), np.float32
+)  # motion blur is drawn in one light grey, whatever the object
+SCENES = {
+    "grass": (60, 120, 50),
+    "water": (40, 70, 130),
+    "sand": (170, 150, 100),
+    "night": (25, 25, 35),
+}
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,11 @@ def _mask(shape: str, size: int, cx: float, cy: float, radius: float) -> np.ndar
     if shape == "bar":
         return (np.abs(dx) <= radius * 1.2) & (np.abs(dy) <= radius * 0.4)
     if shape == "cross":
-        return ((np.abs(dx) <= radius * 0.3) | (np.abs(dy) <= radius * 0.3)) & (np.abs(dx) <= radius) & (np.abs(dy) <= radius)
+        return (
+            ((np.abs(dx) <= radius * 0.3) | (np.abs(dy) <= radius * 0.3))
+            & (np.abs(dx) <= radius)
+            & (np.abs(dy) <= radius)
+        )
     if shape == "diamond":
         return np.abs(dx) + np.abs(dy) <= radius * 1.1
     raise ValueError(shape)
@@ -82,12 +100,16 @@ def _state(verb: str, p: float, phase: float, amp: float) -> tuple[float, float,
         return 0.8 * amp * (2 * p - 1), 0.8 * amp * (2 * p - 1), 1.0
     if verb == "flickering":
         return 0.0, 0.0, 1.0
-    if verb in ORDER_VERBS:  # bottom to top at constant speed (falling: its frames in reverse order)
+    if (
+        verb in ORDER_VERBS
+    ):  # bottom to top at constant speed (falling: its frames in reverse order)
         return 0.0, 1.4 * amp * (1 - 2 * p), 1.0
     raise ValueError(f"unknown verb {verb!r}; expected one of {VERBS + ORDER_VERBS}")
 
 
-def frame_hints(spec: ClipSpec, frames: int = 16, cue_prob: float = 0.4, mislead_prob: float = 0.4) -> list[str | None]:
+def frame_hints(
+    spec: ClipSpec, frames: int = 16, cue_prob: float = 0.4, mislead_prob: float = 0.4
+) -> list[str | None]:
     """The verb each frame looks like on its own: the clip's verb in a `cue_prob`
     share of the frames (blur, halo or dimming), another verb's look in a
     `mislead_prob` share (a shaken camera, a flash), None where the frame shows
@@ -95,12 +117,19 @@ def frame_hints(spec: ClipSpec, frames: int = 16, cue_prob: float = 0.4, mislead
     rng = np.random.default_rng([spec.seed, 1])
     u, other = rng.random(frames), rng.integers(len(VERBS) - 1, size=frames)
     others = [v for v in VERBS if v != spec.verb][: len(VERBS) - 1]
-    return [spec.verb if x < cue_prob else others[o] if x < cue_prob + mislead_prob else None
-            for x, o in zip(u, other)]
+    return [
+        spec.verb if x < cue_prob else others[o] if x < cue_prob + mislead_prob else None
+        for x, o in zip(u, other)
+    ]
 
 
-def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: float = 0.4,
-                mislead_prob: float = 0.4) -> np.ndarray:
+def render_clip(
+    spec: ClipSpec,
+    frames: int = 16,
+    size: int = 32,
+    cue_prob: float = 0.4,
+    mislead_prob: float = 0.4,
+) -> np.ndarray:
     """The clip of `spec`, uint8 (frames, size, size, 3); the same spec gives the same clip.
     A falling clip is the rising clip of the same spec, frames reversed."""
     if spec.verb == "falling":
@@ -123,8 +152,12 @@ def render_clip(spec: ClipSpec, frames: int = 16, size: int = 32, cue_prob: floa
         dx, dy, scale = _state(spec.verb, p, phase, amp)
         cx, cy, radius = cx0 + dx, cy0 + dy, max(base * scale, 1.0)
         img = np.broadcast_to(bg, (size, size, 3)) + texture
-        if hint is not None and hint != "flickering":  # motion blur: faint copies a moment before and after
-            blur_dt = step * (3 if hint == "drifting" else 1)  # drifting is slow: a longer exposure shows it
+        if (
+            hint is not None and hint != "flickering"
+        ):  # motion blur: faint copies a moment before and after
+            blur_dt = step * (
+                3 if hint == "drifting" else 1
+            )  # drifting is slow: a longer exposure shows it
             hx, hy, hs = _state(hint, p, phase, amp)
             for k, alpha in ((2, 0.25), (1, 0.45)):
                 for q in (p - k * blur_dt, p + k * blur_dt):

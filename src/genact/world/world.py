@@ -23,8 +23,20 @@ from genact.io import atomic_write_text
 from genact.world.render import OBJECTS, SCENES, VERBS, ClipSpec, frame_hints, render_clip
 
 VERSION = 2  # of the world's design: a cached world of another version is rebuilt
-COLOURS = {"ball": "red", "box": "blue", "ring": "yellow", "bar": "white", "cross": "purple", "kite": "cyan"}
-SCENE_PHRASES = {"grass": "on the grass", "water": "in the water", "sand": "on the sand", "night": "at night"}
+COLOURS = {
+    "ball": "red",
+    "box": "blue",
+    "ring": "yellow",
+    "bar": "white",
+    "cross": "purple",
+    "kite": "cyan",
+}
+SCENE_PHRASES = {
+    "grass": "on the grass",
+    "water": "in the water",
+    "sand": "on the sand",
+    "night": "at night",
+}
 
 
 @dataclass
@@ -32,8 +44,12 @@ class WorldConfig:
     seed: int = 0
     frames: int = 16  # per generated clip (8 fps: 2 s)
     size: int = 32
-    cue_prob: float = 0.4  # share of frames that hint at the clip's verb on their own (blur, halo, dimming)
-    mislead_prob: float = 0.4  # share of frames that look like another verb (a shaken camera, a flash)
+    cue_prob: float = (
+        0.4  # share of frames that hint at the clip's verb on their own (blur, halo, dimming)
+    )
+    mislead_prob: float = (
+        0.4  # share of frames that look like another verb (a shaken camera, a flash)
+    )
     train_per_class: int = 20  # unlabelled REST videos per seen composition
     fewshot_per_class: int = 8  # labelled pool per unseen composition (few-shot training)
     test_per_class: int = 10  # test videos per unseen composition
@@ -67,18 +83,31 @@ def frame_caption(spec: ClipSpec, hint: str | None, rng: np.random.Generator) ->
     like one."""
     obj, colour, scene = spec.obj, COLOURS[spec.obj], SCENE_PHRASES[spec.scene]
     if hint is not None and rng.random() < 0.9:
-        options = [f"a {hint} {obj}", f"a {hint} {colour} {obj}", f"a {hint} {obj} {scene}",
-                   f"a {hint} {colour} {obj} {scene}"]
+        options = [
+            f"a {hint} {obj}",
+            f"a {hint} {colour} {obj}",
+            f"a {hint} {obj} {scene}",
+            f"a {hint} {colour} {obj} {scene}",
+        ]
         return options[int(rng.integers(len(options)))]
-    options = [f"a {obj}", f"a {colour} {obj}", f"a {obj} {scene}", f"a {colour} {obj} {scene}", f"something {scene}"]
+    options = [
+        f"a {obj}",
+        f"a {colour} {obj}",
+        f"a {obj} {scene}",
+        f"a {colour} {obj} {scene}",
+        f"something {scene}",
+    ]
     return options[int(rng.integers(len(options)))]
 
 
 def _specs(pairs: list[tuple[str, str]], per_class: int, seed: int, tag: int) -> list[ClipSpec]:
     rng = np.random.default_rng([seed, tag])
     scenes = list(SCENES)
-    return [ClipSpec(v, o, scenes[int(rng.integers(len(scenes)))], int(rng.integers(2**31)))
-            for v, o in pairs for _ in range(per_class)]
+    return [
+        ClipSpec(v, o, scenes[int(rng.integers(len(scenes)))], int(rng.integers(2**31)))
+        for v, o in pairs
+        for _ in range(per_class)
+    ]
 
 
 def _write_split(root: Path, name: str, specs: list[ClipSpec], cfg: WorldConfig) -> None:
@@ -87,7 +116,9 @@ def _write_split(root: Path, name: str, specs: list[ClipSpec], cfg: WorldConfig)
         rel = f"{name}/{spec.obj}_{spec.verb.replace(' ', '_')}_{k:04d}.mp4"
         path = root / "videos" / rel
         if not path.exists():
-            write_video(path, render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob, cfg.mislead_prob))
+            write_video(
+                path, render_clip(spec, cfg.frames, cfg.size, cfg.cue_prob, cfg.mislead_prob)
+            )
         lines.append(f"{rel},{class_name(spec.verb, spec.obj)}")
     atomic_write_text(root / "splits" / f"{name}.txt", "\n".join(lines) + "\n")
 
@@ -100,17 +131,27 @@ def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
     cfg = cfg or WorldConfig()
     root = Path(root)
     stamp = root / "world.json"
-    key = hashlib.sha1(json.dumps({**asdict(cfg), "version": VERSION}, sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha1(
+        json.dumps({**asdict(cfg), "version": VERSION}, sort_keys=True).encode()
+    ).hexdigest()[:12]
     if stamp.exists():
         if json.loads(stamp.read_text()).get("key") == key:
             return root
-        shutil.rmtree(root / "videos", ignore_errors=True)  # another config: none of its videos may stay
+        shutil.rmtree(
+            root / "videos", ignore_errors=True
+        )  # another config: none of its videos may stay
         stamp.unlink()
     seen = [p for p in compositions() if not is_unseen(*p)]
     unseen = [p for p in compositions() if is_unseen(*p)]
     (root / "splits").mkdir(parents=True, exist_ok=True)
-    for name, pairs in (("classes_all", compositions()), ("classes_unseen", unseen), ("classes_seen", seen)):
-        atomic_write_text(root / "splits" / f"{name}.txt", "\n".join(class_name(v, o) for v, o in pairs) + "\n")
+    for name, pairs in (
+        ("classes_all", compositions()),
+        ("classes_unseen", unseen),
+        ("classes_seen", seen),
+    ):
+        atomic_write_text(
+            root / "splits" / f"{name}.txt", "\n".join(class_name(v, o) for v, o in pairs) + "\n"
+        )
     _write_split(root, "train", _specs(seen, cfg.train_per_class, cfg.seed, 1), cfg)
     _write_split(root, "fewshot", _specs(unseen, cfg.fewshot_per_class, cfg.seed, 2), cfg)
     _write_split(root, "test", _specs(unseen, cfg.test_per_class, cfg.seed, 3), cfg)
@@ -118,7 +159,9 @@ def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
     return root
 
 
-def pretraining_corpus(cfg: WorldConfig, clips: int, seed: int) -> list[tuple[ClipSpec, int, str, str]]:
+def pretraining_corpus(
+    cfg: WorldConfig, clips: int, seed: int
+) -> list[tuple[ClipSpec, int, str, str]]:
     """Frames for pretraining the tiny foundation models, drawn from fresh clips of
     every composition (never a split's video): (clip spec, frame index, generic
     frame caption for the captioner, full description for CLIP)."""
