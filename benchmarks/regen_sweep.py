@@ -104,9 +104,8 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.6))
     for ax, key in zip(axes, CURVES):
-        for i, (name, rows) in enumerate(
-            curves.items()
-        ):  # a setting keeps its colour in every panel
+        # a setting keeps its colour in every panel
+        for i, (name, rows) in enumerate(curves.items()):
             if rows and rows[0][key] is not None:
                 ax.plot(
                     [r["step"] for r in rows], [r[key] for r in rows], label=name, color=f"C{i}"

@@ -103,9 +103,8 @@ def model_stages(model: VideoBlip, clip: FrozenClip, args) -> dict[str, float]:
 
     def initial(n: int) -> None:
         with torch.no_grad(), autocast(DEV):
-            memory = model.encode_video(
-                clips(n).flatten(0, 1).unsqueeze(1)
-            )  # each frame a one-frame clip
+            # each frame a one-frame clip
+            memory = model.encode_video(clips(n).flatten(0, 1).unsqueeze(1))
             for prompt in DEFAULT_PROMPTS:
                 model.generate_from_memory(memory, prompt=prompt, **decode)
 

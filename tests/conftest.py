@@ -46,9 +46,8 @@ def fitted(tiny_blip_dir, tmp_path_factory):
     rng = np.random.default_rng(0)
     videos = []
     for i, name in enumerate(["blue.mp4", "red.mp4"]):
-        write_video(
-            root / name, coloured_frames(rng, (16, 48, 64), 2 - 2 * i, 180)
-        )  # one blue, one red
+        # one blue, one red
+        write_video(root / name, coloured_frames(rng, (16, 48, 64), 2 - 2 * i, 180))
         videos.append(root / name)
     torch.manual_seed(0)
     model = VideoBlip.from_pretrained(tiny_blip_dir, num_frames=4)

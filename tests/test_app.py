@@ -147,9 +147,8 @@ def test_a_clip_dropped_in_gets_its_caption_and_top5_as_the_library_gives_them(p
     best = max(want["top5"], key=want["top5"].get)
     assert top5.split("\n").index(best) < min(top5.split("\n").index(n) for n in shown if n != best)
     assert page.locator("#frames img").count() == 8
-    assert list(
-        (runs / "tmp").glob(f"genact-app-*/**/{clip.name}")
-    )  # the upload, in the app's own folder
+    # the upload, in the app's own folder
+    assert list((runs / "tmp").glob(f"genact-app-*/**/{clip.name}"))
 
 
 def test_bad_input_gets_a_message_on_the_page_and_the_server_keeps_running(page, runs):
@@ -173,9 +172,8 @@ def test_the_run_browser_shows_a_videos_captions_with_their_provenance(page, run
     run = runs / "runs" / "rest-tiny"
     page.click("#tab-run-button")
     page.locator("#run-pick input").click()
-    page.locator(
-        "ul[role=listbox] li", has_text=str(run)
-    ).click()  # the run directories found below --runs
+    # the run directories found below --runs
+    page.locator("ul[role=listbox] li", has_text=str(run)).click()
     expect(page.locator("#run-message")).to_contain_text("REST", timeout=60000)
     page.click("#show-button")
     history = page.locator("#history")

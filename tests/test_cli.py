@@ -29,9 +29,8 @@ def test_caption_prints_one_caption_per_video(fitted, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     out = run("caption", *videos, broken, "--model", root / "model", "--json", "--quiet")
-    assert out.returncode == 1, (
-        out.stderr
-    )  # 1: some videos were unreadable (the others are captioned)
+    # 1: some videos were unreadable (the others are captioned)
+    assert out.returncode == 1, out.stderr
     rows = json.loads(out.stdout)
     assert [(r["video"], r["caption"]) for r in rows] == list(zip(map(str, videos), CAPTIONS))
     assert f"skipped 1 unreadable video(s), e.g. {broken}: cannot open" in out.stderr

@@ -109,9 +109,8 @@ def test_cache_survives_an_interrupted_write(tmp_path):
         EmbeddingCache(tmp_path, dim=4, dtype="float32").get(["z", "x"])[0], torch.ones(4)
     )
     with open(tmp_path / "vectors.bin", "ab") as f, open(tmp_path / "keys.jsonl", "a") as k:
-        f.write(
-            np.full(4, 9, np.float32).tobytes()
-        )  # killed after the vector, half way through its key
+        # killed after the vector, half way through its key
+        f.write(np.full(4, 9, np.float32).tobytes())
         k.write('"w')
     again = EmbeddingCache(tmp_path, dim=4, dtype="float32")
     assert len(again) == 3 and "w" not in again

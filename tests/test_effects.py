@@ -118,9 +118,8 @@ def test_markdown_without_full_is_refused_before_any_work(tmp_path):
         timeout=120,
     )
     assert out.returncode == 2 and "no such file" in out.stderr and not (tmp_path / "d").exists()
-    (tmp_path / "plain.md").write_text(
-        "no markers here\n"
-    )  # a typo'd file: refused before any seed runs
+    # a typo'd file: refused before any seed runs
+    (tmp_path / "plain.md").write_text("no markers here\n")
     out = subprocess.run(
         [
             sys.executable,

@@ -53,9 +53,8 @@ def test_protocols_pick_the_test_videos_and_class_sets(tmp_path):
     defn = json.loads((FIXTURES / "k600zs" / "classes620_label_defn.json").read_text())
     assert list(zs) == list(gzs) == ["split1", "split2", "split3"]
     for k, classes in zip(["split1", "split2", "split3"], [[4, 5], [5, 3], [4, 2]]):
-        assert len(zs[k].class_names) == 2 and len(gzs[k].class_names) == len(
-            defn
-        )  # 1-vs-160 vs 1-vs-620
+        # 1-vs-160 vs 1-vs-620
+        assert len(zs[k].class_names) == 2 and len(gzs[k].class_names) == len(defn)
         assert [it.path for it in zs[k].items] == [
             it.path for it in gzs[k].items
         ]  # the same test videos
@@ -204,9 +203,8 @@ def test_eval_writes_results_and_reuses_cached_captions(fitted, tiny_clip_dir, t
         "--out",
         tmp_path / "r2",
     )
-    assert (
-        again.returncode == 0 and "0 captions generated" in again.stderr
-    )  # re-scored from the cache
+    # re-scored from the cache
+    assert again.returncode == 0 and "0 captions generated" in again.stderr
 
     for method in ("clip", "blip-frame"):
         base = run(
@@ -404,9 +402,8 @@ def test_caption_metrics_command_on_vatex_json(fitted, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "1 of 3 annotated videos not found" in out.stderr
     res = json.loads((RunDir(tmp_path / "out").caption_metrics).read_text())
-    assert res["videos"] == 2 and res["scores"]["BLEU-1"] == pytest.approx(
-        1.0
-    )  # captions equal a reference
+    # captions equal a reference
+    assert res["videos"] == 2 and res["scores"]["BLEU-1"] == pytest.approx(1.0)
     assert "CIDEr" in out.stdout
 
 

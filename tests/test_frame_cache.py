@@ -51,9 +51,8 @@ def test_cache_holds_the_eval_frames_at_the_short_side(tmp_path, videos, fmt):
         cached, want = ds[i]["pixels"].numpy(), resized_eval_frames(it.path, 4, 40)
         assert cached.shape == want.shape == (4, 40, 53, 3)
         diff = np.abs(cached.astype(int) - want).mean()
-        assert (
-            diff == 0 if fmt == "raw" else diff < 6
-        )  # JPEG q90 on these noisy frames: about 4 grey levels
+        # JPEG q90 on these noisy frames: about 4 grey levels
+        assert diff == 0 if fmt == "raw" else diff < 6
 
 
 def test_datasets_read_the_cache_instead_of_the_video(tmp_path, videos):
@@ -65,9 +64,8 @@ def test_datasets_read_the_cache_instead_of_the_video(tmp_path, videos):
     for train in (False, True):
         ds = VideoDataset(items, 4, VideoTransform(size=32, train=train), train=train)
         assert ds[0]["pixels"].shape == (4, 3, 32, 32)
-    other_t = VideoDataset(
-        items, 2, VideoTransform(size=32)
-    )  # cached for T=4, not 2: decodes, and fails
+    # cached for T=4, not 2: decodes, and fails
+    other_t = VideoDataset(items, 2, VideoTransform(size=32))
     assert "file not found" in other_t[0]["error"]
 
 

@@ -76,24 +76,20 @@ def test_cache_keys_name_the_file_itself(tmp_path, monkeypatch):
         (tmp_path / d / "clip.mp4").write_bytes(d.encode() * 10)
     monkeypatch.chdir(tmp_path / "A")
     in_a = video_id(VideoItem("clip.mp4"), 4)
-    assert in_a == video_id(
-        VideoItem(str(tmp_path / "A" / "clip.mp4")), 4
-    )  # relative = absolute, same file
-    assert in_a.startswith(
-        "v2|"
-    )  # versioned: keys of the old format (the path as typed) never match
+    # relative = absolute, same file
+    assert in_a == video_id(VideoItem(str(tmp_path / "A" / "clip.mp4")), 4)
+    # versioned: keys of the old format (the path as typed) never match
+    assert in_a.startswith("v2|")
     monkeypatch.chdir(tmp_path / "B")
     assert video_id(VideoItem("clip.mp4"), 4) != in_a  # the same name in another folder
     os.symlink(tmp_path / "A" / "clip.mp4", tmp_path / "link.mp4")
     assert video_id(VideoItem(str(tmp_path / "link.mp4")), 4) == in_a  # a link is its target
     (tmp_path / "A" / "clip.mp4").write_bytes(b"replaced in place")
     assert video_id(VideoItem(str(tmp_path / "A" / "clip.mp4")), 4) != in_a
-    assert video_id(VideoItem("clip.mp4"), 4) != video_id(
-        VideoItem("clip.mp4"), 8
-    )  # T is part of the key
-    assert (
-        video_id(VideoItem("clip.mp4")) == "clip.mp4"
-    )  # a run's record of the video: its path as listed
+    # T is part of the key
+    assert video_id(VideoItem("clip.mp4"), 4) != video_id(VideoItem("clip.mp4"), 8)
+    # a run's record of the video: its path as listed
+    assert video_id(VideoItem("clip.mp4")) == "clip.mp4"
 
 
 @pytest.mark.slow
@@ -224,9 +220,8 @@ def test_listed_videos_behind_hard_and_symbolic_links_are_all_found(tmp_path):
         "b.mp4",
         "c.mp4",
     ] and not split.missing
-    (tmp_path / "list.txt").write_text(
-        "videos/sub/a.mp4 0\nb 1\n"
-    )  # looked up by name below the root
+    # looked up by name below the root
+    (tmp_path / "list.txt").write_text("videos/sub/a.mp4 0\nb 1\n")
     (tmp_path / "videos" / "sub").mkdir()
     os.link(tmp_path / "store" / "blob.mp4", tmp_path / "videos" / "sub" / "a.mp4")
     split = read_list(tmp_path / "list.txt", tmp_path, class_names=["x", "y"])
@@ -387,9 +382,8 @@ def test_a_diverging_run_stops_saves_nothing_and_is_restarted_with_a_corrected_l
     final = run("optim.lr=1e-3", "run.resume=auto")
     assert final.is_dir() and load_config(RestConfig, run_dir.config).optim.lr == 1e-3
     VideoBlip.from_pretrained(final)
-    with pytest.raises(
-        ConfigError, match="different config .*optim.lr"
-    ):  # trained: no longer correctable
+    # trained: no longer correctable
+    with pytest.raises(ConfigError, match="different config .*optim.lr"):
         run("optim.lr=2e-3", "run.resume=auto")
 
 
@@ -458,9 +452,8 @@ def test_torch_saves_and_numpy_archives_on_a_full_disk_are_one_line_and_keep_the
 
     with pytest.raises(DiskFullError, match="trainer.pt: no space left"):
         with disk_full_is_an_error(tmp_path / "trainer.pt"):
-            torch.save(
-                {"x": torch.zeros(1000)}, FullDisk()
-            )  # torch wraps the OSError in a RuntimeError
+            # torch wraps the OSError in a RuntimeError
+            torch.save({"x": torch.zeros(1000)}, FullDisk())
     target = tmp_path / "emb.npz"
     np.savez_compressed(target, a=np.zeros(3))
     before = target.read_bytes()

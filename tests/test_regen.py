@@ -131,9 +131,8 @@ def test_causal_mean_log_likelihood_equals_a_token_loop(tiny_lms):
     got = scorer(TEXTS)
     tok, model = scorer.tokenizer, scorer.model
     for n, text in enumerate(TEXTS):
-        ids = [tok.cls_token_id] + tok(
-            text, add_special_tokens=False
-        ).input_ids  # the model's BOS first
+        # the model's BOS first
+        ids = [tok.cls_token_id] + tok(text, add_special_tokens=False).input_ids
         with torch.no_grad():
             logp = model(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
         want = np.mean([float(logp[i - 1, ids[i]]) for i in range(1, len(ids))])
@@ -384,6 +383,7 @@ def test_torchrun_with_the_lm_term(world):
     assert out.returncode == 0, out.stderr[-3000:]
     rows = read_json_lines(RunDir(root / "ddp").metrics)
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+    # the same run in one process
     one = regen(
         world,
         "one",
@@ -392,7 +392,7 @@ def test_torchrun_with_the_lm_term(world):
         "regen.w_grammar=0",
         "regen.lm_weight=0.5",
         f"regen.lm_captions={root / 'bank.jsonl'}",
-    )  # the same run in one process
+    )
     a, b = (
         load_file(one / "model.safetensors"),
         load_file(RunDir(root / "ddp").final / "model.safetensors"),

@@ -213,9 +213,8 @@ def test_captions_are_saved_as_they_go_and_a_rerun_reuses_them(fitted, tmp_path,
         progress=False,
     )
     caps = again(items, SkipReport())
-    assert again.generated == 2 and sorted(caps) == list(
-        range(6)
-    )  # only the unsaved chunk is captioned
+    # only the unsaved chunk is captioned
+    assert again.generated == 2 and sorted(caps) == list(range(6))
     fresh = Captioner.load(
         str(root / "model"),
         Decoding(max_new_tokens=5),
@@ -247,9 +246,8 @@ def test_a_saved_models_prompt_and_frames_are_used_unless_the_config_sets_them(f
     )
     model = starting_model(cfg.model, None, cfg.data.frames)
     assert (model.config.prompt, model.config.num_frames) == ("a clip of", 2)
-    image = starting_model(
-        ModelConfig(blip=str(custom.parent / "model")), None, None
-    )  # genact's defaults otherwise
+    # genact's defaults otherwise
+    image = starting_model(ModelConfig(blip=str(custom.parent / "model")), None, None)
     assert image.config.prompt == "a video of"
 
 
@@ -276,9 +274,8 @@ def test_weights_are_read_from_safetensors_only(tiny_blip_dir, tmp_path):
         ModelNotFoundError, match="pickle format .*pytorch_model.bin.*save_pretrained"
     ):
         VideoBlip.from_pretrained(pickled)
-    (tmp_path / "clip.mp4").write_bytes(
-        b""
-    )  # a video to caption: the model is refused before it is read
+    # a video to caption: the model is refused before it is read
+    (tmp_path / "clip.mp4").write_bytes(b"")
     out = subprocess.run(
         [
             sys.executable,

@@ -115,9 +115,8 @@ def test_full_run_bank_sources_follow_algorithm_1(full, tiny_clip_dir):
     gen = shard_records(run_dir, "round-002")
     bank0 = RunDir(run_dir).bank(0)
     bank1 = RunDir(run_dir).bank(1)
-    assert (
-        not RunDir(run_dir).bank_path(2).exists() and gen == {}
-    )  # no refresh after the last round
+    # no refresh after the last round
+    assert not RunDir(run_dir).bank_path(2).exists() and gen == {}
     gen = shard_records(run_dir, "round-001")
     # the corrupt video is left out; everyone else has T x prompts frame captions at most
     assert bank0.keys == [p for p in paths if not p.endswith("broken.mp4")]
@@ -125,9 +124,8 @@ def test_full_run_bank_sources_follow_algorithm_1(full, tiny_clip_dir):
     assert set(own_init) == set(bank0.keys) and sorted(gen) == list(range(8))
 
     video_feats = RunDir(run_dir).load_train_features().float()
-    nb = (
-        (video_feats @ video_feats.T).argsort(dim=1, descending=True, stable=True)[:, :H].numpy()
-    )  # Eq. 6 by hand
+    # Eq. 6 by hand
+    nb = (video_feats @ video_feats.T).argsort(dim=1, descending=True, stable=True)[:, :H].numpy()
     saved = np.load(RunDir(run_dir).neighbours)
     assert (
         saved.shape == (8, H)
@@ -293,9 +291,8 @@ def test_generated_captions_join_each_videos_list(world):
     bank1 = RunDir(run_dir).bank(1)
     for i in range(8):
         (new,) = gen[i]
-        assert not new.startswith(
-            "someone is"
-        )  # made under the model's prompt, so new to the video
+        # made under the model's prompt, so new to the video
+        assert not new.startswith("someone is")
         entry = [c for c in bank1.entries[i] if bank1.texts[c.text_id] == new]
         assert [(c.source, c.round) for c in entry] == [("generated", 1)]
 
@@ -319,9 +316,8 @@ def test_resume_after_stops_mid_epoch_equals_uninterrupted_run(world, full):
         rest(world, "stopped")
     with pytest.raises(ConfigError, match="optim.lr"):
         rest(world, "stopped", "run.resume=auto", "optim.lr=1e-3")
-    assert (
-        rest(world, "stopped", "run.resume=auto", "run.stop_at_step=7") is None
-    )  # mid epoch 4 of round 1
+    # mid epoch 4 of round 1
+    assert rest(world, "stopped", "run.resume=auto", "run.stop_at_step=7") is None
     final = rest(world, "stopped", "run.resume=auto")
     same_weights(final, RunDir(full[0]).final)
     for r in (0, 1):

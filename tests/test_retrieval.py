@@ -140,12 +140,10 @@ def test_faiss_neighbours_keep_the_contract_and_are_exact_when_every_list_is_sea
     few = approximate_neighbours(feats, 50, nprobe=1)
     assert (few[:, 0] == np.arange(2000)).all() and few.min() >= 0 and few.max() < 2000
     recall = np.mean([len(set(a) & set(b)) / 50 for a, b in zip(few.tolist(), exact.tolist())])
-    assert (
-        0.3 < recall < 1.0
-    )  # one list of ~22 is searched: approximate, yet far above chance (50 / 2000)
-    halves = np.full_like(
-        few, -1
-    )  # two torchrun processes, each building the index and searching its rows
+    # one list of ~22 is searched: approximate, yet far above chance (50 / 2000)
+    assert 0.3 < recall < 1.0
+    # two torchrun processes, each building the index and searching its rows
+    halves = np.full_like(few, -1)
     for rows in (range(0, 1100), range(1100, 2000)):
         approximate_neighbours(feats, 50, nprobe=1, out=halves, rows=rows)
     assert (halves == few).all()

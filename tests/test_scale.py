@@ -32,13 +32,11 @@ def test_cpu_threads_share_the_cores_among_processes_and_decoding_workers(restor
     assert cpu_threads(None, workers=20) == 1  # never zero
     restore_threads.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: two processes on this node
     assert cpu_threads(None, workers=1) == 2
-    restore_threads.setenv(
-        "OMP_NUM_THREADS", "3"
-    )  # the user's (or torchrun's) setting wins over the rule
+    # the user's (or torchrun's) setting wins over the rule
+    restore_threads.setenv("OMP_NUM_THREADS", "3")
     assert cpu_threads(None, workers=1) == 3 and torch.get_num_threads() == 3
-    assert (
-        cpu_threads(5, workers=1) == 5 and torch.get_num_threads() == 5
-    )  # and run.threads / --threads over that
+    # and run.threads / --threads over that
+    assert cpu_threads(5, workers=1) == 5 and torch.get_num_threads() == 5
 
 
 def test_run_threads_reaches_torch_in_a_training_run(tiny_blip_dir, tmp_path, restore_threads):

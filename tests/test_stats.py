@@ -17,18 +17,16 @@ def outcomes(
 
 def test_mcnemar_is_the_exact_two_sided_binomial_tail_of_the_discordant_videos():
     a, b = outcomes(9, 1)
-    assert mcnemar_exact(a, b) == pytest.approx(
-        2 * (1 + 10) / 2**10
-    )  # P(X <= 1), X ~ Bin(10, 1/2), doubled
+    # P(X <= 1), X ~ Bin(10, 1/2), doubled
+    assert mcnemar_exact(a, b) == pytest.approx(2 * (1 + 10) / 2**10)
     assert mcnemar_exact(b, a) == mcnemar_exact(a, b)
     a, b = outcomes(3, 3)
     assert mcnemar_exact(a, b) == 1.0  # capped: a tie is no evidence either way
     a, b = outcomes(0, 0, both=7)
     assert mcnemar_exact(a, b) == 1.0
     a, b = outcomes(20, 0, both=100, neither=100)
-    assert mcnemar_exact(a, b) == pytest.approx(
-        2 / 2**20
-    )  # agreement on 200 videos does not water it down
+    # agreement on 200 videos does not water it down
+    assert mcnemar_exact(a, b) == pytest.approx(2 / 2**20)
 
 
 def test_identical_methods_have_a_zero_effect_and_a_clear_winner_holds():

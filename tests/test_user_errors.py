@@ -81,9 +81,8 @@ def small_videos(root, n=4):
 def test_counts_and_choices_are_checked_when_the_config_loads(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         load_config(RestConfig, None, [override])
-    assert (
-        load_config(RestConfig, None, ["run.resume=no"]).run.resume == "no"
-    )  # YAML's `no` is False
+    # YAML's `no` is False
+    assert load_config(RestConfig, None, ["run.resume=no"]).run.resume == "no"
 
 
 def test_regen_choices_and_cross_field_rules():
@@ -200,9 +199,8 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(
     ]
     with pytest.raises(DataError, match="no video files"):
         run_rest(load_config(RestConfig, None, [*settings, f"data.root={tmp_path / 'vidoes'}"]))
-    assert (
-        run_rest(load_config(RestConfig, None, [*settings, f"data.root={videos}"])) is None
-    )  # no --resume needed
+    # no --resume needed
+    assert run_rest(load_config(RestConfig, None, [*settings, f"data.root={videos}"])) is None
     assert RunDir(tmp_path / "run").is_run()
 
 
@@ -279,12 +277,8 @@ def test_a_phone_videos_rotation_is_honoured(tmp_path):
     write_video(tmp_path / "stored.mp4", frames)
     rotated_copy(tmp_path / "stored.mp4", tmp_path / "phone.mp4")
     upright = read_video(tmp_path / "phone.mp4", 4)
-    assert upright.shape == (
-        4,
-        48,
-        32,
-        3,
-    )  # shown turned a quarter clockwise: the band is on the right
+    # shown turned a quarter clockwise: the band is on the right
+    assert upright.shape == (4, 48, 32, 3)
     assert upright[:, :, -6:, 0].mean() > 200 and upright[:, :, :20, 0].mean() < 30
     assert read_video(tmp_path / "stored.mp4", 4).shape == (4, 32, 48, 3)
 
@@ -312,9 +306,8 @@ def test_class_files_bom_duplicates_headers_and_encodings(tmp_path):
     assert read_class_file(f) == ["abseiling", "air drumming"]
     f.write_text("0,abseiling\n1,air drumming\n")
     assert read_class_file(f) == ["abseiling", "air drumming"]
-    f.write_text(
-        "abseiling\n1,air drumming\n2,archery\n"
-    )  # a first class without its id is not a header
+    # a first class without its id is not a header
+    f.write_text("abseiling\n1,air drumming\n2,archery\n")
     with pytest.raises(DataError, match="line 1 'abseiling' has no class id"):
         read_class_file(f)
     f.write_text("swimming\nriding bike\nSwimming\n")

@@ -140,9 +140,8 @@ def test_compiled_adapter_takes_the_shifted_sum_path_with_the_same_result(blip_d
     shifted = adapter._shifted_sum(grid).reshape(6, 16, 32)
     eager = adapter(hidden, 3)
     assert torch.allclose(eager[:, 1:], hidden[:, 1:] + shifted, atol=1e-5)
-    traced = torch.compile(adapter, backend="eager", fullgraph=True)(
-        hidden, 3
-    )  # dynamo: is_compiling() holds
+    # dynamo: is_compiling() holds
+    traced = torch.compile(adapter, backend="eager", fullgraph=True)(hidden, 3)
     assert torch.allclose(traced, eager, atol=1e-5)
 
 

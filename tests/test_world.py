@@ -41,9 +41,8 @@ def test_clips_are_deterministic_and_each_verb_visits_its_own_states():
     assert spread["pulsing"][2] > 10 and max(spread["pulsing"][:2]) < 1
     assert max(spread["flickering"]) < 1  # flickering shows only in the frames that dim the object
     drift = track("drifting")  # the one one-way verb; played backwards it is no verb of the world
-    assert (
-        drift[-1, 0] > drift[0, 0] + 8 and drift[-1, 1] > drift[0, 1] + 8
-    )  # one way: down and right
+    # one way: down and right
+    assert drift[-1, 0] > drift[0, 0] + 8 and drift[-1, 1] > drift[0, 1] + 8
 
 
 def test_single_frames_hint_at_the_verb_or_mislead_and_clips_agree_on_it():
@@ -107,17 +106,14 @@ def test_pretraining_captions_are_generic_and_descriptions_complete():
     assert len(corpus) == 360
     hint = [frame_hints(spec, 16, cfg.cue_prob, cfg.mislead_prob)[f] for spec, f, _, _ in corpus]
     said = [[v for v in VERBS if v in caption] for _, _, caption, _ in corpus]
-    assert all(
-        s in ([], [h]) for s, h in zip(said, hint)
-    )  # only ever the verb the frame looks like
+    # only ever the verb the frame looks like
+    assert all(s in ([], [h]) for s, h in zip(said, hint))
     shown = [bool(s) for s, h in zip(said, hint) if h is not None]
     assert 0.8 < sum(shown) / len(shown) < 0.97  # shown: usually said, not always
-    assert sum(s == [spec.verb] for s, (spec, *_) in zip(said, corpus)) < 0.5 * len(
-        corpus
-    )  # captions are weak
-    assert all(
-        spec.verb in text and spec.obj in text for spec, _, _, text in corpus
-    )  # CLIP's texts are complete
+    # captions are weak
+    assert sum(s == [spec.verb] for s, (spec, *_) in zip(said, corpus)) < 0.5 * len(corpus)
+    # CLIP's texts are complete
+    assert all(spec.verb in text and spec.obj in text for spec, _, _, text in corpus)
     rng = np.random.default_rng(0)
     assert all(
         "pulsing" not in frame_caption(ClipSpec("pulsing", "box", "water", 1), None, rng)
@@ -196,9 +192,8 @@ def test_demo_rest_beats_the_frame_captioner_on_unseen_compositions(tmp_path):
         SHIPPED / "clip" / "model.safetensors"
     ).exists()
     table = run_demo(tmp_path, DemoConfig(methods=("frame-captioner", "rest")), progress=False)
-    assert not (
-        tmp_path / "pretrained"
-    ).exists()  # nothing was pretrained: the package's weights served
+    # nothing was pretrained: the package's weights served
+    assert not (tmp_path / "pretrained").exists()
     demo = json.loads((tmp_path / "demo.json").read_text())
     assert list(demo["rows"]) == ["frame-captioner", "rest"] and "frame captioner" in table
     assert len(demo["test_videos"]) == 480 and all(

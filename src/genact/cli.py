@@ -8,13 +8,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from genact.commands import add_decoding_args, cache_dir, count, decoding, exit_status, user_path
 from genact.errors import GenactError
-
-if TYPE_CHECKING:
-    from genact.data import SkipReport
 
 log = logging.getLogger("genact")
 
@@ -68,75 +64,84 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def _captions(args, dist) -> tuple[list, dict[int, str], SkipReport]:
-    """Caption the command line's videos through the caption cache, so a rerun after
-    a kill reuses what was saved (every 64 videos); under torchrun each process
-    captions its share."""
-    from genact.data import SkipReport
-    from genact.inference.captions import Captioner
+def _classifier(args, dist, clip: str | None = None):
+    """The VideoClassifier of the command line's model and decoding options, with the
+    command's cache (so a rerun after a kill reuses what was saved, every 64 videos);
+    under torchrun each process captions its share."""
+    from genact.classifier import VideoClassifier
 
-    items = video_items(
-        args.videos
-    )  # a path that is not there stops the command before any model loads
-    captioner = Captioner.load(
+    d = decoding(args)
+    return VideoClassifier.from_pretrained(
         args.model,
-        decoding(args),
+        clip,
+        frames=d.frames,
+        beams=d.beams,
+        max_new_tokens=d.max_new_tokens,
+        prompt=d.prompt,
+        image_size=d.image_size,
+        batch_size=d.batch_size,
+        num_workers=d.workers,
         cache_dir=cache_dir(args),
-        device=dist.device,
         progress=not args.quiet,
         dist=dist,
     )
-    report = SkipReport()
-    return items, captioner(items, report), report
+
+
+def _report(rows: list[dict]):
+    """The unreadable videos of a classifier's rows, as a SkipReport for the closing line."""
+    from genact.data import SkipReport
+
+    return SkipReport([(r["video"], r["error"]) for r in rows if "error" in r])
 
 
 def cmd_caption(args) -> int:
     from genact.distributed import joined
 
+    paths = [
+        it.path for it in video_items(args.videos)
+    ]  # a path that is not there: before any model loads
     with joined(args.device, threads=args.threads, workers=args.num_workers) as dist:
-        items, caps, report = _captions(args, dist)
+        rows = _classifier(args, dist).caption(paths)
     if not dist.main:
         return 0
-    rows = [{"video": it.path, "caption": caps[i]} for i, it in enumerate(items) if i in caps]
+    done = [r for r in rows if "caption" in r]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(done, indent=2, ensure_ascii=False))
     else:
-        for r in rows:
+        for r in done:
             print(f"{r['video']}\t{r['caption']}")
-    return exit_status(report, len(rows))
+    return exit_status(_report(rows), len(done))
 
 
 def cmd_classify(args) -> int:
     from genact.data import read_class_file
     from genact.distributed import joined
-    from genact.evaluation.clip_tam import ClipTam
-    from genact.models import FrozenClip
 
     class_names = read_class_file(args.classes)
+    paths = [it.path for it in video_items(args.videos)]
     with joined(args.device, threads=args.threads, workers=args.num_workers) as dist:
-        items, caps, report = _captions(args, dist)
+        rows = _classifier(args, dist, args.clip)(
+            paths, class_names, args.template, top_k=args.topk
+        )
     if not dist.main:
         return 0
-    clip = FrozenClip.from_pretrained(args.clip).to(dist.device)
-    tam = ClipTam(clip, class_names, args.template)
-    done = [i for i in range(len(items)) if i in caps]
-    top = tam.topk([caps[i] for i in done], args.topk)
-    rows = [
+    done = [
         {
-            "video": items[i].path,
-            "caption": caps[i],
-            "top": [{"class": c, "score": round(s, 4)} for c, s in t],
+            "video": r["video"],
+            "caption": r["caption"],
+            "top": [{"class": c, "score": round(v, 4)} for c, v in zip(r["labels"], r["scores"])],
         }
-        for i, t in zip(done, top)
+        for r in rows
+        if "caption" in r
     ]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(done, indent=2, ensure_ascii=False))
     else:
-        for r in rows:
+        for r in done:
             print(f"{r['video']}\n  caption: {r['caption']}")
             for rank, t in enumerate(r["top"], 1):
                 print(f"  {rank}. {t['class']:<40s} {t['score']:.4f}")
-    return exit_status(report, len(rows))
+    return exit_status(_report(rows), len(done))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,21 +71,18 @@ class DataConfig(Section):
     classes: str | None = path_field(None)
     subset: str | None = "train"
     split: int = bounded(1, 1, 3)
-    frames: int | None = bounded(
-        None, 1, 256
-    )  # T; None = the model's (a saved genact model's, else 8)
+    # T; None = the model's (a saved genact model's, else 8)
+    frames: int | None = bounded(None, 1, 256)
     num_workers: int = bounded(4, 0)
     limit: int | None = bounded(None, 1)  # first N videos only (quick trials)
-    frame_cache: str | None = path_field(
-        None
-    )  # a `genact cache-frames` directory: frames read from it instead of decoded
+    # a `genact cache-frames` directory: frames read from it instead of decoded
+    frame_cache: str | None = path_field(None)
 
 
 @dataclass
 class ModelConfig(Section):
-    blip: str = path_field(
-        "Salesforce/blip-image-captioning-base"
-    )  # image BLIP or a genact model: hub id or dir
+    # image BLIP or a genact model: hub id or dir
+    blip: str = path_field("Salesforce/blip-image-captioning-base")
     clip: str = path_field("openai/clip-vit-base-patch16")
     use_adapters: bool = True
     adapter_layers: list[int] | None = None  # None = after every ViT layer
@@ -107,9 +104,8 @@ class OptimConfig(Section):
     weight_decay: float = bounded(0.001, 0)
     label_smoothing: float = bounded(0.2, 0, 1, open_high=True)
     global_batch: int = bounded(64, 1)  # videos per optimizer step, over all processes
-    batch_size: int = bounded(
-        8, 1
-    )  # videos per process per forward pass (gradient accumulation fills the rest)
+    # videos per process per forward pass (gradient accumulation fills the rest)
+    batch_size: int = bounded(8, 1)
     grad_clip: float | None = bounded(None, 0, open_low=True)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     # torch.compile the video encoder, ViT + adapters (GPU; a minute of compiling at start)
@@ -123,18 +119,15 @@ class RunConfig(Section):
     device: str = "auto"  # auto | cpu | cuda (under torchrun: the local GPU)
     resume: Literal["no", "auto"] = "no"  # auto: continue the run in `dir` if it has started
     log_every: int = bounded(10, 1)  # optimizer steps between metric lines
-    checkpoint_every: int = bounded(
-        500, 1
-    )  # optimizer steps between checkpoints (and at every epoch end)
+    # optimizer steps between checkpoints (and at every epoch end)
+    checkpoint_every: int = bounded(500, 1)
     keep_checkpoints: int = bounded(2, 1)
-    stop_at_step: int | None = bounded(
-        None, 1
-    )  # leave cleanly after this optimizer step (time-limited jobs)
+    # leave cleanly after this optimizer step (time-limited jobs)
+    stop_at_step: int | None = bounded(None, 1)
     tensorboard: bool = True
     progress: bool = True
-    dist_timeout_min: int = bounded(
-        120, 1
-    )  # collective timeout: how long processes wait for each other at a barrier
+    # collective timeout: how long processes wait for each other at a barrier
+    dist_timeout_min: int = bounded(120, 1)
     # torch CPU threads per process; None = $OMP_NUM_THREADS if set, else cores / (processes x (1 +
     # data.num_workers))
     threads: int | None = bounded(None, 1)
@@ -148,14 +141,12 @@ class RestStepsConfig(Section):
     neighbours: int = bounded(2000, 1)  # H; 1 = self-training only
     # exact, or faiss-ivf (approximate and faster at large N; pip install faiss-cpu)
     neighbour_index: Literal["exact", "faiss-ivf"] = "exact"
-    faiss_nprobe: int = bounded(
-        64, 1
-    )  # faiss-ivf: inverted lists searched per video (more: higher recall, slower)
+    # faiss-ivf: inverted lists searched per video (more: higher recall, slower)
+    faiss_nprobe: int = bounded(64, 1)
     keep: int = bounded(3, 1)  # K captions per video
     epochs_per_round: int = bounded(10, 1)  # R
-    retrieval_rounds: int | None = bounded(
-        None, 0
-    )  # N_I: rounds that retrieve from neighbours; later ones use H = 1
+    # N_I: rounds that retrieve from neighbours; later ones use H = 1
+    retrieval_rounds: int | None = bounded(None, 0)
     num_beams: int = bounded(3, 1, 64)
     max_new_tokens: int = bounded(30, 1, 512)  # at most BLIP's text positions
     caption_batch: int = bounded(16, 1)  # videos per captioning batch
@@ -214,9 +205,8 @@ class RegenStepsConfig(Section):
     w_clip: float = 1.0
     w_grammar: float = 1.0
     cls_form: Literal["ce", "cos", "l2"] = "ce"
-    tau: float | None = bounded(
-        None, 0, open_low=True
-    )  # CLS-R softmax temperature; None = CLIP's (1 / logit_scale)
+    # CLS-R softmax temperature; None = CLIP's (1 / logit_scale)
+    tau: float | None = bounded(None, 0, open_low=True)
     grammar: Literal["mlm", "causal"] = (
         "mlm"  # mlm: BERT pseudo-log-likelihood; causal: GPT-2 mean log-likelihood
     )
@@ -226,9 +216,8 @@ class RegenStepsConfig(Section):
     # say: raw CLS-R spreads ~18x wider than CLIP-R (docs/regen.md, "Reward scales")
     standardise: bool = True
     lm_weight: float = bounded(0.0, 0)  # weight of an LM loss on REST pseudo-captions
-    lm_captions: str | None = path_field(
-        None
-    )  # the REST bank file they come from (a round's, in the run's bank/)
+    # the REST bank file they come from (a round's, in the run's bank/)
+    lm_captions: str | None = path_field(None)
     templates: list[str] = field(default_factory=lambda: ["{}"])  # class-name templates for CLS-R
     clip_batch: int = bounded(32, 1)
     feature_dtype: Literal["float16", "float32"] = "float16"

@@ -69,10 +69,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
-        with (
-            disk_full_is_an_error(path),
-            open(tmp, "wb") as f,
-        ):  # f.name says which file it stands for
+        # f.name says which file it stands for
+        with disk_full_is_an_error(path), open(tmp, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

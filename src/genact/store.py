@@ -124,9 +124,8 @@ class EmbeddingCache:
         arr = vectors.detach().float().cpu().numpy().astype(self.dtype)
         with self._lock:
             self._refresh()
-            new = list(
-                {k: i for i, k in enumerate(keys) if k not in self.rows}.values()
-            )  # one row per key
+            # one row per key
+            new = list({k: i for i, k in enumerate(keys) if k not in self.rows}.values())
             if not new:
                 return
             self._cut_tails()

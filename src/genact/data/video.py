@@ -87,9 +87,8 @@ def _rgb(frame: av.VideoFrame, max_short_side: int | None = None) -> np.ndarray:
         ).to_ndarray()
     else:
         img = frame.to_ndarray(format="rgb24")
-    turns = (
-        round(getattr(frame, "rotation", 0) / 90) % 4
-    )  # counter-clockwise, as the display matrix says
+    # counter-clockwise, as the display matrix says
+    turns = round(getattr(frame, "rotation", 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(img, turns)) if turns else img
 
 

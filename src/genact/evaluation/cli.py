@@ -65,9 +65,8 @@ def _eval(args: argparse.Namespace, dist) -> int:
     )
     for line in closing_lines(res, args.data_root):
         print(f"genact: {line}", file=sys.stderr)
-    return (
-        1 if any(r["skipped"] for r in res["splits"].values()) else 0
-    )  # 1: some videos were unreadable
+    # 1: some videos were unreadable
+    return 1 if any(r["skipped"] for r in res["splits"].values()) else 0
 
 
 def cmd_fewshot(args: argparse.Namespace) -> int:

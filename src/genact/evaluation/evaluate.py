@@ -44,9 +44,8 @@ class SplitResult:
     per_class: dict[str, float | None]
     videos: list[dict] = field(default_factory=list)  # video, label, caption, top5
     skipped: list[list[str]] = field(default_factory=list)  # [path, error] of the unreadable videos
-    missing: list[str] = field(
-        default_factory=list
-    )  # listed in the split file, not found below the data root
+    # listed in the split file, not found below the data root
+    missing: list[str] = field(default_factory=list)
 
 
 def score_captions(

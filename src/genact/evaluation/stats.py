@@ -54,9 +54,8 @@ def paired_effect(
     seeds = len(diffs)
     picks = rng.integers(seeds, size=(draws, seeds)) if seeds > 1 else np.zeros((draws, 1), int)
     means = np.zeros(draws)
-    for j in range(
-        seeds
-    ):  # position j of each draw holds seed picks[:, j], its videos drawn afresh
+    # position j of each draw holds seed picks[:, j], its videos drawn afresh
+    for j in range(seeds):
         for s, d in enumerate(diffs):
             boot = d[rng.integers(len(d), size=(draws, len(d)))].mean(1)
             means += np.where(picks[:, j] == s, boot, 0.0)

@@ -188,9 +188,8 @@ class Captioner:
     chunk: int = 64
     dist: Dist = Dist()
     generated: int = 0
-    settings: dict = field(
-        default_factory=dict
-    )  # what the captions depend on besides the videos (see load)
+    # what the captions depend on besides the videos (see load)
+    settings: dict = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -233,16 +232,14 @@ class Captioner:
     def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
         """{item index: caption} for the readable items."""
         keys = [video_id(it, self.model.config.num_frames) for it in items]
-        mine = shard(
-            list(range(len(items))), self.dist
-        )  # fixed shares: the cache may change while ranks look
+        # fixed shares: the cache may change while ranks look
+        mine = shard(list(range(len(items))), self.dist)
         self.cache.refresh()
         own, before = SkipReport(), self.generated
         self._generate(items, keys, [i for i in mine if keys[i] not in self.cache.captions], own)
         out = {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
-        if (
-            self.dist.enabled
-        ):  # the others' captions and skips, by position: their cache may be on another node
+        # the others' captions and skips, by position: their cache may be on another node
+        if self.dist.enabled:
             shares = all_gather(({i: out[i] for i in mine if i in out}, own.skipped), self.dist)
             out = {i: c for caps, _ in shares for i, c in caps.items()}
             own = SkipReport([tuple(s) for _, skipped in shares for s in skipped])

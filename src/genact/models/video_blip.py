@@ -58,9 +58,8 @@ class VideoBlipConfig:
 @dataclass
 class CaptionLMOutput:
     loss: torch.Tensor  # () label-smoothed cross-entropy, mean over caption tokens
-    loss_sum: (
-        torch.Tensor
-    )  # () the same, summed over caption tokens (loss = loss_sum / num_tokens.sum())
+    # () the same, summed over caption tokens (loss = loss_sum / num_tokens.sum())
+    loss_sum: torch.Tensor
     logprob: torch.Tensor  # (B,) summed log-likelihood of each caption's tokens
     num_tokens: torch.Tensor  # (B,) caption tokens per sample (EOS included)
 
@@ -80,9 +79,8 @@ class TemporalAdapter(nn.Module):
         bt, p, d = patches.shape
         side = math.isqrt(p)
         grid = patches.reshape(bt // num_frames, num_frames, side, side, d)
-        if (
-            torch.compiler.is_compiling()
-        ):  # 27 shifted products, which the compiler fuses into one kernel
+        # 27 shifted products, which the compiler fuses into one kernel
+        if torch.compiler.is_compiling():
             mixed = self._shifted_sum(grid)  # (cuDNN's depth-wise Conv3d is 3x slower on an H100)
         else:
             mixed = self.conv(grid.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
@@ -93,9 +91,8 @@ class TemporalAdapter(nn.Module):
         sum of shifted copies; equal to `self.conv` up to rounding."""
         b, t, h, w, _ = grid.shape
         padded = nn.functional.pad(grid, (0, 0, 1, 1, 1, 1, 1, 1))
-        kernel = (
-            self.conv.weight.flatten(1).t().to(grid.dtype)
-        )  # (27, d), taps in (dt, dy, dx) order
+        # (27, d), taps in (dt, dy, dx) order
+        kernel = self.conv.weight.flatten(1).t().to(grid.dtype)
         out = self.conv.bias.to(grid.dtype).expand_as(grid)
         for i in range(27):
             dt, dy, dx = i // 9, i // 3 % 3, i % 3
@@ -318,9 +315,8 @@ class VideoBlip(nn.Module):
             kwargs["past_key_values"] = BeamCache(
                 DynamicCache(config=text_cfg), DynamicCache(config=text_cfg)
             )
-        with (
-            warnings.catch_warnings()
-        ):  # the name is `cache` from transformers 5.2x on, `past_key_values` before
+        # the name is `cache` from transformers 5.2x on, `past_key_values` before
+        with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", message="`past_key_values` is deprecated", category=FutureWarning
             )

@@ -125,9 +125,8 @@ class GrammarScorer:
             return out
         pos, own = torch.tensor(position), torch.tensor(owner)
         token_scores = torch.zeros(len(rows))
-        for batch in length_sorted_batches(
-            [len(r) for r in rows], batch_size
-        ):  # each padded to its longest
+        # each padded to its longest
+        for batch in length_sorted_batches([len(r) for r in rows], batch_size):
             ids, mask = pad_right([rows[i] for i in batch], tok.pad_token_id)
             at = torch.arange(len(batch))
             truth = ids[at, pos[batch]]

@@ -135,9 +135,8 @@ class RegenTrainer(CaptionTrainer):
         stats = {
             "reward": float(reward.mean()),
             "advantage_std": float(adv.std(unbiased=False)),
-            "sampled_class_top1": float(
-                right.float().mean()
-            ),  # sampled captions CLIP-TAM puts in the class
+            # sampled captions CLIP-TAM puts in the class
+            "sampled_class_top1": float(right.float().mean()),
             **{f"reward_{k}": float(v.mean()) for k, v in parts.items()},
             **{
                 f"reward_{k}_std": float(v.std(unbiased=False)) for k, v in parts.items()

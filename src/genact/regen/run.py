@@ -26,9 +26,8 @@ log = logging.getLogger(__name__)
 def run_regen(cfg: RegenConfig) -> Path | None:
     """RL fine-tuning with cfg; returns final/ (None when run.stop_at_step stopped it)."""
     if cfg.regen.w_grammar:
-        GrammarScorer.check(
-            cfg.regen.grammar_model, cfg.regen.grammar
-        )  # before any work: present, of the right kind
+        # before any work: present, of the right kind
+        GrammarScorer.check(cfg.regen.grammar_model, cfg.regen.grammar)
     resolve_model_dir(cfg.model.clip)
     with Run(cfg, log) as run:
         split = training_split(cfg)

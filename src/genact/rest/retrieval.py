@@ -93,9 +93,8 @@ def approximate_neighbours(
     n, d = x.shape
     h = min(h, n)
     out = np.empty((n, h), np.int32) if out is None else out
-    lists = max(
-        1, min(int(4 * math.sqrt(n)), n // 39)
-    )  # FAISS wants >= 39 training points per list
+    # FAISS wants >= 39 training points per list
+    lists = max(1, min(int(4 * math.sqrt(n)), n // 39))
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
     sample = np.random.default_rng(seed).choice(n, min(n, 256 * lists), replace=False)
     index.train(x[np.sort(sample)])
@@ -155,16 +154,14 @@ def retrieval_update(
     texts = text_feats.to(device)
     texts_bf16 = texts.to(torch.bfloat16)
     videos = video_feats.to(dtype=torch.float32)
-    text_norm = torch.linalg.vector_norm(
-        texts, dim=1, dtype=torch.float32
-    ).max()  # no float32 copy of texts
+    # no float32 copy of texts
+    text_norm = torch.linalg.vector_norm(texts, dim=1, dtype=torch.float32).max()
     eps = 4 * BF16_UNIT * float(videos.norm(dim=1).max()) * float(text_norm)
     caps = captions.to(device)
     out_ids = torch.full((len(rows), k), -1, dtype=torch.long)
     out_scores = torch.full((len(rows), k), float("-inf"), dtype=torch.float32)
-    step = _rows_per_chunk(
-        texts.shape[0] // 2 + 6 * per_video, budget_bytes
-    )  # a bf16 score is half a float
+    # a bf16 score is half a float
+    step = _rows_per_chunk(texts.shape[0] // 2 + 6 * per_video, budget_bytes)
     for s in progress_bar(
         range(rows.start, rows.stop, step), desc="retrieval update", enabled=progress
     ):

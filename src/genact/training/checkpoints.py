@@ -118,9 +118,8 @@ class Checkpoints:
             atomic_write_text(tmp / MANIFEST, json.dumps(file_digests(tmp), indent=1) + "\n")
         atomic_write_text(self.root / "latest", name + "\n")
         done = sorted(p for p in self.root.glob("step-*") if p.is_dir())
-        for old in done[: -self.keep] + list(
-            self.root.glob(".step-*")
-        ):  # and writes a kill cut short
+        # and writes a kill cut short
+        for old in done[: -self.keep] + list(self.root.glob(".step-*")):
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
         return self.root / name

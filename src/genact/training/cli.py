@@ -85,6 +85,5 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quality", type=int, default=90, help="JPEG quality")
     p.add_argument("--shard-videos", type=int, default=1000, help="videos per shard file")
-    p.set_defaults(
-        func=cmd_cache_frames, resume=False
-    )  # the run config's data and model sections are used
+    # the run config's data and model sections are used
+    p.set_defaults(func=cmd_cache_frames, resume=False)

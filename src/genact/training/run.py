@@ -150,9 +150,8 @@ def record_run(cfg: RunSettings, run_dir: RunDir, items: list[VideoItem], dist: 
         )
     if saved is None and dist.main:
         run_dir.write_videos(ids)
-    if dist.main and (
-        not resuming or not has_checkpoint(run_dir)
-    ):  # before training, corrections are kept
+    # before training, corrections are kept
+    if dist.main and (not resuming or not has_checkpoint(run_dir)):
         run_dir.write_config(to_dict(cfg))
     barrier(dist)
 
@@ -171,9 +170,8 @@ def starting_model(model_cfg, checkpoint: Path | None, num_frames: int | None) -
         "image_size": model_cfg.image_size,
     }
     overrides = {k: v for k, v in given.items() if v is not None}
-    if not (
-        resolve_model_dir(path) / ADAPTER_WEIGHTS
-    ).exists():  # no trained adapters: choose the layout
+    # no trained adapters: choose the layout
+    if not (resolve_model_dir(path) / ADAPTER_WEIGHTS).exists():
         overrides.update(
             use_adapters=model_cfg.use_adapters, adapter_layers=model_cfg.adapter_layers
         )
@@ -351,9 +349,8 @@ class Run:
         """Write final/ (recording which kind of run made it) and summary.md."""
         model = self.trainer.model
         model.config.trained_by = self.cfg.kind
-        check_finite(
-            model.named_parameters(), "the trained weights"
-        )  # never a final/ from a diverged run
+        # never a final/ from a diverged run
+        check_finite(model.named_parameters(), "the trained weights")
         if self.dist.main:
             with atomic_dir(self.dir.final) as tmp:
                 model.save_pretrained(tmp)

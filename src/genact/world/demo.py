@@ -48,9 +48,8 @@ log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).parent / "weights"
 
 
-METHODS = tuple(
-    ROW_NAMES
-)  # clip, frame-captioner, rest-h1, rest, rest-no-adapters, regen, supervised, 2-/8-shot
+# clip, frame-captioner, rest-h1, rest, rest-no-adapters, regen, supervised, 2-/8-shot
+METHODS = tuple(ROW_NAMES)
 
 
 @dataclass

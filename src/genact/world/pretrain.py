@@ -195,6 +195,7 @@ def _train_clip(
     ctok = clip_tokenizer(words)
     clip = CLIPModel(
         CLIPConfig(
+            # text pooled at EOS
             text_config=dict(
                 vocab_size=len(ctok),
                 hidden_size=hidden,
@@ -205,7 +206,7 @@ def _train_clip(
                 bos_token_id=ctok.bos_token_id,
                 eos_token_id=ctok.eos_token_id,
                 pad_token_id=ctok.pad_token_id,
-            ),  # text pooled at EOS
+            ),
             vision_config=dict(
                 hidden_size=hidden,
                 image_size=cfg.size,

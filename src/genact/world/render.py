@@ -42,9 +42,8 @@ VERBS = ("bouncing", "swaying", "circling", "pulsing", "flickering", "drifting")
 # (benchmarks/temporal_pair.py). A single frame's motion blur is symmetric in time, as
 # a camera's is, so it shows vertical motion but not its direction.
 ORDER_VERBS = ("rising", "falling")
-STREAK = np.array(
-    (235, 235, 235), np.float32
-)  # motion blur is drawn in one light grey, whatever the object
+# motion blur is drawn in one light grey, whatever the object
+STREAK = np.array((235, 235, 235), np.float32)
 SCENES = {
     "grass": (60, 120, 50),
     "water": (40, 70, 130),
@@ -100,9 +99,8 @@ def _state(verb: str, p: float, phase: float, amp: float) -> tuple[float, float,
         return 0.8 * amp * (2 * p - 1), 0.8 * amp * (2 * p - 1), 1.0
     if verb == "flickering":
         return 0.0, 0.0, 1.0
-    if (
-        verb in ORDER_VERBS
-    ):  # bottom to top at constant speed (falling: its frames in reverse order)
+    # bottom to top at constant speed (falling: its frames in reverse order)
+    if verb in ORDER_VERBS:
         return 0.0, 1.4 * amp * (1 - 2 * p), 1.0
     raise ValueError(f"unknown verb {verb!r}; expected one of {VERBS + ORDER_VERBS}")
 
@@ -152,12 +150,10 @@ def render_clip(
         dx, dy, scale = _state(spec.verb, p, phase, amp)
         cx, cy, radius = cx0 + dx, cy0 + dy, max(base * scale, 1.0)
         img = np.broadcast_to(bg, (size, size, 3)) + texture
-        if (
-            hint is not None and hint != "flickering"
-        ):  # motion blur: faint copies a moment before and after
-            blur_dt = step * (
-                3 if hint == "drifting" else 1
-            )  # drifting is slow: a longer exposure shows it
+        # motion blur: faint copies a moment before and after
+        if hint is not None and hint != "flickering":
+            # drifting is slow: a longer exposure shows it
+            blur_dt = step * (3 if hint == "drifting" else 1)
             hx, hy, hs = _state(hint, p, phase, amp)
             for k, alpha in ((2, 0.25), (1, 0.45)):
                 for q in (p - k * blur_dt, p + k * blur_dt):

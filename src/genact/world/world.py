@@ -137,9 +137,8 @@ def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
     if stamp.exists():
         if json.loads(stamp.read_text()).get("key") == key:
             return root
-        shutil.rmtree(
-            root / "videos", ignore_errors=True
-        )  # another config: none of its videos may stay
+        # another config: none of its videos may stay
+        shutil.rmtree(root / "videos", ignore_errors=True)
         stamp.unlink()
     seen = [p for p in compositions() if not is_unseen(*p)]
     unseen = [p for p in compositions() if is_unseen(*p)]
