@@ -109,3 +109,116 @@ def test_bad_labels_and_templates_are_refused(clf, fitted):
         clf(videos[0], candidate_labels=["a"], template="a video of")
     with pytest.raises(DataError, match="no CLIP"):
         VideoClassifier(clf.captioner, None)(videos[0], candidate_labels=["a"])
+
+
+def test_time_windows_tile_a_video_and_keep_its_tail():
+    from genact.data import time_windows
+
+    assert time_windows(25, 10) == [(0.0, 10.0), (10.0, 20.0), (20.0, 25)]
+    assert time_windows(21, 10) == [(0.0, 10.0), (10.0, 21)]  # a short tail joins the last window
+    assert time_windows(5, 10) == [(0.0, 5)]
+    assert time_windows(30, 10, 5)[:3] == [(0.0, 10.0), (5.0, 15.0), (10.0, 20.0)]
+
+
+def halves(path, rng):
+    """A 4 s video: 2 s of the blue clip the model calls swimming, then 2 s of red."""
+    import numpy as np
+
+    from genact.data import write_video
+    from genact.testing import coloured_frames
+
+    frames = np.concatenate(
+        [coloured_frames(rng, (16, 48, 64), 2, 180), coloured_frames(rng, (16, 48, 64), 0, 180)]
+    )
+    write_video(path, frames, fps=8)
+    return path
+
+
+def test_a_long_video_is_captioned_and_classified_window_by_window(
+    clf, fitted, tiny_clip_dir, tmp_path
+):
+    import numpy as np
+
+    root, _ = fitted
+    video = str(halves(tmp_path / "long.mp4", np.random.default_rng(3)))
+    got = clf.caption(video, window=2)
+    assert [(s["start"], s["end"], s["caption"]) for s in got["segments"]] == [
+        (0.0, 2.0, CAPTIONS[0]),
+        (2.0, 4.0, CAPTIONS[1]),
+    ]
+    ranked = clf(video, candidate_labels=LABELS, window=2, stride=2)
+    assert [s["labels"][0] for s in ranked["segments"]] == ["swimming", "playing guitar"]
+    (tmp_path / "classes.txt").write_text("\n".join(LABELS) + "\n")
+    common = [
+        sys.executable,
+        "-m",
+        "genact",
+        "classify",
+        video,
+        "--model",
+        str(root / "model"),
+        "--clip",
+        str(tiny_clip_dir),
+        "--classes",
+        str(tmp_path / "classes.txt"),
+        "--window",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--quiet",
+    ]
+    out = subprocess.run([*common, "--csv"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "video,start,end,caption,class,score" and len(lines) == 3
+    assert lines[1].startswith(f"{video},0.0,2.0,{CAPTIONS[0]},swimming,")
+    out = subprocess.run([*common, "--json"], capture_output=True, text=True, timeout=300)
+    (row,) = json.loads(out.stdout)
+    assert [s["top"][0]["class"] for s in row["segments"]] == ["swimming", "playing guitar"]
+    bad = subprocess.run([*common, "--window", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "positive number of seconds" in bad.stderr
+
+
+LONG_RUN = """
+import resource, sys
+from genact import VideoClassifier
+clf = VideoClassifier.from_pretrained(sys.argv[1], device="cpu", cache_dir=sys.argv[3])
+rows = clf.caption(sys.argv[2], window=60)
+print(len(rows["segments"]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_windows_keep_memory_flat_on_a_30_minute_video(fitted, tmp_path):
+    """Peak memory captioning a 30-minute video in 60 s windows is that of a 2-minute
+    one: all its frames at once would be 3600 x 96 x 128 x 3 bytes = 133 MB more."""
+    import numpy as np
+
+    from genact.data import write_video
+
+    root, _ = fitted
+    rng = np.random.default_rng(0)
+
+    def frames(n):
+        for i in range(n):
+            yield (
+                rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+                if i % 50 == 0
+                else np.full((96, 128, 3), i % 255, np.uint8)
+            )
+
+    peaks = {}
+    for minutes in (2, 30):
+        path = tmp_path / f"{minutes}min.mp4"
+        write_video(path, frames(minutes * 60 * 2), fps=2, crf=30)
+        out = subprocess.run(
+            [sys.executable, "-c", LONG_RUN, str(root / "model"), str(path), str(tmp_path / "c")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        windows, peak_kb = map(int, out.stdout.split())
+        assert windows == minutes
+        peaks[minutes] = peak_kb / 1024
+    assert peaks[30] - peaks[2] < 40, peaks

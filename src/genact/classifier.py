@@ -9,6 +9,10 @@ for any list of class names (the way transformers' zero-shot pipelines feel).
     # {"video": "clip.mp4", "caption": "...", "labels": [...best first], "scores": [...]}
     clf(["a.mp4", "b.mp4"], candidate_labels=labels)   # a list in, a list out, batched
 
+A long or untrimmed video is captioned in windows: `window=10, stride=5` gives
+{"video", "segments": [{"start", "end", "caption", "labels", "scores"}, ...]}; the
+windows are decoded one at a time, so memory does not grow with the video's length.
+
 `genact classify` and `genact caption` are this class; captions are cached like
 theirs (a rerun with other labels or templates generates nothing).
 """
@@ -22,9 +26,10 @@ from typing import Sequence
 import torch
 
 from genact.config import Decoding, check_template
+from genact.data import VideoDecodeError, time_windows, video_duration
 from genact.data.datasets import SkipReport, VideoItem
 from genact.distributed import Dist, pick_device
-from genact.errors import DataError
+from genact.errors import ConfigError, DataError
 from genact.evaluation.clip_tam import caption_scores
 from genact.inference.captions import Captioner, default_cache_dir
 from genact.models.clip import FrozenClip, class_embeddings
@@ -79,19 +84,48 @@ class VideoClassifier:
             captioner, FrozenClip.from_pretrained(clip).to(dev) if clip is not None else None
         )
 
-    def caption(self, videos: str | os.PathLike | Sequence[str | os.PathLike]) -> dict | list[dict]:
+    def caption(
+        self,
+        videos: str | os.PathLike | Sequence[str | os.PathLike],
+        *,
+        window: float | None = None,
+        stride: float | None = None,
+    ) -> dict | list[dict]:
         """{"video", "caption"} per video ({"video", "error"} for one that cannot be read);
-        a single path gives a single dict."""
+        with `window` (seconds), {"video", "segments": [{"start", "end", "caption"}]}
+        instead, windows every `stride` seconds (default: the window). A single path
+        gives a single dict."""
         paths, single = _paths(videos)
         report = SkipReport()
-        captions = self.captioner([VideoItem(p) for p in paths], report)
-        errors = dict(report.skipped)
-        rows = [
-            {"video": p, "caption": captions[i]}
-            if i in captions
-            else {"video": p, "error": errors.get(p, f"{p}: could not be captioned")}
-            for i, p in enumerate(paths)
+        spans, errors = _windows(paths, window, stride)
+        items = [
+            VideoItem(p, start=s, end=e) for p, spans_p in zip(paths, spans) for s, e in spans_p
         ]
+        captions = self.captioner(items, report)
+        errors.update(dict(report.skipped))
+        rows, k = [], 0
+        for p, spans_p in zip(paths, spans):
+            caps = [captions.get(k + j) for j in range(len(spans_p))]
+            k += len(spans_p)
+            if window is None:
+                rows.append(
+                    {"video": p, "caption": caps[0]}
+                    if spans_p and caps[0] is not None
+                    else {"video": p, "error": errors.get(p, f"{p}: could not be captioned")}
+                )
+            elif p in errors and not any(c is not None for c in caps):
+                rows.append({"video": p, "error": errors[p]})
+            else:
+                rows.append(
+                    {
+                        "video": p,
+                        "segments": [
+                            {"start": s, "end": e, "caption": c}
+                            for (s, e), c in zip(spans_p, caps)
+                            if c is not None
+                        ],
+                    }
+                )
         return rows[0] if single else rows
 
     def __call__(
@@ -100,18 +134,22 @@ class VideoClassifier:
         candidate_labels: Sequence[str],
         template: str | Sequence[str] = "{}",
         top_k: int | None = None,
+        *,
+        window: float | None = None,
+        stride: float | None = None,
     ) -> dict | list[dict]:
         """Caption `videos` and rank `candidate_labels` for each: {"video", "caption",
         "labels" (best first), "scores" (CLIP-TAM cosines)}, the first `top_k` labels
         (all by default); an unreadable video gets {"video", "error"}. Templates put
-        each label in a sentence ("a video of a person {}."); several are averaged."""
+        each label in a sentence ("a video of a person {}."); several are averaged.
+        With `window`, each of the video's segments gets its labels (see `caption`)."""
         if self.clip is None:
             raise DataError("this VideoClassifier has no CLIP: load it with clip=... to classify")
         names, class_emb = self._class_embeddings(candidate_labels, template)
-        rows = self.caption(videos)
+        rows = self.caption(videos, window=window, stride=stride)
         many = isinstance(rows, list)
         rows = rows if many else [rows]
-        done = [r for r in rows if "caption" in r]
+        done = [r for row in rows for r in (row.get("segments") or [row]) if "caption" in r]
         if done:
             scores = caption_scores(self.clip.encode_texts([r["caption"] for r in done]), class_emb)
             k = min(top_k or len(names), len(names))
@@ -134,6 +172,25 @@ class VideoClassifier:
                 check_template(t)
             self._labels[key] = (names, class_embeddings(self.clip, names, templates))
         return self._labels[key]
+
+
+def _windows(
+    paths: list[str], window: float | None, stride: float | None
+) -> tuple[list[list[tuple[float | None, float | None]]], dict[str, str]]:
+    """Per video, its [start, end) windows (the whole video when `window` is None), and
+    the errors of videos whose length cannot be read."""
+    if window is None:
+        return [[(None, None)] for _ in paths], {}
+    if window <= 0 or (stride is not None and stride <= 0):
+        raise ConfigError(f"window {window} s, stride {stride} s: both must be positive")
+    spans, errors = [], {}
+    for p in paths:
+        try:
+            spans.append(time_windows(video_duration(p), window, stride))
+        except VideoDecodeError as e:
+            spans.append([])
+            errors[p] = str(e)
+    return spans, errors
 
 
 def _paths(videos) -> tuple[list[str], bool]:

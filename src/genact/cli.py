@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from genact.commands import add_decoding_args, cache_dir, count, decoding, exit_status, user_path
+from genact.commands import (
+    add_decoding_args,
+    cache_dir,
+    count,
+    decoding,
+    exit_status,
+    seconds,
+    user_path,
+)
 from genact.errors import GenactError
 
 log = logging.getLogger("genact")
@@ -62,6 +71,19 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
     )
     add_decoding_args(p, cache=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--csv", action="store_true", help="print CSV: a line per video or window")
+    p.add_argument(
+        "--window",
+        type=seconds,
+        default=None,
+        help="caption a long video in windows of this many seconds (each window decoded alone)",
+    )
+    p.add_argument(
+        "--stride",
+        type=seconds,
+        default=None,
+        help="seconds between the windows' starts (default: the window, so they tile)",
+    )
 
 
 def _classifier(args, dist, clip: str | None = None):
@@ -97,20 +119,13 @@ def _report(rows: list[dict]):
 def cmd_caption(args) -> int:
     from genact.distributed import joined
 
-    paths = [
-        it.path for it in video_items(args.videos)
-    ]  # a path that is not there: before any model loads
+    # a path that is not there stops the command before any model loads
+    paths = [it.path for it in video_items(args.videos)]
     with joined(args.device, threads=args.threads, workers=args.num_workers) as dist:
-        rows = _classifier(args, dist).caption(paths)
+        rows = _classifier(args, dist).caption(paths, window=args.window, stride=args.stride)
     if not dist.main:
         return 0
-    done = [r for r in rows if "caption" in r]
-    if args.json:
-        print(json.dumps(done, indent=2, ensure_ascii=False))
-    else:
-        for r in done:
-            print(f"{r['video']}\t{r['caption']}")
-    return exit_status(_report(rows), len(done))
+    return _print_rows(rows, args)
 
 
 def cmd_classify(args) -> int:
@@ -120,27 +135,64 @@ def cmd_classify(args) -> int:
     class_names = read_class_file(args.classes)
     paths = [it.path for it in video_items(args.videos)]
     with joined(args.device, threads=args.threads, workers=args.num_workers) as dist:
-        rows = _classifier(args, dist, args.clip)(
-            paths, class_names, args.template, top_k=args.topk
+        clf = _classifier(args, dist, args.clip)
+        rows = clf(
+            paths,
+            class_names,
+            args.template,
+            top_k=args.topk,
+            window=args.window,
+            stride=args.stride,
         )
     if not dist.main:
         return 0
-    done = [
+    return _print_rows(rows, args)
+
+
+def _shown(r: dict) -> dict:
+    """A caption (of a video or a segment) as printed: its top classes as {class, score}."""
+    out = {k: r[k] for k in ("video", "start", "end", "caption") if k in r}
+    if "labels" in r:
+        out["top"] = [{"class": c, "score": round(v, 4)} for c, v in zip(r["labels"], r["scores"])]
+    return out
+
+
+def _print_rows(rows: list[dict], args) -> int:
+    """Print the classifier's rows as JSON, CSV (one line per video or segment: video,
+    start, end, caption, and the best class and its cosine) or text; the exit status."""
+    done = [r for r in rows if "error" not in r]
+    shown = [
         {
-            "video": r["video"],
-            "caption": r["caption"],
-            "top": [{"class": c, "score": round(v, 4)} for c, v in zip(r["labels"], r["scores"])],
+            **_shown(r),
+            **({"segments": [_shown(s) for s in r["segments"]]} if "segments" in r else {}),
         }
-        for r in rows
-        if "caption" in r
+        for r in done
     ]
     if args.json:
-        print(json.dumps(done, indent=2, ensure_ascii=False))
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+    elif args.csv:
+        writer = csv.writer(sys.stdout)
+        top = any("top" in r for r in shown) or any(
+            "top" in s for r in shown for s in r.get("segments", [])
+        )
+        writer.writerow(["video", "start", "end", "caption"] + (["class", "score"] if top else []))
+        for r in shown:
+            for seg in r.get("segments") or [r]:
+                best = seg["top"][0] if seg.get("top") else None
+                writer.writerow(
+                    [r["video"], seg.get("start", ""), seg.get("end", ""), seg["caption"]]
+                    + ([best["class"], best["score"]] if best else [])
+                )
     else:
-        for r in done:
-            print(f"{r['video']}\n  caption: {r['caption']}")
-            for rank, t in enumerate(r["top"], 1):
-                print(f"  {rank}. {t['class']:<40s} {t['score']:.4f}")
+        for r in shown:
+            for seg in r.get("segments") or [r]:
+                when = f" [{seg['start']:.1f}-{seg['end']:.1f} s]" if "start" in seg else ""
+                if "top" not in seg:
+                    print(f"{r['video']}{when}\t{seg['caption']}")
+                    continue
+                print(f"{r['video']}{when}\n  caption: {seg['caption']}")
+                for rank, t in enumerate(seg["top"], 1):
+                    print(f"  {rank}. {t['class']:<40s} {t['score']:.4f}")
     return exit_status(_report(rows), len(done))
 
 

@@ -48,6 +48,20 @@ def count(low: int = 1, high: int | None = None):
     return parse
 
 
+def seconds(text: str) -> float:
+    """argparse `type=` of a positive duration in seconds (--window, --stride)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be a positive number of seconds")
+    return value
+
+
 def add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
     """Options of every command that captions videos; their numbers have the bounds of
     the config settings they stand for (`--beams` those of rest.num_beams)."""

@@ -21,7 +21,14 @@ from genact.data.splits import (
     readable_name,
 )
 from genact.data.transforms import VideoTransform
-from genact.data.video import VideoDecodeError, read_video, sample_indices, write_video
+from genact.data.video import (
+    VideoDecodeError,
+    read_video,
+    sample_indices,
+    time_windows,
+    video_duration,
+    write_video,
+)
 
 __all__ = [
     "SkipReport",
@@ -44,5 +51,7 @@ __all__ = [
     "read_video",
     "readable_name",
     "sample_indices",
+    "time_windows",
+    "video_duration",
     "write_video",
 ]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import bisect
 import io
+import itertools
 import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable
 
 import av
 import numpy as np
@@ -259,29 +261,72 @@ def read_video(
     return np.stack([kept[int(i)] for i in indices])
 
 
+def video_duration(path: str | os.PathLike) -> float:
+    """A video's length in seconds, from its header (or, without one, its last packet's
+    timestamp); a VideoDecodeError for a file that is not a video."""
+    path = str(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / 1_000_000
+        last = max((p.pts for p in container.demux(stream) if p.pts is not None), default=None)
+        if last is None:
+            raise VideoDecodeError(path, "no timestamps to tell its length")
+        return float(last * stream.time_base)
+    finally:
+        container.close()
+
+
+def time_windows(
+    duration: float, window: float, stride: float | None = None
+) -> list[tuple[float, float]]:
+    """[start, end) windows of `window` seconds every `stride` seconds (default: the
+    window, so they tile) over a video of `duration` seconds. A tail shorter than a
+    quarter window joins the last window; a longer one is a window of its own."""
+    stride = stride or window
+    out = []
+    start = 0.0
+    while start + window <= duration + 1e-6:
+        out.append((round(start, 6), round(start + window, 6)))
+        start += stride
+    tail_start = out[-1][1] if out else 0.0
+    if duration - tail_start > 1e-6:
+        if out and duration - tail_start < window / 4:
+            out[-1] = (out[-1][0], round(duration, 6))
+        else:
+            out.append((round(max(start, 0.0) if out else 0.0, 6), round(duration, 6)))
+    return out
+
+
 def write_video(
     path: str | os.PathLike,
-    frames: np.ndarray,
+    frames: np.ndarray | Iterable[np.ndarray],
     fps: int = 8,
     codec: str = "libx264",
     gop: int | None = None,
     crf: int = 10,
 ) -> None:
-    """Write uint8 (T, H, W, 3) frames as a video file (H and W even for H.264).
-    `gop`: frames between keyframes (the encoder's default when None); `crf`:
-    H.264 quality (10, the default, is near lossless; 23 is x264's own default)."""
-    frames = np.asarray(frames, dtype=np.uint8)
+    """Write uint8 (T, H, W, 3) frames (or an iterable of (H, W, 3) frames, written as
+    they come) as a video file (H and W even for H.264). `gop`: frames between
+    keyframes (the encoder's default when None); `crf`: H.264 quality (10, the
+    default, is near lossless; 23 is x264's own default)."""
+    frames = iter(np.asarray(frames, dtype=np.uint8) if isinstance(frames, np.ndarray) else frames)
+    first = np.asarray(next(frames), dtype=np.uint8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps))
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
+        stream.height, stream.width = first.shape[0], first.shape[1]
         stream.pix_fmt = "yuv420p"
         if gop is not None:
             stream.codec_context.gop_size = gop
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "ultrafast"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+        for f in itertools.chain([first], frames):
+            frame = av.VideoFrame.from_ndarray(np.asarray(f, dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

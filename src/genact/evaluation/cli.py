@@ -22,10 +22,15 @@ def _eval(args: argparse.Namespace, dist) -> int:
     from genact.evaluation.protocols import protocol_splits
     from genact.inference.captions import Captioner
     from genact.models import FrozenClip
+    from genact.training.card import add_results
     from genact.training.rundir import RunDir
 
     if args.method != "clip" and not args.model:
         raise ConfigError(f"--method {args.method} needs --model")
+    if args.update_card and not (args.model and Path(args.model).is_dir()):
+        raise ConfigError(
+            "--update-card writes into the model's README.md: give --model as a local directory"
+        )
     splits = protocol_splits(args.protocol, args.data_root, args.splits, args.classes, args.split)
     cache = cache_dir(args)
     captioner = None
@@ -58,11 +63,12 @@ def _eval(args: argparse.Namespace, dist) -> int:
     if not dist.main:
         return 0
     print(res["table"])
-    print(
-        f"genact: results in {RunDir(out_dir).results}"
-        + (f" ({captioner.generated} captions generated, the rest cached)" if captioner else ""),
-        file=sys.stderr,
-    )
+    scored = sum(r["num_videos"] for r in res["splits"].values())
+    cached = captioner is not None and captioner.generated < scored
+    made = f" ({captioner.generated} captions generated, the rest cached)" if cached else ""
+    print(f"genact: results in {RunDir(out_dir).results}{made}", file=sys.stderr)
+    if args.update_card:
+        print(f"genact: results added to {add_results(args.model, res)}", file=sys.stderr)
     for line in closing_lines(res, args.data_root):
         print(f"genact: {line}", file=sys.stderr)
     # 1: some videos were unreadable
@@ -88,9 +94,9 @@ def _fewshot(args: argparse.Namespace, dist) -> int:
     from genact.evaluation.fewshot import SHOTS, fewshot_summary, run_fewshot
     from genact.training.rundir import RunDir
 
-    shots = list(SHOTS) if args.all else [args.shots]
-    splits = [1, 2, 3] if args.all else [args.split]
-    if args.train_list and (args.all or len(shots) > 1):
+    shots = list(SHOTS) if args.all else [None if args.shots == "all" else int(args.shots)]
+    splits = [1, 2, 3] if args.all and args.protocol != "list" else [args.split]
+    if args.train_list and args.all and args.protocol != "list":
         raise ConfigError("--train-list fixes one shot count and split; it cannot go with --all")
     out = Path(args.out or f"results/fewshot-{args.protocol}")
     top1: dict[int, dict[int, float]] = {}
@@ -107,12 +113,13 @@ def _fewshot(args: argparse.Namespace, dist) -> int:
                 out_dir=out,
                 seed=args.seed,
                 train_list=args.train_list,
+                classes=args.classes,
                 overrides=args.settings,
                 templates=args.template,
                 progress=not args.quiet,
                 dist=dist,
             )
-            top1.setdefault(m, {})[k] = res["splits"][f"split{k}"]["top1"]
+            top1.setdefault("all" if m is None else m, {})[k] = res["splits"][f"split{k}"]["top1"]
     if not dist.main:
         return 0
     print(fewshot_summary(out, args.protocol, args.model, args.seed, top1))
@@ -180,6 +187,11 @@ def _caption_metrics(args: argparse.Namespace, dist) -> int:
     return exit_status(report, len(done))
 
 
+def shot_count(text: str) -> int | str:
+    """argparse `type=` of --shots: a positive whole number, or `all`."""
+    return "all" if text == "all" else count(1)(text)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from genact.evaluation.report import build_report
 
@@ -229,6 +241,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", type=user_path, help="results folder (default results/<protocol>-<method>)"
     )
+    p.add_argument(
+        "--update-card",
+        action="store_true",
+        help="add the results to the model directory's model card (README.md)",
+    )
     p.set_defaults(func=cmd_eval)
 
 
@@ -243,9 +260,15 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
         metavar="key=value",
         help="training overrides, e.g. optim.batch_size=4",
     )
-    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101"])
+    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101", "list"])
     p.add_argument("--data-root", type=user_path, required=True)
-    p.add_argument("--splits", type=user_path, required=True, help="the protocol's split folder")
+    p.add_argument(
+        "--splits",
+        type=user_path,
+        required=True,
+        help="the protocol's split folder; for list, the test list (`path label` lines)",
+    )
+    p.add_argument("--classes", type=user_path, help="class file (protocol list)")
     p.add_argument(
         "--model",
         type=user_path,
@@ -253,14 +276,20 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
         help="the model to fine-tune (REST / ReGen run's final/, or a hub id)",
     )
     p.add_argument("--clip", type=user_path, required=True)
-    p.add_argument("--shots", type=count(1), default=2, help="videos per class (2, 4, 8, 16)")
+    p.add_argument(
+        "--shots",
+        type=shot_count,
+        default=2,
+        help="videos per class (2, 4, 8, 16), or all (the whole --train-list)",
+    )
     p.add_argument("--split", type=count(1, 3), default=1)
     p.add_argument("--all", action="store_true", help="shots 2, 4, 8, 16 x splits 1-3 in one table")
     p.add_argument("--seed", type=count(0), default=0)
     p.add_argument(
         "--train-list",
         type=user_path,
-        help="use this ViFi-CLIP style `path label` list instead of sampling",
+        help="hmdb51 / ucf101: a ViFi-CLIP style `path label` list used instead of sampling; "
+        "list: the pool the shots are drawn from",
     )
     p.add_argument("--template", action="append", default=None)
     p.add_argument(

@@ -104,6 +104,39 @@ def process_settings(overrides: list[str]) -> SupervisedConfig:
     return load_config(SupervisedConfig, None, overrides)
 
 
+def fewshot_sets(
+    protocol: str,
+    data_root: str | Path,
+    splits: str | Path,
+    *,
+    shots: int | None,
+    split: int,
+    seed: int = 0,
+    train_list: str | None = None,
+    classes: str | None = None,
+) -> tuple[Split, list]:
+    """(the test split, the labelled training videos) of a few-shot run. hmdb51 /
+    ucf101: `shots` per class drawn from split `split`'s train side, or a ViFi-CLIP
+    style `train_list` used whole. list: `splits` is the test list and `train_list`
+    the pool the shots are drawn from (all of it when `shots` is None), both labelled
+    by the `classes` file."""
+    if protocol == "list":
+        if train_list is None or classes is None:
+            raise ConfigError("fewshot --protocol list needs --train-list (the pool) and --classes")
+        test = read_list(splits, data_root, classes)
+        pool = read_list(train_list, data_root, classes)
+        return test, pool.items if shots is None else sample_shots(pool, shots, seed)
+    test = protocol_splits(protocol, data_root, splits, which=[split])[f"split{split}"]
+    if train_list is not None:
+        return test, read_list(train_list, data_root, class_names=test.class_names).items
+    if shots is None:
+        raise ConfigError(f"--shots all takes a --train-list for protocol {protocol}")
+    train = protocol_splits(protocol, data_root, splits, which=[split], subset="train")[
+        f"split{split}"
+    ]
+    return test, sample_shots(train, shots, seed)
+
+
 def run_fewshot(
     protocol: str,
     data_root: str | Path,
@@ -111,36 +144,48 @@ def run_fewshot(
     model: str,
     *,
     clip: str,
-    shots: int,
+    shots: int | None,
     split: int,
     out_dir: Path,
     seed: int = 0,
     train_list: str | None = None,
+    classes: str | None = None,
     overrides: list[str] | None = None,
     templates: list[str] | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
     dist: Dist | None = None,
 ) -> dict:
-    """Fine-tune `model` on `shots` per class of split `split`'s train side (or on
-    `train_list`) and score its test side with CLIP `clip`. Returns the evaluation
+    """Fine-tune `model` on the training videos of fewshot_sets (`shots` per class, or
+    all: None) and score the test split with CLIP `clip`. Returns the evaluation
     results (also in out_dir/<shots>shot-split<k>/results.json)."""
-    test = protocol_splits(protocol, data_root, splits_dir, which=[split])[f"split{split}"]
-    if train_list is not None:
-        items = read_list(train_list, data_root, class_names=test.class_names).items
-    else:
-        train = protocol_splits(protocol, data_root, splits_dir, which=[split], subset="train")[
-            f"split{split}"
-        ]
-        items = sample_shots(train, shots, seed)
-    meta = {"protocol": protocol, "base_model": model, "clip": clip, "shots": shots, "seed": seed}
+    test, items = fewshot_sets(
+        protocol,
+        data_root,
+        splits_dir,
+        shots=shots,
+        split=split,
+        seed=seed,
+        train_list=train_list,
+        classes=classes,
+    )
+    label = "all" if shots is None else str(shots)
+    per_class = shots or max(len(items) // max(len(test.class_names), 1), 1)  # sets the epochs
+    meta = {
+        "protocol": protocol,
+        "base_model": model,
+        "clip": clip,
+        "shots": per_class,
+        "seed": seed,
+        "train_list": train_list,
+    }
     return finetune_and_evaluate(
         test,
         items,
         model,
         clip=clip,
         name=f"split{split}",
-        run_dir=out_dir / f"{shots}shot-split{split}",
+        run_dir=out_dir / f"{label}shot-split{split}",
         meta=meta,
         seed=seed,
         overrides=overrides,

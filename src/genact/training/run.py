@@ -28,6 +28,7 @@ from genact.io import atomic_dir
 from genact.models.hub import check_finite, resolve_model_dir
 from genact.models.video_blip import ADAPTER_WEIGHTS, VideoBlip
 from genact.settings import freeze, replace, to_dict
+from genact.training.card import write_model_card
 from genact.training.checkpoints import Checkpoints
 from genact.training.metrics import Metrics
 from genact.training.rundir import RunDir
@@ -346,7 +347,8 @@ class Run:
         return self.finish(num_videos) if self.train_until(self.cfg.optim.epochs) else None
 
     def finish(self, num_videos: int) -> Path:
-        """Write final/ (recording which kind of run made it) and summary.md."""
+        """Write final/ (recording which kind of run made it, with its model card) and
+        summary.md."""
         model = self.trainer.model
         model.config.trained_by = self.cfg.kind
         # never a final/ from a diverged run
@@ -354,6 +356,7 @@ class Run:
         if self.dist.main:
             with atomic_dir(self.dir.final) as tmp:
                 model.save_pretrained(tmp)
+                write_model_card(tmp, self.cfg, videos=num_videos, trained=len(self.trainer.items))
             write_summary(
                 self.dir,
                 self.cfg,

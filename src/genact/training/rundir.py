@@ -15,7 +15,7 @@ a RunDir; nothing else in genact names a file of the layout.
       metrics.jsonl, tb/       metrics (JSON lines, TensorBoard)
       logs/skipped.rank<r>.jsonl
                                unreadable videos, per process; report.json merges them
-      final/                   the trained model (a VideoBlip directory)
+      final/                   the trained model (a VideoBlip directory), README.md its model card
       summary.md               what happened, for people
       results.json, embeddings.npz
                                an evaluation's results and classified embeddings
