@@ -63,3 +63,51 @@ def test_a_regen_runs_curves_include_its_rewards(tmp_path):
     ]  # spreads left out
     with pytest.raises(GenactError, match="not a genact run"):
         run_kind(tmp_path / "nothing")
+
+
+def test_plots_name_their_axes_and_an_empty_runs_folder_says_so(tmp_path):
+    from genact.app.logic import no_runs_message
+
+    metrics = Metrics(tmp_path, tensorboard=False)
+    metrics.log("train", 1, loss=1.0, lr=1e-5, epoch=0)
+    metrics.log("round", 0, mean_cosine=0.3)
+    fig = curves_figure(tmp_path)
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        "training loss",
+        "learning rate",
+        "mean video-caption cosine",
+    ]
+    (tmp_path / "empty").mkdir()
+    assert "No runs or evaluations below" in no_runs_message(tmp_path / "empty")
+    RunDir(tmp_path).write_config({"run": {}})
+    assert no_runs_message(tmp_path) == ""
+
+
+def test_an_evaluation_opens_as_a_summary_whatever_its_size(tmp_path):
+    """The config box gets the settings and top-1 / top-5, not the 40,000 per-video rows."""
+    from genact.app.logic import run_config
+
+    videos = [
+        {"video": f"v{i}.mp4", "label": "run", "caption": "a man runs", "top5": ["run"]}
+        for i in range(40_000)
+    ]
+    RunDir(tmp_path).write_results(
+        json.dumps(
+            {
+                "protocol": "k400-val",
+                "settings": {"genact": "0.1.0"},
+                "splits": {
+                    "val": {
+                        "top1": 63.9,
+                        "top5": 81.0,
+                        "num_videos": 40_000,
+                        "per_class": {"run": 63.9},
+                        "videos": videos,
+                    }
+                },
+            }
+        )
+    )
+    text = run_config(tmp_path)
+    assert "63.9" in text and "k400-val" in text and "v1.mp4" not in text and len(text) < 1000

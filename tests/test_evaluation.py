@@ -548,3 +548,33 @@ def test_few_shot_on_your_own_lists_draws_shots_from_the_pool_or_takes_it_whole(
     assert (
         missing.returncode == 2 and "needs --train-list (the pool) and --classes" in missing.stderr
     )
+
+
+def test_the_report_never_averages_different_settings_and_shows_a_callers_tables(tmp_path):
+    """The world's unseen (1-vs-12) and generalized (1-vs-36) splits are different
+    questions: each gets its own column, with no mean ± std and no papers' rows."""
+    from genact.evaluation.report import build_report
+
+    fake_results(tmp_path / "world", "genact", 1.0, 0)
+    res = RunDir(tmp_path / "world").read_results()
+    res["protocol"] = "world"
+    res["splits"] = {
+        "unseen": {**res["splits"]["split1"], "top1": 59.17},
+        "generalized": {**res["splits"]["split2"], "top1": 29.79},
+    }
+    RunDir(tmp_path / "world").write_results(json.dumps(res))
+    page = build_report(
+        [tmp_path / "world"],
+        tmp_path / "report",
+        tables=[
+            (
+                "The papers' effects in the world",
+                ["effect", "difference"],
+                [["REST > frame captioner", "+8.5"]],
+            )
+        ],
+    ).read_text()
+    assert "59.17" in page and "29.79" in page and "44.48" not in page and "±" not in page
+    assert "papers' numbers" not in page and "unseen top-1" in page and "generalized top-1" in page
+    assert page.index("The papers&#x27; effects in the world") < page.index("<h2>Results</h2>")
+    assert "REST &gt; frame captioner" in page

@@ -614,3 +614,22 @@ def test_results_record_every_setting_that_changes_a_number(fitted, tiny_clip_di
     assert a["captioner"]["prompt"] == VideoBlip.saved_settings(root / "model")["prompt"]
     assert a["captioner"]["image_size"] == 32 and a["captioner"]["model_fingerprint"]
     assert settings["clip"]["clip_frames"] == 2 and "captioner" not in settings["clip"]
+
+
+@pytest.mark.slow
+def test_an_unreadable_video_is_named_once_and_json_keeps_non_ascii_text(fitted, tmp_path):
+    root, videos = fitted
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    shutil.copy(videos[0], tmp_path / "café.mp4")
+    out = genact(
+        "caption",
+        tmp_path / "café.mp4",
+        tmp_path / "broken.mp4",
+        "--model",
+        root / "model",
+        "--json",
+        "--cache-dir",
+        tmp_path / "c",
+    )
+    assert out.returncode == 1 and out.stderr.count("broken.mp4") == 1, out.stderr
+    assert "café.mp4" in out.stdout and json.loads(out.stdout)[0]["video"].endswith("café.mp4")

@@ -84,6 +84,13 @@ class VideoClassifier:
             captioner, FrozenClip.from_pretrained(clip).to(dev) if clip is not None else None
         )
 
+    def with_decoding(self, **changes) -> "VideoClassifier":
+        """The same models with other frames, beams or max new tokens (their own captions
+        in the cache); see Captioner.with_decoding."""
+        other = VideoClassifier(self.captioner.with_decoding(**changes), self.clip)
+        other._labels = self._labels  # class embeddings do not depend on decoding
+        return other
+
     def caption(
         self,
         videos: str | os.PathLike | Sequence[str | os.PathLike],

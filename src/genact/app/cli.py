@@ -66,6 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.image_model or model,
         args.clip or str(SHIPPED / "clip"),
         prompt=CAPTION_PROMPT if shipped else None,
+        cache_dir=cache_dir(args),
     )
     examples, world_classes = example_clips(cache_dir(args) / "app-examples")
     app = build_app(models, classes or world_classes, examples, args.runs)

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
+from genact.classifier import VideoClassifier
 from genact.config import check_template
-from genact.data import VideoItem, read_video
+from genact.data import read_video, video_duration
 from genact.data.splits import readable_name
 from genact.errors import GenactError
-from genact.evaluation.clip_tam import ClipTam
-from genact.inference.captions import caption_videos
-from genact.inference.processing import blip_transform
-from genact.models import FrozenClip, VideoBlip
 from genact.training.metrics import Metrics
 from genact.training.rundir import RunDir
 
@@ -28,18 +26,29 @@ VIEW_SIDE = 160  # frames are shown at least this tall (the miniature world's ar
 
 @dataclass
 class Models:
-    """The captioner (video model), the image captioner (one frame) and CLIP."""
+    """The captioner with CLIP (a VideoClassifier), and the image captioner that
+    describes the middle frame (a one-frame VideoClassifier of the image model)."""
 
-    video: VideoBlip
-    image: VideoBlip
-    clip: FrozenClip
+    video: VideoClassifier
+    image: VideoClassifier
 
     @classmethod
-    def load(cls, model: str, image_model: str, clip: str, prompt: str | None = None) -> "Models":
-        overrides = {"prompt": prompt} if prompt else {}
-        video = VideoBlip.from_pretrained(model, **overrides).eval()
-        image = VideoBlip.from_pretrained(image_model, num_frames=1, **overrides).eval()
-        return cls(video, image, FrozenClip.from_pretrained(clip))
+    def load(
+        cls,
+        model: str,
+        image_model: str,
+        clip: str,
+        prompt: str | None = None,
+        *,
+        cache_dir: str | Path | None = None,
+    ) -> "Models":
+        common = {
+            "device": "cpu" if not torch.cuda.is_available() else "auto",
+            "prompt": prompt,
+            "cache_dir": cache_dir,
+        }
+        video = VideoClassifier.from_pretrained(model, clip, **common)
+        return cls(video, VideoClassifier.from_pretrained(image_model, None, frames=1, **common))
 
 
 def upscale(frame: np.ndarray, side: int = VIEW_SIDE) -> np.ndarray:
@@ -59,6 +68,10 @@ def parse_classes(text: str) -> list[str]:
     return names
 
 
+# seconds: an upload longer than LONG_VIDEO also gets a timeline of TIMELINE_WINDOW windows
+LONG_VIDEO, TIMELINE_WINDOW = 30.0, 10.0
+
+
 def try_video(
     models: Models,
     path: str,
@@ -69,27 +82,32 @@ def try_video(
     beams: int = 3,
 ) -> dict:
     """Caption a video with the video model and its middle frame with the image model,
-    and classify the video caption into the typed classes (CLIP-TAM). Returns frames
-    (T uint8 images), both captions and the top-5 {class: cosine}."""
+    and classify the video caption into the typed classes (CLIP-TAM), through
+    genact.VideoClassifier as `genact classify` does. Returns frames (T uint8 images),
+    both captions, the top-5 {class: cosine} (best first), and for a video longer
+    than LONG_VIDEO seconds a timeline: [start, end, caption, best class, cosine] rows
+    of TIMELINE_WINDOW-second windows."""
     names = parse_classes(class_text)
     template = check_template(template.strip() or "{}")
-    models.video.config.num_frames = frames
     clip_frames = read_video(path, frames)  # a VideoDecodeError names the file
-    item = [VideoItem(path)]
-    video = caption_videos(models.video, item, progress=False, num_beams=beams, max_new_tokens=20)[
-        0
-    ][0]
-    middle = torch.from_numpy(clip_frames[frames // 2][None])
-    with torch.no_grad():
-        pixels = blip_transform(models.image)(middle.numpy())[None]
-        image = models.image.generate(pixels, num_beams=beams, max_new_tokens=20)[0]
-    tam = ClipTam(models.clip, names, [template])
-    top = tam.topk([video], min(5, len(names)))[0]
+    clf = models.video.with_decoding(frames=frames, beams=beams, max_new_tokens=20)
+    row = clf(path, candidate_labels=names, template=template, top_k=min(5, len(names)))
+    if "error" in row:
+        raise GenactError(row["error"])
+    image = models.image.with_decoding(beams=beams, max_new_tokens=20).caption(path)
+    timeline = []
+    if video_duration(path) > LONG_VIDEO:
+        segments = clf(path, names, template, top_k=1, window=TIMELINE_WINDOW).get("segments", [])
+        timeline = [
+            [s["start"], s["end"], s["caption"], s["labels"][0], round(s["scores"][0], 4)]
+            for s in segments
+        ]
     return {
         "frames": [upscale(f) for f in clip_frames],
-        "video_caption": video,
-        "image_caption": image,
-        "top5": {name: round(score, 4) for name, score in top},
+        "video_caption": row["caption"],
+        "image_caption": image.get("caption", ""),
+        "top5": {name: round(score, 4) for name, score in zip(row["labels"], row["scores"])},
+        "timeline": timeline,
     }
 
 
@@ -118,6 +136,11 @@ def find_runs(root: str | Path) -> list[str]:
     return sorted(str(p) for p in found)
 
 
+def no_runs_message(root: str | Path) -> str:
+    """What the run tab says when `root` holds no run or evaluation ("" when it does)."""
+    return "" if find_runs(root) else f"No runs or evaluations below `{root}` yet."
+
+
 def run_kind(path: str | Path) -> str:
     run = RunDir(path)
     if run.has_results():
@@ -132,8 +155,15 @@ def run_kind(path: str | Path) -> str:
 
 
 def run_config(path: str | Path) -> str:
+    """A run's config, or an evaluation's summary: its settings and top-1 / top-5,
+    without the per-video lists (40,000 videos would be megabytes of text)."""
     run = RunDir(path)
-    return run.config_text() if run.is_run() else run.results.read_text()
+    if run.is_run():
+        return run.config_text()
+    res = run.read_results()
+    keep = ("top1", "top5", "num_videos")
+    res["splits"] = {k: {f: v[f] for f in keep if f in v} for k, v in res["splits"].items()}
+    return yaml.safe_dump(res, sort_keys=False, allow_unicode=True)
 
 
 def curves_figure(path: str | Path):
@@ -166,7 +196,15 @@ def curves_figure(path: str | Path):
                 label=key,
             )
         ax.set_title(title)
-        ax.set_xlabel("round" if title == "bank by round" else "step")
+        ax.set_xlabel("REST round" if title == "bank by round" else "optimizer step")
+        ax.set_ylabel(
+            {
+                "loss": "training loss",
+                "learning rate": "learning rate",
+                "rewards": "mean reward",
+                "bank by round": "mean video-caption cosine",
+            }[title]
+        )
         if len(keys) > 1:
             ax.legend(fontsize=7)
     fig.tight_layout()

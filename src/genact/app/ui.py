@@ -44,23 +44,33 @@ def _try_tab(models: logic.Models, classes: str, examples: list[str]) -> None:
                 image_caption = gr.Textbox(
                     label="image captioner, middle frame", elem_id="image-caption"
                 )
-            top5 = gr.Label(
-                label="top-5 classes (CLIP-TAM cosine)", num_top_classes=5, elem_id="top5"
+            top5 = gr.Dataframe(
+                headers=["class", "CLIP-TAM cosine"],
+                label="top-5 classes, best first",
+                elem_id="top5",
+            )
+            timeline = gr.Dataframe(
+                headers=["start (s)", "end (s)", "caption", "best class", "cosine"],
+                label=f"timeline ({logic.TIMELINE_WINDOW:g} s windows, for videos longer than "
+                f"{logic.LONG_VIDEO:g} s)",
+                elem_id="timeline",
+                wrap=True,
             )
 
     def go(path, class_text, tmpl, t, b):
         if not path:
-            return _message("no video: upload one or pick an example"), [], "", "", None
+            return _message("no video: upload one or pick an example"), [], "", "", None, None
         try:
             out = logic.try_video(models, path, class_text, tmpl, frames=int(t), beams=int(b))
         except GenactError as e:
-            return _message(e), [], "", "", None
-        return "", out["frames"], out["video_caption"], out["image_caption"], out["top5"]
+            return _message(e), [], "", "", None, None
+        top = [[name, score] for name, score in out["top5"].items()]  # cosines, best first
+        return "", out["frames"], out["video_caption"], out["image_caption"], top, out["timeline"]
 
     run.click(
         go,
         [video, names, template, frames, beams],
-        [message, strip, video_caption, image_caption, top5],
+        [message, strip, video_caption, image_caption, top5, timeline],
     )
 
 
@@ -71,10 +81,10 @@ def _run_handlers(runs_root: str):
 
     def find(folder):
         try:
-            found = logic.find_runs(logic.confine(runs_root, folder or "."))
-        except GenactError:
-            found = []
-        return gr.update(choices=found, value=None)
+            where = logic.confine(runs_root, folder or ".")
+        except GenactError as e:
+            return gr.update(choices=[], value=None), _message(e)
+        return gr.update(choices=logic.find_runs(where), value=None), logic.no_runs_message(where)
 
     def open_run(path):
         empty = ("", "", None, gr.update(choices=[], value=None), [], [], [], [])
@@ -121,7 +131,7 @@ def _run_tab(runs_root: str) -> None:
         elem_id="run-pick",
         allow_custom_value=True,
     )
-    message = gr.Markdown(elem_id="run-message")
+    message = gr.Markdown(logic.no_runs_message(runs_root), elem_id="run-message")
     with gr.Accordion("config", open=False, elem_id="config-box"):
         config = gr.Code(language="yaml", elem_id="run-config")
     curves = gr.Plot(label="curves")
@@ -147,7 +157,7 @@ def _run_tab(runs_root: str) -> None:
     )
 
     find, open_run, show_video = _run_handlers(runs_root)
-    scan.click(find, root, picked)
+    scan.click(find, root, [picked, message])
     picked.change(
         open_run, picked, [message, config, curves, video, accuracy, worst, strip, history]
     )

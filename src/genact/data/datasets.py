@@ -193,7 +193,8 @@ class SkipReport:
     def add(self, failed: Iterable[tuple[str, str]]) -> None:
         for path, error in failed:
             self.skipped.append((path, error))
-            log.warning("skipping unreadable video %s", error)
+            # the command's closing line and the run's report name it: once, not per pass
+            log.debug("skipping unreadable video %s", error)
 
     def save(self, log: ShardLog, stage: str) -> None:
         """Append the skipped videos, found in `stage`, to a run's records of unreadable

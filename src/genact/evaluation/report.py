@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -142,28 +143,40 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _repeated_splits(res: dict) -> bool:
+    """Whether a result's splits are repetitions of one protocol (split1..3), so that
+    their mean ± std means something; other splits (the world's unseen and
+    generalized settings) are different questions and are never averaged."""
+    names = list(res["splits"])
+    return len(names) > 1 and all(re.fullmatch(r"split\d+", n) for n in names)
+
+
 def _results_section(results: list[dict]) -> str:
     parts = []
     for protocol in dict.fromkeys(r["results"]["protocol"] for r in results):
         ours = [r for r in results if r["results"]["protocol"] == protocol]
+        splits = list(dict.fromkeys(k for r in ours for k in r["results"]["splits"]))
+        averaged = all(_repeated_splits(r["results"]) for r in ours)
         rows = []
         for r in ours:
             res = r["results"]
-            (m1, s1), (m5, s5) = res["mean_std"]["top1"], res["mean_std"]["top5"]
-            per_split = ", ".join(f"{k} {v['top1']:.2f}" for k, v in res["splits"].items())
-            rows.append(
-                [
-                    f"{r['name']} ({res['method']})",
-                    f"{m1:.2f} ± {s1:.2f}",
-                    f"{m5:.2f} ± {s5:.2f}",
-                    per_split,
-                ]
-            )
-        rows += [[f"paper: {name}", t1, t5 or "-", ""] for name, t1, t5 in PAPER.get(protocol, [])]
-        parts.append(
-            f"<h3>{html.escape(protocol)}</h3>"
-            + _table(["model", "top-1", "top-5", "splits (top-1)"], rows)
+            cells = [
+                f"{res['splits'][k]['top1']:.2f}" if k in res["splits"] else "-" for k in splits
+            ]
+            if averaged:
+                (m1, s1), (m5, s5) = res["mean_std"]["top1"], res["mean_std"]["top5"]
+                cells = [f"{m1:.2f} ± {s1:.2f}", f"{m5:.2f} ± {s5:.2f}", ", ".join(cells)]
+            rows.append([f"{r['name']} ({res['method']})", *cells])
+        header = (
+            ["model", "top-1", "top-5", "splits (top-1)"]
+            if averaged
+            else ["model", *(f"{k} top-1" for k in splits)]
         )
+        paper = PAPER.get(protocol, [])
+        if paper and averaged:
+            rows += [[f"paper: {name}", t1, t5 or "-", ""] for name, t1, t5 in paper]
+        title = "Results and the papers' numbers" if paper and averaged else "Results"
+        parts.append(f"<h3>{html.escape(protocol)}: {title}</h3>" + _table(header, rows))
     return "".join(parts)
 
 
@@ -218,8 +231,15 @@ CSS = (
 )
 
 
-def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
-    """Write out_dir/report.html (and its PNGs); returns the HTML path."""
+def build_report(
+    paths: list[str | Path],
+    out_dir: str | Path,
+    *,
+    tables: list[tuple[str, list[str], list[list]]] = (),
+) -> Path:
+    """Write out_dir/report.html (and its PNGs) from the results, few-shot tables and
+    REST runs at `paths`, after the (title, header, rows) `tables` a caller adds (the
+    demo's rows and effects); returns the HTML path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = [load_source(p) for p in paths]
@@ -230,14 +250,18 @@ def build_report(paths: list[str | Path], out_dir: str | Path) -> Path:
         "<h1>genact report</h1>",
         "<p>Sources: " + ", ".join(html.escape(str(p)) for p in paths) + "</p>",
     ]
+    for title, header, rows in tables:
+        body += [f"<h2>{html.escape(title)}</h2>", _table(header, rows)]
     if results:
-        body += ["<h2>Results and the papers' numbers</h2>", _results_section(results)]
+        body += ["<h2>Results</h2>", _results_section(results)]
     if fewshot:
         body += ["<h2>Few-shot</h2>", _fewshot_section(fewshot)]
     captioned = [r for r in results if r["results"]["method"] != "clip" and r["embeddings"]][:2]
+    split = next(iter(captioned[0]["results"]["splits"])) if captioned else None
+    captioned = [
+        r for r in captioned if split in r["embeddings"]
+    ]  # a results folder without them: no plots
     if captioned:
-        split = next(iter(captioned[0]["results"]["splits"]))
-        captioned = [r for r in captioned if split in r["embeddings"]]
         body += [
             "<h2>Caption embeddings (t-SNE, coloured by class)</h2>",
             _img("tsne.png", tsne_figure(captioned, split), out_dir),

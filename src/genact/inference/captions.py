@@ -9,6 +9,7 @@ loses at most one chunk.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -65,15 +66,17 @@ def caption_videos(
     num_workers: int = 0,
     report: SkipReport | None = None,
     progress: bool = True,
+    *,
+    num_frames: int | None = None,
     **generate_kwargs,
 ) -> dict[int, list[str]]:
-    """Caption every item (eval frame sampling). Returns {item index: captions}
-    (num_return_sequences per video); unreadable videos are absent and in `report`."""
+    """Caption every item (eval frame sampling of `num_frames`, default the model's).
+    Returns {item index: captions} (num_return_sequences per video); unreadable videos
+    are absent and in `report`."""
     n = generate_kwargs.get("num_return_sequences", 1)
     out: dict[int, list[str]] = {}
-    batches = eval_batches(
-        model, items, model.config.num_frames, batch_size, num_workers, report, progress
-    )
+    frames = num_frames or model.config.num_frames
+    batches = eval_batches(model, items, frames, batch_size, num_workers, report, progress)
     for batch in batches:
         texts = model.generate(batch["pixels"].to(model.device), **generate_kwargs)
         for j, idx in enumerate(batch["index"].tolist()):
@@ -190,6 +193,39 @@ class Captioner:
     generated: int = 0
     # what the captions depend on besides the videos (see load)
     settings: dict = field(default_factory=dict)
+    source: Path | None = None  # the model's directory
+
+    @property
+    def frames(self) -> int:
+        """Frames sampled per clip: the decoding's, else the model's."""
+        return self.decoding.frames or self.model.config.num_frames
+
+    def with_decoding(self, **changes) -> "Captioner":
+        """The same model and cache directory with other frames, beams or max new tokens
+        (a prompt or frame side needs the model loaded again: Captioner.load)."""
+        if set(changes) - {"frames", "beams", "max_new_tokens", "batch_size", "workers"}:
+            raise ValueError(
+                f"with_decoding changes frames, beams and lengths only, not {sorted(changes)}"
+            )
+        decoding = dataclasses.replace(self.decoding, **changes)
+        settings = {
+            **self.settings,
+            "frames": decoding.frames or self.model.config.num_frames,
+            "num_beams": decoding.beams,
+            "max_new_tokens": decoding.max_new_tokens,
+        }
+        settings.pop("model_fingerprint", None)
+        cache = CaptionCache(self.cache.log.dir.parent, model_fingerprint(self.source, settings))
+        return Captioner(
+            self.model,
+            cache,
+            decoding,
+            self.progress,
+            self.chunk,
+            self.dist,
+            settings={**settings, "model_fingerprint": self.settings.get("model_fingerprint")},
+            source=self.source,
+        )
 
     @classmethod
     def load(
@@ -227,11 +263,12 @@ class Captioner:
             progress,
             dist=dist,
             settings={**settings, "model_fingerprint": model_fingerprint(source, {})},
+            source=source,
         )
 
     def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
         """{item index: caption} for the readable items."""
-        keys = [video_id(it, self.model.config.num_frames) for it in items]
+        keys = [video_id(it, self.frames) for it in items]
         # fixed shares: the cache may change while ranks look
         mine = shard(list(range(len(items))), self.dist)
         self.cache.refresh()
@@ -270,6 +307,7 @@ class Captioner:
                     d.workers,
                     report,
                     False,
+                    num_frames=self.frames,
                     num_beams=d.beams,
                     max_new_tokens=d.max_new_tokens,
                 )

@@ -38,6 +38,7 @@ from genact.world.effects import (
     effects_text,
     markdown,
     marked_blocks,
+    report_tables,
     results_text,
     write_markdown,
 )
@@ -254,11 +255,16 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
             )
     demo = demo_record(cfg, tests["unseen"], rows)
     atomic_write_text(out / "demo.json", json.dumps(demo, indent=1))
-    text = results_text([demo], [cfg.seed]) + "\n\n" + effects_text(effects([demo]))
+    found = effects([demo])
+    text = results_text([demo], [cfg.seed]) + "\n\n" + effects_text(found)
     atomic_write_text(out / "table.txt", text + f"\n({time.time() - start:.0f} s)\n")
     if {"rest", "frame-captioner"} <= wanted:
         sources = [out / "results" / n for n in ("frame-captioner", "rest", "regen") if n in wanted]
-        build_report(sources + [out / "runs" / "rest"], out / "report")
+        build_report(
+            sources + [RunDir(out / "runs" / "rest").path],
+            out / "report",
+            tables=report_tables([demo], found),
+        )
         return text + "\n\n" + captions_before_after(out)
     return text
 

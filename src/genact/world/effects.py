@@ -88,6 +88,47 @@ def results_text(demos: list[dict], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def report_tables(
+    demos: list[dict], found: list[tuple[str, str, Effect]]
+) -> list[tuple[str, list[str], list]]:
+    """The demo's results (top-1 per method and setting, mean ± std over seeds when
+    there are several) and the effects with their intervals, as (title, header, rows)
+    tables for the HTML report (genact.evaluation.report.build_report)."""
+    rows = []
+    for name, label in ROW_NAMES.items():
+        if any(name in d["rows"] for d in demos):
+            cells = []
+            for split in SPLITS:
+                values = _top1(demos, name, split)
+                m, s = mean_std(values) if values else (None, None)
+                cells.append(
+                    "-" if m is None else f"{m:.1f}" + (f" ± {s:.1f}" if len(values) > 1 else "")
+                )
+            rows.append([label, *cells])
+    effect_rows = [
+        [
+            label,
+            f"{e.mean:+.1f}",
+            f"[{e.low:+.1f}, {e.high:+.1f}]",
+            e.verdict,
+            ", ".join(f"{p:.2g}" for p in e.p_values),
+        ]
+        for label, _, e in found
+    ]
+    return [
+        (
+            f"The demo: top-1 on the world's unseen test videos ({len(demos)} seed(s))",
+            ["method", *SPLITS.values()],
+            rows,
+        ),
+        (
+            "The papers' effects in the world",
+            ["effect", "difference (points)", "95% interval", "verdict", "McNemar p per seed"],
+            effect_rows,
+        ),
+    ]
+
+
 def effects_text(found: list[tuple[str, str, Effect]]) -> str:
     lines = [
         "the papers' effects: top-1 difference in points, 95% paired bootstrap interval, McNemar "
