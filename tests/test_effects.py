@@ -137,3 +137,20 @@ def test_markdown_without_full_is_refused_before_any_work(tmp_path):
         timeout=120,
     )
     assert out.returncode == 2 and "marker lines" in out.stderr and not (tmp_path / "d").exists()
+
+
+def test_several_seeds_are_each_run_and_combined(monkeypatch, capsys):
+    import genact.cli as cli
+    import genact.world.demo as demo
+
+    calls = []
+    monkeypatch.setattr(
+        demo, "run_full", lambda out, seeds, **k: calls.append(("full", out, seeds)) or "t"
+    )
+    monkeypatch.setattr(
+        demo, "run_demo", lambda out, cfg, **k: calls.append(("one", out, cfg.seed)) or "t"
+    )
+    for argv in (["demo", "--seeds", "13", "17"], ["demo", "--seeds", "13"], ["demo"]):
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+    assert calls == [("full", "demo-full", (13, 17)), ("one", "demo", 13), ("one", "demo", 0)]

@@ -94,6 +94,8 @@ def _fewshot(args: argparse.Namespace, dist) -> int:
     from genact.evaluation.fewshot import SHOTS, fewshot_summary, run_fewshot
     from genact.training.rundir import RunDir
 
+    if args.protocol == "base2novel":
+        return _base2novel(args, dist)
     shots = list(SHOTS) if args.all else [None if args.shots == "all" else int(args.shots)]
     splits = [1, 2, 3] if args.all and args.protocol != "list" else [args.split]
     if args.train_list and args.all and args.protocol != "list":
@@ -124,6 +126,30 @@ def _fewshot(args: argparse.Namespace, dist) -> int:
         return 0
     print(fewshot_summary(out, args.protocol, args.model, args.seed, top1))
     print(f"genact: few-shot results in {RunDir(out).fewshot}", file=sys.stderr)
+    return 0
+
+
+def _base2novel(args: argparse.Namespace, dist) -> int:
+    from genact.evaluation.base2novel import SAMPLINGS, base2novel_table, run_base2novel
+    from genact.training.rundir import RunDir
+
+    out_dir = Path(args.out or "results/base2novel")
+    out = run_base2novel(
+        args.data_root,
+        args.splits,
+        args.model,
+        clip=args.clip,
+        out_dir=out_dir,
+        samplings=(args.shots_split,) if args.shots_split else SAMPLINGS,
+        seed=args.seed,
+        overrides=args.settings,
+        templates=args.template,
+        progress=not args.quiet,
+        dist=dist,
+    )
+    if dist.main:
+        print(base2novel_table(out))
+        print(f"genact: base-to-novel results in {RunDir(out_dir).fewshot}", file=sys.stderr)
     return 0
 
 
@@ -260,13 +286,14 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
         metavar="key=value",
         help="training overrides, e.g. optim.batch_size=4",
     )
-    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101", "list"])
+    p.add_argument("--protocol", required=True, choices=["hmdb51", "ucf101", "list", "base2novel"])
     p.add_argument("--data-root", type=user_path, required=True)
     p.add_argument(
         "--splits",
         type=user_path,
         required=True,
-        help="the protocol's split folder; for list, the test list (`path label` lines)",
+        help="the protocol's split folder; for list, the test list (`path label` lines); for "
+        "base2novel, the folder of ViFi-CLIP's base-to-novel files",
     )
     p.add_argument("--classes", type=user_path, help="class file (protocol list)")
     p.add_argument(
@@ -283,6 +310,12 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
         help="videos per class (2, 4, 8, 16), or all (the whole --train-list)",
     )
     p.add_argument("--split", type=count(1, 3), default=1)
+    p.add_argument(
+        "--shots-split",
+        type=count(1, 3),
+        default=None,
+        help="base2novel: run this sampling (s1-s3) only (default: all three)",
+    )
     p.add_argument("--all", action="store_true", help="shots 2, 4, 8, 16 x splits 1-3 in one table")
     p.add_argument("--seed", type=count(0), default=0)
     p.add_argument(

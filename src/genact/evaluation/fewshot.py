@@ -211,9 +211,11 @@ def finetune_and_evaluate(
     cache_dir: Path | None = None,
     progress: bool = True,
     dist: Dist | None = None,
+    also: dict[str, Split] | None = None,
 ) -> dict:
     """Fine-tune `model` on labelled `items` (class names of `test` as captions), then
-    evaluate split `name` = `test` with CLIP `clip`; the training run is
+    evaluate split `name` = `test` (and the splits `also` names, each with its own
+    classes: base-to-novel's novel split) with CLIP `clip`; the training run is
     run_dir/train, results in run_dir. Both run in the caller's process group `dist`;
     without one, in a group joined for the two (torchrun's, if any)."""
     cfg = fewshot_config(
@@ -226,45 +228,34 @@ def finetune_and_evaluate(
         overrides=overrides,
     )
     log.info("%s: %d training videos, %d epochs", run_dir.name, len(items), cfg.optim.epochs)
+    tests = {name: test, **(also or {})}
+    args = (
+        cfg,
+        tests,
+        items,
+        test.class_names,
+        clip,
+        run_dir,
+        meta,
+        templates,
+        cache_dir or run_dir / "cache",
+        progress,
+    )
     if dist is not None:
-        return _finetune_and_evaluate(
-            cfg,
-            test,
-            items,
-            clip,
-            name,
-            run_dir,
-            meta,
-            templates,
-            cache_dir or run_dir / "cache",
-            progress,
-            dist,
-        )
+        return _finetune_and_evaluate(*args, dist)
     run = cfg.run
     with joined(
         run.device, run.dist_timeout_min, threads=run.threads, workers=cfg.data.num_workers
     ) as dist:
-        return _finetune_and_evaluate(
-            cfg,
-            test,
-            items,
-            clip,
-            name,
-            run_dir,
-            meta,
-            templates,
-            cache_dir or run_dir / "cache",
-            progress,
-            dist,
-        )
+        return _finetune_and_evaluate(*args, dist)
 
 
 def _finetune_and_evaluate(
     cfg: SupervisedConfig,
-    test: Split,
+    tests: dict[str, Split],
     items: list[VideoItem],
+    class_names: list[str],
     clip: str,
-    name: str,
     run_dir: Path,
     meta: dict,
     templates: list[str] | None,
@@ -272,7 +263,7 @@ def _finetune_and_evaluate(
     progress: bool,
     dist: Dist,
 ) -> dict:
-    final = train_on_class_names(cfg, items, test.class_names, dist=dist)
+    final = train_on_class_names(cfg, items, class_names, dist=dist)
     if final is None:
         raise ConfigError(
             f"{run_dir}: training stopped early (run.stop_at_step); run again to resume"
@@ -288,7 +279,7 @@ def _finetune_and_evaluate(
     frozen = FrozenClip.from_pretrained(clip).to(dist.device)
     meta = {**meta, "model": str(final), "clip": clip, "train_videos": [it.path for it in items]}
     return evaluate(
-        {name: test},
+        tests,
         frozen,
         captioner,
         method="genact",

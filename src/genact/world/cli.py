@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from genact.commands import user_path
+from genact.commands import count, user_path
 
 
 def cmd_world(args) -> int:
@@ -30,7 +30,7 @@ def cmd_demo(args) -> int:
         args.seeds = [0, 1, 2, 3, 4] if args.full else [0]
     if args.markdown and not args.full:
         raise ConfigError("--markdown writes the tables of a --full run; add --full")
-    if args.full:
+    if args.full or len(args.seeds) > 1:  # several seeds: each run, then combined
         out = args.out or "demo-full"
         print(
             run_full(
@@ -63,7 +63,11 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
         help="the demo once per seed; mean +- std and the effects' intervals over all seeds",
     )
     p.add_argument(
-        "--seeds", type=int, nargs="+", default=None, help="default 0 (0 1 2 3 4 with --full)"
+        "--seeds",
+        type=count(0),
+        nargs="+",
+        default=None,
+        help="world seeds; several are each run, then combined (default 0; 0 1 2 3 4 with --full)",
     )
     p.add_argument(
         "--markdown",
