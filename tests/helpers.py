@@ -1,6 +1,8 @@
 """What the tests share besides genact.testing: the fixture files and the captions
 the `fitted` model learns."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -29,3 +31,24 @@ def write_ucf101(root: Path, classes: list[str], videos: int, train: int) -> Non
             lists[g >= train].append(rel)
     (root / "splits" / "trainlist01.txt").write_text("".join(f"{r} 1\n" for r in lists[0]))
     (root / "splits" / "testlist01.txt").write_text("".join(f"{r}\n" for r in lists[1]))
+
+
+def genact(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """`genact ARGS...` as a user runs it, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "genact", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def one_error_line(out: subprocess.CompletedProcess) -> str:
+    """The one `genact: error: ...` line of a command that exited 2 (asserted)."""
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("genact: error: "), (
+        out.stderr[-2000:]
+    )
+    return lines[0]

@@ -9,8 +9,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import typing
 
 import numpy as np
@@ -48,25 +46,7 @@ from genact.training.checkpoints import Checkpoints, TrainState
 from genact.training.rundir import RunDir
 from genact.training.summary import divergence_note
 from genact.training.trainer import TrainingDiverged
-
-
-def genact(*args, cwd=None, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "genact", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-        env=env,
-    )
-
-
-def one_error_line(out) -> str:
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("genact: error: "), (
-        out.stderr[-2000:]
-    )
-    return lines[0]
+from helpers import genact, one_error_line
 
 
 # ---- caches keyed by the video file ------------------------------------------------

@@ -6,8 +6,6 @@ import errno
 import json
 import os
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -34,24 +32,7 @@ from genact.regen.rewards import GrammarScorer
 from genact.rest.run import run_rest
 from genact.testing import coloured_frames
 from genact.training.rundir import RunDir
-
-
-def genact(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "genact", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-    )
-
-
-def one_error_line(out) -> str:
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith("genact: error: "), (
-        out.stderr[-2000:]
-    )
-    return lines[0]
+from helpers import genact, one_error_line
 
 
 def small_videos(root, n=4):
