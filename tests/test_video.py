@@ -167,3 +167,16 @@ def test_seeking_decoder_finds_the_sampled_frames_of_a_long_video(tmp_path, gop)
     ] == drawn.tolist()
     window = read_video(path, 4, start=5.0, end=8.0)  # frames 120..191
     assert [barcode(f) for f in window] == (120 + sample_indices(72, 4, False)).tolist()
+
+
+@pytest.mark.parametrize("gop", [12, 250])
+def test_windows_read_from_the_keyframe_before_them_give_the_frames_of_a_full_scan(tmp_path, gop):
+    """Windows anywhere in a 240-frame video with B-frames (at its start, across a
+    keyframe, at its end, past its end) sample the frames sequential decoding gives."""
+    path = tmp_path / "long.mp4"
+    write_video(path, barcode_frames(240), fps=24, gop=gop)
+    for start, end in ((0.0, 1.0), (0.4, 0.6), (4.9, 5.6), (9.0, 10.0), (9.5, 20.0), (0.49, 0.51)):
+        inside = [i for i in range(240) if start <= i / 24 < end]  # frame i is shown at i / 24 s
+        window = read_video(path, 4, start=start, end=end)
+        want = [inside[j] for j in sample_indices(len(inside), 4, False)]
+        assert [barcode(f) for f in window] == want, (start, end)

@@ -148,19 +148,29 @@ def _decode_selected(
 def _timestamps(
     container, stream, start: float | None, end: float | None
 ) -> tuple[list[int], list[int]] | None:
-    """Sorted presentation timestamps of the frames inside [start, end) and of all
-    keyframes, read from packets (no decoding); None when some packet has no pts."""
+    """Sorted presentation timestamps of the frames inside [start, end) and of the
+    keyframes from the one before the window on, read from packets (no decoding);
+    None when some packet has no pts. A window is read from the keyframe before it to
+    the second keyframe after it (a frame shown in the window is never stored after
+    that), so a window of a long video costs its own packets, not the whole file's."""
     tb = stream.time_base
+    if start:
+        container.seek(int(start / tb), stream=stream, backward=True, any_frame=False)
     pts: list[int] = []
     keys: list[int] = []
+    keys_after = 0
     for packet in container.demux(stream):
         if packet.size == 0:
             continue
         if packet.pts is None:
             return None
+        t = float(packet.pts * tb)
         if packet.is_keyframe:
             keys.append(packet.pts)
-        if _in_window(float(packet.pts * tb), start, end):
+            keys_after += end is not None and t >= end
+            if keys_after == 2:
+                break
+        if _in_window(t, start, end):
             pts.append(packet.pts)
     return sorted(pts), sorted(keys)
 
