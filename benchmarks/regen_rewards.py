@@ -21,8 +21,7 @@ import torch
 
 from genact.config import Decoding
 from genact.data import read_list
-from genact.evaluation.evaluate import evaluate
-from genact.inference.captions import Captioner
+from genact.evaluation.evaluate import evaluate_model
 from genact.models import FrozenClip
 from genact.training.metrics import Metrics
 from genact.training.rundir import RunDir
@@ -55,23 +54,14 @@ def main() -> None:
             run_dir,
             (f"regen.standardise={standardise}",),
         )
-        captioner = Captioner.load(
-            str(final),
-            Decoding(frames=cfg.frames, max_new_tokens=8),
-            cache_dir=work / "cache",
-            device=torch.device("cpu"),
-            progress=False,
-        )
-        res = evaluate(
+        res = evaluate_model(
+            final,
             {"unseen": test},
             clip,
-            captioner,
-            method="genact",
-            templates=["{}"],
+            decoding=Decoding(frames=cfg.frames, max_new_tokens=8),
             out_dir=run_dir / "eval",
-            meta={},
             cache_dir=work / "cache",
-            frames=cfg.frames,
+            meta={},
             progress=False,
         )
         train = Metrics(run_dir, enabled=False).read("train")

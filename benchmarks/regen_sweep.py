@@ -18,12 +18,9 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from genact.config import Decoding
 from genact.data import read_list
-from genact.evaluation.evaluate import evaluate
-from genact.inference.captions import Captioner
+from genact.evaluation.evaluate import evaluate_model
 from genact.models import FrozenClip
 from genact.training.metrics import Metrics
 from genact.training.rundir import RunDir
@@ -59,23 +56,14 @@ def run_setting(
         run_dir,
         ("run.log_every=1", *setting["extra"]),
     )
-    captioner = Captioner.load(
-        str(final),
-        Decoding(frames=cfg.frames, max_new_tokens=8),
-        cache_dir=demo / "cache",
-        device=torch.device("cpu"),
-        progress=False,
-    )
-    res = evaluate(
+    res = evaluate_model(
+        final,
         {"unseen": test},
         clip,
-        captioner,
-        method="genact",
-        templates=["{}"],
+        decoding=Decoding(frames=cfg.frames, max_new_tokens=8),
         out_dir=run_dir / "eval",
-        meta={},
         cache_dir=demo / "cache",
-        frames=cfg.frames,
+        meta={},
         progress=False,
     )
     train = Metrics(run_dir, enabled=False).read("train")

@@ -52,3 +52,30 @@ def one_error_line(out: subprocess.CompletedProcess) -> str:
         out.stderr[-2000:]
     )
     return lines[0]
+
+
+def tiny_rest_settings(root: Path, blip_dir: Path, clip_dir: Path) -> list[str]:
+    """Four coloured videos in root/videos and the settings of a tiny 2-epoch REST run
+    on them (one round per epoch, H = 2); callers add run.dir and their own overrides."""
+    import numpy as np
+
+    from genact.data import write_video
+    from genact.testing import coloured_frames
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (8, 32, 40), i % 3, 150))
+    return [
+        f"data.root={root / 'videos'}",
+        f"model.blip={blip_dir}",
+        f"model.clip={clip_dir}",
+        "data.frames=2",
+        "data.num_workers=0",
+        "optim.epochs=2",
+        "optim.global_batch=2",
+        "optim.batch_size=2",
+        "rest.epochs_per_round=1",
+        "rest.neighbours=2",
+        "rest.max_new_tokens=4",
+        "run.progress=false",
+    ]

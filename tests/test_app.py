@@ -14,10 +14,10 @@ from genact.app.logic import Models, try_video
 from genact.config import RestConfig, load_config
 from genact.data import write_video
 from genact.rest.run import run_rest
-from genact.testing import coloured_frames
 from genact.training.rundir import RunDir
 from genact.world.demo import SHIPPED
 from genact.world.pretrain import CAPTION_PROMPT
+from helpers import tiny_rest_settings
 
 pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
 
@@ -43,30 +43,8 @@ def free_port() -> int:
 def runs(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
     """A finished tiny REST run under runs/, as the run browser finds it."""
     root = tmp_path_factory.mktemp("app")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (8, 32, 40), i % 3, 150))
-    run_rest(
-        load_config(
-            RestConfig,
-            None,
-            [
-                f"data.root={root / 'videos'}",
-                f"model.blip={tiny_blip_dir}",
-                f"model.clip={tiny_clip_dir}",
-                "data.frames=2",
-                "data.num_workers=0",
-                "optim.epochs=2",
-                "optim.global_batch=2",
-                "optim.batch_size=2",
-                "rest.epochs_per_round=1",
-                "rest.neighbours=2",
-                "rest.max_new_tokens=4",
-                "run.progress=false",
-                f"run.dir={root / 'runs' / 'rest-tiny'}",
-            ],
-        )
-    )
+    settings = tiny_rest_settings(root, tiny_blip_dir, tiny_clip_dir)
+    run_rest(load_config(RestConfig, None, [*settings, f"run.dir={root / 'runs' / 'rest-tiny'}"]))
     return root
 
 

@@ -4,14 +4,12 @@ the run's real settings, and `genact eval --update-card` adds its results to it.
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from genact.config import RestConfig, load_config
-from genact.data import write_video
 from genact.rest.run import run_rest
-from genact.testing import coloured_frames
 from genact.training.card import MODEL_CARD, front_matter
+from helpers import tiny_rest_settings
 
 pytestmark = pytest.mark.slow  # a REST run and an evaluation
 
@@ -19,29 +17,9 @@ pytestmark = pytest.mark.slow  # a REST run and an evaluation
 @pytest.fixture(scope="module")
 def final(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
     root = tmp_path_factory.mktemp("card")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (8, 32, 40), i % 3, 150))
+    settings = tiny_rest_settings(root, tiny_blip_dir, tiny_clip_dir)
     cfg = load_config(
-        RestConfig,
-        None,
-        [
-            f"data.root={root / 'videos'}",
-            f"model.blip={tiny_blip_dir}",
-            f"model.clip={tiny_clip_dir}",
-            "data.frames=2",
-            "data.num_workers=0",
-            "optim.epochs=2",
-            "optim.global_batch=2",
-            "optim.batch_size=2",
-            "optim.lr=3e-4",
-            "rest.epochs_per_round=1",
-            "rest.neighbours=2",
-            "rest.keep=2",
-            "rest.max_new_tokens=4",
-            "run.progress=false",
-            f"run.dir={root / 'run'}",
-        ],
+        RestConfig, None, [*settings, "optim.lr=3e-4", "rest.keep=2", f"run.dir={root / 'run'}"]
     )
     return run_rest(cfg), root
 

@@ -46,7 +46,7 @@ from genact.training.checkpoints import Checkpoints, TrainState
 from genact.training.rundir import RunDir
 from genact.training.summary import divergence_note
 from genact.training.trainer import TrainingDiverged
-from helpers import genact, one_error_line
+from helpers import genact, one_error_line, tiny_rest_settings
 
 
 # ---- caches keyed by the video file ------------------------------------------------
@@ -313,22 +313,9 @@ def test_a_missing_video_is_one_line_before_any_model_loads(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_blip_dir, tiny_clip_dir):
     root = tmp_path_factory.mktemp("diverge")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        write_video(root / "videos" / f"v{i}.mp4", coloured_frames(rng, (8, 32, 40), i % 3, 150))
     settings = [
-        f"data.root={root / 'videos'}",
-        f"model.blip={tiny_blip_dir}",
-        f"model.clip={tiny_clip_dir}",
-        "data.frames=2",
-        "data.num_workers=0",
-        "optim.epochs=2",
-        "optim.global_batch=2",
-        "optim.batch_size=2",
+        *tiny_rest_settings(root, tiny_blip_dir, tiny_clip_dir),
         "rest.epochs_per_round=2",
-        "rest.neighbours=2",
-        "rest.max_new_tokens=4",
-        "run.progress=false",
         "run.log_every=1",
     ]
     return root, settings

@@ -22,9 +22,8 @@ from genact.data.splits import Split, read_list
 from genact.distributed import Dist
 from genact.errors import DataError
 from genact.evaluation.clip_tam import mean_std
-from genact.evaluation.evaluate import evaluate
-from genact.evaluation.fewshot import finetune_and_evaluate
-from genact.inference.captions import Captioner
+from genact.evaluation.evaluate import evaluate_model
+from genact.evaluation.fewshot import finetune_and_evaluate, shots_per_class
 from genact.models.clip import FrozenClip
 from genact.training.rundir import RunDir
 
@@ -41,17 +40,27 @@ def _labels(splits_dir: Path, kind: str) -> Path:
     return found[0]
 
 
+def base2novel_shots(data_root: str | Path, splits_dir: str | Path, sampling: int) -> list:
+    """The base training shots of `sampling` (1-3), labelled in the base classes."""
+    base = _labels(Path(splits_dir), "base")
+    return read_list(Path(splits_dir) / f"fs_base_s{sampling}_train.txt", data_root, base).items
+
+
+def base2novel_tests(data_root: str | Path, splits_dir: str | Path) -> tuple[Split, Split]:
+    """The base test split (base names) and the novel test split (novel names)."""
+    splits_dir = Path(splits_dir)
+    base, novel = _labels(splits_dir, "base"), _labels(splits_dir, "novel")
+    return read_list(splits_dir / "base_val.txt", data_root, base), read_list(
+        splits_dir / "novel_val.txt", data_root, novel
+    )
+
+
 def base2novel_sets(
     data_root: str | Path, splits_dir: str | Path, sampling: int
 ) -> tuple[list, Split, Split]:
     """(the base training shots of `sampling`, the base test split, the novel test split)."""
-    splits_dir = Path(splits_dir)
-    base, novel = _labels(splits_dir, "base"), _labels(splits_dir, "novel")
-    shots = read_list(splits_dir / f"fs_base_s{sampling}_train.txt", data_root, base)
-    return (
-        shots.items,
-        read_list(splits_dir / "base_val.txt", data_root, base),
-        read_list(splits_dir / "novel_val.txt", data_root, novel),
+    return base2novel_shots(data_root, splits_dir, sampling), *base2novel_tests(
+        data_root, splits_dir
     )
 
 
@@ -83,31 +92,30 @@ def run_base2novel(
     """The zero-shot row and one fine-tuning per sampling (genact's few-shot recipe on
     the base shots); returns {"zero_shot": {base, novel, hm}, "samplings": {s: {...}},
     "mean_std": {base, novel, hm: [mean, std]}}, also written to out_dir/fewshot.json."""
-    _, base_test, novel_test = base2novel_sets(data_root, splits_dir, samplings[0])
-    tests = {"base": base_test, "novel": novel_test}
+    base_test, novel_test = base2novel_tests(data_root, splits_dir)  # read once, for every row
     cache = cache_dir or out_dir / "cache"
-    captioner = Captioner.load(
-        model, Decoding(), cache_dir=cache, device=dist.device, progress=progress, dist=dist
-    )
     frozen = FrozenClip.from_pretrained(clip).to(dist.device)
-    zero = evaluate(
-        tests,
+    zero = evaluate_model(
+        model,
+        {"base": base_test, "novel": novel_test},
         frozen,
-        captioner,
-        method="genact",
-        templates=templates or ["{}"],
+        decoding=Decoding(),
         out_dir=out_dir / "zero-shot",
-        meta={"protocol": "base2novel", "model": model, "clip": clip},
         cache_dir=cache,
-        frames=captioner.frames,
+        meta={"protocol": "base2novel", "clip": clip},
+        templates=templates,
         progress=progress,
         dist=dist,
     )
     rows = {}
     for s in samplings:
-        shots, base_test, novel_test = base2novel_sets(data_root, splits_dir, s)
-        per_class = max(len(shots) // max(len(base_test.class_names), 1), 1)
-        meta = {"protocol": "base2novel", "base_model": model, "sampling": s, "shots": per_class}
+        shots = base2novel_shots(data_root, splits_dir, s)
+        meta = {
+            "protocol": "base2novel",
+            "base_model": model,
+            "sampling": s,
+            "shots": shots_per_class(shots, base_test.class_names),
+        }
         res = finetune_and_evaluate(
             base_test,
             shots,

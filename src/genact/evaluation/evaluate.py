@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from genact import __version__
+from genact.config import Decoding
 from genact.data.datasets import SkipReport
 from genact.data.splits import Split
 from genact.distributed import Dist
@@ -245,6 +246,41 @@ def evaluate(
         save_embeddings(results_dir.embeddings, embeddings)
     out["table"] = results_table(results, summary)
     return out
+
+
+def evaluate_model(
+    model: str | Path,
+    tests: dict[str, Split],
+    clip: FrozenClip,
+    *,
+    decoding: Decoding,
+    out_dir: Path,
+    cache_dir: Path,
+    meta: dict,
+    templates: list[str] | None = None,
+    frames: int | None = None,
+    progress: bool = True,
+    dist: Dist = Dist(),
+) -> dict:
+    """`evaluate` the captions of `model` (hub id or directory) with `decoding` on
+    `tests`; CLIP's video features (for each caption's cosine) take `frames` frames,
+    by default the captioner's. results.json's meta gets the model."""
+    captioner = Captioner.load(
+        str(model), decoding, cache_dir=cache_dir, device=dist.device, progress=progress, dist=dist
+    )
+    return evaluate(
+        tests,
+        clip,
+        captioner,
+        method="genact",
+        templates=templates or ["{}"],
+        out_dir=out_dir,
+        meta={**meta, "model": str(model)},
+        cache_dir=cache_dir,
+        frames=frames or captioner.frames,
+        progress=progress,
+        dist=dist,
+    )
 
 
 def _settings(clip: FrozenClip, captioner: Captioner | None, frames: int) -> dict:

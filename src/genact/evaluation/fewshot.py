@@ -15,9 +15,8 @@ from genact.data.splits import Split, read_list
 from genact.distributed import Dist, joined
 from genact.errors import ConfigError, DataError
 from genact.evaluation.clip_tam import mean_std
-from genact.evaluation.evaluate import evaluate
+from genact.evaluation.evaluate import evaluate_model
 from genact.evaluation.protocols import protocol_splits
-from genact.inference.captions import Captioner
 from genact.models.clip import FrozenClip
 from genact.models.video_blip import VideoBlip
 from genact.training.rundir import RunDir
@@ -170,7 +169,7 @@ def run_fewshot(
         classes=classes,
     )
     label = "all" if shots is None else str(shots)
-    per_class = shots or max(len(items) // max(len(test.class_names), 1), 1)  # sets the epochs
+    per_class = shots or shots_per_class(items, test.class_names)  # sets the epochs
     meta = {
         "protocol": protocol,
         "base_model": model,
@@ -268,29 +267,25 @@ def _finetune_and_evaluate(
         raise ConfigError(
             f"{run_dir}: training stopped early (run.stop_at_step); run again to resume"
         )
-    captioner = Captioner.load(
-        str(final),
-        Decoding(frames=cfg.data.frames),
-        cache_dir=cache,
-        device=dist.device,
-        progress=progress,
-        dist=dist,
-    )
     frozen = FrozenClip.from_pretrained(clip).to(dist.device)
-    meta = {**meta, "model": str(final), "clip": clip, "train_videos": [it.path for it in items]}
-    return evaluate(
+    meta = {**meta, "clip": clip, "train_videos": [it.path for it in items]}
+    return evaluate_model(
+        final,
         tests,
         frozen,
-        captioner,
-        method="genact",
-        templates=templates or ["{}"],
+        decoding=Decoding(frames=cfg.data.frames),
         out_dir=run_dir,
-        meta=meta,
         cache_dir=cache,
-        frames=captioner.model.config.num_frames,
+        meta=meta,
+        templates=templates,
         progress=progress,
         dist=dist,
     )
+
+
+def shots_per_class(items: list[VideoItem], class_names: list[str]) -> int:
+    """The mean number of training videos per class (what sets few-shot's epochs)."""
+    return max(len(items) // max(len(class_names), 1), 1)
 
 
 def fewshot_summary(
