@@ -71,6 +71,7 @@ def test_one_video_in_one_result_out_and_labels_ranked_by_cosine(clf, fitted):
     assert sorted(one["labels"]) == sorted(LABELS) and one["scores"] == sorted(
         one["scores"], reverse=True
     )
+    assert one["labels"][0] == CAPTIONS[0]  # the caption is a class name: its own label ranks first
     assert clf.caption(videos[1]) == {"video": str(videos[1]), "caption": CAPTIONS[1]}
 
 
@@ -117,6 +118,7 @@ def test_time_windows_tile_a_video_and_keep_its_tail():
     assert time_windows(25, 10) == [(0.0, 10.0), (10.0, 20.0), (20.0, 25)]
     assert time_windows(21, 10) == [(0.0, 10.0), (10.0, 21)]  # a short tail joins the last window
     assert time_windows(5, 10) == [(0.0, 5)]
+    assert time_windows(20, 10) == [(0.0, 10.0), (10.0, 20.0)]  # a whole number of windows: no tail
     assert time_windows(30, 10, 5)[:3] == [(0.0, 10.0), (5.0, 15.0), (10.0, 20.0)]
 
 
@@ -222,3 +224,24 @@ def test_windows_keep_memory_flat_on_a_30_minute_video(fitted, tmp_path):
         assert windows == minutes
         peaks[minutes] = peak_kb / 1024
     assert peaks[30] - peaks[2] < 40, peaks
+
+
+def test_other_decoding_settings_give_the_captions_of_a_model_loaded_with_them(
+    clf, fitted, tmp_path
+):
+    """with_decoding reuses the loaded model: its captions and recorded settings are
+    those of a classifier loaded afresh with the same frames and beams."""
+    root, videos = fitted
+    other = clf.with_decoding(frames=2, beams=1, max_new_tokens=5)
+    fresh = VideoClassifier.from_pretrained(
+        root / "model",
+        None,
+        device="cpu",
+        frames=2,
+        beams=1,
+        max_new_tokens=5,
+        cache_dir=tmp_path / "fresh",
+    )
+    assert other.caption(videos) == fresh.caption(videos)
+    assert other.captioner.settings == fresh.captioner.settings and other.captioner.frames == 2
+    assert clf.captioner.frames == 4  # the original keeps its own

@@ -347,6 +347,9 @@ def test_few_shot_training_beats_chance(tiny_blip_dir, tiny_clip_dir, tmp_path):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     res = RunDir(tmp_path / "fs" / "2shot-split1").read_results()
+    assert res["model"] == str(
+        RunDir(tmp_path / "fs" / "2shot-split1" / "train").final
+    )  # the model scored
     assert len(res["train_videos"]) == 6 and res["splits"]["split1"]["num_videos"] == 3
     assert res["splits"]["split1"]["top1"] > 100 / 3, res["splits"]["split1"]["videos"]
     table = RunDir(tmp_path / "fs").read_fewshot()

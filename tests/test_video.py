@@ -156,7 +156,7 @@ def barcode(frame: np.ndarray) -> int:
 
 @pytest.mark.parametrize("gop", [12, 250])
 def test_seeking_decoder_finds_the_sampled_frames_of_a_long_video(tmp_path, gop):
-    """240 frames with a keyframe every `gop` (and B-frames): the sampled frames, in
+    """240 frames with a keyframe every `gop`: the sampled frames, in
     eval, train and windowed sampling, are the ones sequential decoding gives."""
     path = tmp_path / "long.mp4"
     write_video(path, barcode_frames(240), fps=24, gop=gop)
@@ -171,7 +171,7 @@ def test_seeking_decoder_finds_the_sampled_frames_of_a_long_video(tmp_path, gop)
 
 @pytest.mark.parametrize("gop", [12, 250])
 def test_windows_read_from_the_keyframe_before_them_give_the_frames_of_a_full_scan(tmp_path, gop):
-    """Windows anywhere in a 240-frame video with B-frames (at its start, across a
+    """Windows anywhere in a 240-frame video (at its start, across a
     keyframe, at its end, past its end) sample the frames sequential decoding gives."""
     path = tmp_path / "long.mp4"
     write_video(path, barcode_frames(240), fps=24, gop=gop)

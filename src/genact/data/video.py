@@ -151,8 +151,9 @@ def _timestamps(
     """Sorted presentation timestamps of the frames inside [start, end) and of the
     keyframes from the one before the window on, read from packets (no decoding);
     None when some packet has no pts. A window is read from the keyframe before it to
-    the second keyframe after it (a frame shown in the window is never stored after
-    that), so a window of a long video costs its own packets, not the whole file's."""
+    the second keyframe after it (one more than a closed GOP needs, for the leading
+    frames of an open one), so a window of a long video costs its own packets, not
+    the whole file's."""
     tb = stream.time_base
     if start:
         container.seek(int(start / tb), stream=stream, backward=True, any_frame=False)
