@@ -47,9 +47,6 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
-    def __fspath__(self) -> str:
-        return str(self.path)
-
     # ---- paths -------------------------------------------------------------------
     @property
     def name(self) -> str:

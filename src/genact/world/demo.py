@@ -261,7 +261,7 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     if {"rest", "frame-captioner"} <= wanted:
         sources = [out / "results" / n for n in ("frame-captioner", "rest", "regen") if n in wanted]
         build_report(
-            sources + [RunDir(out / "runs" / "rest").path],
+            sources + [out / "runs" / "rest"],
             out / "report",
             tables=report_tables([demo], found),
         )
