@@ -67,13 +67,13 @@ def test_atomic_writes_keep_the_old_version_on_failure(tmp_path):
 def test_frame_captions_cover_frames_and_prompts(tiny_blip_dir, make_video, tmp_path, monkeypatch):
     model = VideoBlip.from_pretrained(tiny_blip_dir)
     seen = []
-    real = model.generate_from_memory
+    real = model.caption_prompts
 
-    def spy(memory, prompt=None, **kw):
-        seen.append((memory.shape[0], prompt))
-        return [f"frame{j}" for j in range(memory.shape[0])]
+    def spy(memory, prompts, **kw):
+        seen.append((memory.shape[0], tuple(prompts)))
+        return [[f"frame{j}" for j in range(memory.shape[0])] for _ in prompts]
 
-    monkeypatch.setattr(model, "generate_from_memory", spy)
+    monkeypatch.setattr(model, "caption_prompts", spy)
     items = [
         VideoItem(str(make_video("a.mp4"))),
         VideoItem(str(tmp_path / "bad.mp4")),
@@ -87,10 +87,8 @@ def test_frame_captions_cover_frames_and_prompts(tiny_blip_dir, make_video, tmp_
         batch_size=3,
         progress=False,
     )
-    assert seen == [
-        (6, "a video of"),
-        (6, "a person is"),
-    ]  # 2 good videos x 3 frames, one batch per prompt
+    # 2 good videos x 3 frames, one batch for both prompts
+    assert seen == [(6, ("a video of", "a person is"))]
     assert sorted(caps) == [0, 2]
     assert caps[0] == [
         "frame0",
@@ -101,6 +99,6 @@ def test_frame_captions_cover_frames_and_prompts(tiny_blip_dir, make_video, tmp_
         "a person is frame2",
     ]
     assert caps[2][0] == "frame3"
-    monkeypatch.setattr(model, "generate_from_memory", real)
+    monkeypatch.setattr(model, "caption_prompts", real)
     merged = frame_captions(model, items[:1], num_frames=4, prompts=["a video of"], progress=False)
     assert len(merged[0]) == len(set(merged[0])) >= 1  # identical frames give one merged caption

@@ -227,8 +227,9 @@ def test_fitting_a_caption_then_generating_it_back(blip_dir, tmp_path):
 def test_beam_search_keeps_cross_attention_cache_in_place_with_the_same_captions(
     blip_dir, monkeypatch
 ):
-    """BeamCache skips reordering the cross-attention keys / values (identical across
-    a clip's beams); captions and scores must equal transformers' own cache's."""
+    """The reference path (transformers' generate): BeamCache skips reordering the
+    cross-attention keys / values (identical across a clip's beams); captions and
+    scores must equal transformers' own cache's."""
     from transformers.cache_utils import EncoderDecoderCache
 
     from genact.models.video_blip import BeamCache
@@ -242,9 +243,13 @@ def test_beam_search_keeps_cross_attention_cache_in_place_with_the_same_captions
         "reorder_cache",
         lambda self, idx: calls.append(1) or self.self_attention_cache.reorder_cache(idx),
     )
-    fast = model.generate_from_memory(memory, num_beams=4, max_new_tokens=8, num_return_sequences=2)
+    fast = model.generate_from_memory(
+        memory, num_beams=4, max_new_tokens=8, num_return_sequences=2, decoder="transformers"
+    )
     monkeypatch.setattr(BeamCache, "reorder_cache", EncoderDecoderCache.reorder_cache)
-    full = model.generate_from_memory(memory, num_beams=4, max_new_tokens=8, num_return_sequences=2)
+    full = model.generate_from_memory(
+        memory, num_beams=4, max_new_tokens=8, num_return_sequences=2, decoder="transformers"
+    )
     assert calls and fast == full and len(set(fast)) > 1
 
 

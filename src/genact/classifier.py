@@ -59,6 +59,7 @@ class VideoClassifier:
         image_size: int | None = None,
         batch_size: int = 8,
         num_workers: int = 0,
+        decoder: str = "genact",
         cache_dir: str | os.PathLike | None = None,
         progress: bool = False,
         dist: Dist = Dist(),
@@ -74,6 +75,7 @@ class VideoClassifier:
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             workers=num_workers,
+            decoder=decoder,
         )
         dev = dist.device if dist.enabled else pick_device(device)
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -103,6 +103,7 @@ def _classifier(args, dist, clip: str | None = None):
         image_size=d.image_size,
         batch_size=d.batch_size,
         num_workers=d.workers,
+        decoder=d.decoder,
         cache_dir=cache_dir(args),
         progress=not args.quiet,
         dist=dist,

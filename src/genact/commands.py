@@ -89,6 +89,12 @@ def add_decoding_args(p: argparse.ArgumentParser, cache: bool = False) -> None:
         help="beam size for caption search",
     )
     p.add_argument("--max-new-tokens", type=option(RestStepsConfig, "max_new_tokens"), default=30)
+    p.add_argument(
+        "--decoder",
+        choices=["genact", "transformers"],
+        default="genact",
+        help="caption search: genact's (default) or transformers' generate (the reference)",
+    )
     p.add_argument("--batch-size", type=option(RestStepsConfig, "caption_batch"), default=8)
     p.add_argument(
         "--num-workers",
@@ -129,6 +135,7 @@ def decoding(args: argparse.Namespace, *, one_frame: bool = False) -> Any:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         workers=args.num_workers,
+        decoder=args.decoder,
     )
 
 

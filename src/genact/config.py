@@ -149,6 +149,8 @@ class RestStepsConfig(Section):
     retrieval_rounds: int | None = bounded(None, 0)
     num_beams: int = bounded(3, 1, 64)
     max_new_tokens: int = bounded(30, 1, 512)  # at most BLIP's text positions
+    # genact's beam search, or transformers' generate (the reference; the same captions)
+    decoder: Literal["genact", "transformers"] = "genact"
     caption_batch: int = bounded(16, 1)  # videos per captioning batch
     clip_batch: int = bounded(32, 1)
     feature_dtype: Literal["float16", "float32"] = "float16"  # of the stored CLIP features
@@ -264,3 +266,5 @@ class Decoding:
     max_new_tokens: int = 30
     batch_size: int = 8
     workers: int = 0
+    # genact's beam search, or transformers' generate (the reference; the same captions)
+    decoder: Literal["genact", "transformers"] = "genact"

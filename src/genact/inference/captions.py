@@ -98,7 +98,9 @@ def frame_captions(
     """Caption each of the T frames of every video under each prompt with the image
     model (each frame a one-frame clip, so a temporal adapter sees only that frame; an
     image BLIP's adapters start at zero and then change nothing). One ViT pass per
-    frame serves all prompts; decoding is batched over B*T frames per prompt.
+    frame, and one computation of its cross-attention keys and values, serve all
+    prompts; decoding is batched over B*T frames per prompt. `generate_kwargs` are
+    VideoBlip.caption_prompts' (beam search, no sampling).
 
     A caption made under the model's own prompt ("a video of") is kept without it,
     since training puts that prompt back; other prompts ("a person is") stay part of
@@ -114,8 +116,8 @@ def frame_captions(
         b, t = pixels.shape[:2]
         memory = model.encode_video(pixels.flatten(0, 1).unsqueeze(1))  # (B*T, N, d)
         per_video: list[list[str]] = [[] for _ in range(b)]
-        for prompt in prompts:
-            texts = model.generate_from_memory(memory, prompt=prompt, **generate_kwargs)
+        captions = model.caption_prompts(memory, list(prompts), **generate_kwargs)
+        for prompt, texts in zip(prompts, captions):
             keep_prompt = prompt.strip() != model.config.prompt.strip()
             for j, text in enumerate(texts):
                 per_video[j // t].append(f"{prompt} {text}".strip() if keep_prompt else text)
@@ -253,6 +255,7 @@ class Captioner:
             "image_size": net.input_size,
             "num_beams": decoding.beams,
             "max_new_tokens": decoding.max_new_tokens,
+            "decoder": decoding.decoder,
         }
         source = resolve_model_dir(model)
         cache = CaptionCache(cache_dir, model_fingerprint(source, settings))
@@ -310,6 +313,7 @@ class Captioner:
                     num_frames=self.frames,
                     num_beams=d.beams,
                     max_new_tokens=d.max_new_tokens,
+                    decoder=d.decoder,
                 )
                 self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
                 self.generated += len(caps)

@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from genact.errors import ConfigError
 from genact.models.attention import use_sdpa
+from genact.models.decoder import CaptionDecoder, unsupported
 from genact.models.hub import (
     PREPROCESSOR_CONFIG,
     check_finite,
@@ -36,6 +38,7 @@ from genact.models.hub import (
 )
 
 VIDEO_CONFIG = "genact_video.json"
+Decoder = Literal["genact", "transformers"]  # caption search: genact's, or the reference
 ADAPTER_WEIGHTS = "adapters.safetensors"
 
 
@@ -135,6 +138,7 @@ class VideoBlip(nn.Module):
                 f"image size {config.image_size}: must be a multiple of the ViT's patch size "
                 f"{patch}"
             )
+        self._decoder: CaptionDecoder | bool | None = None  # built on first use
         text = blip.config.text_config
         self.bos_id, self.eos_id, self.pad_id = (
             text.bos_token_id,
@@ -305,46 +309,127 @@ class VideoBlip(nn.Module):
         top_k: int = 0,
         top_p: float = 1.0,
         prompt: str | None = None,
+        decoder: Decoder = "genact",
     ) -> list[str]:
         """Decode captions from encoded clips, memory (B, N, d) from `encode_video`,
-        so one encoding can serve several prompts."""
-        prompt_ids = self.prompt_ids(prompt).expand(memory.shape[0], -1)
-        kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p) if do_sample else {}
-        if not do_sample and num_beams > 1:
-            text_cfg = self.blip.config.text_config
-            kwargs["past_key_values"] = BeamCache(
-                DynamicCache(config=text_cfg), DynamicCache(config=text_cfg)
+        so one encoding can serve several prompts. Beam and greedy search run on
+        genact's decoder (models/decoder.py), sampling and `decoder="transformers"` on
+        transformers' generate, which gives the same captions."""
+        if do_sample:
+            return self._texts(
+                self._generate(
+                    self.prompt_ids(prompt).expand(memory.shape[0], -1),
+                    memory,
+                    do_sample=True,
+                    num_return_sequences=num_return_sequences,
+                    max_new_tokens=max_new_tokens,
+                    min_new_tokens=min_new_tokens,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                ),
+                self.prompt_ids(prompt).shape[1],
             )
+        return self.caption_prompts(
+            memory,
+            [prompt],
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            num_return_sequences=num_return_sequences,
+            decoder=decoder,
+        )[0]
+
+    @torch.no_grad()
+    def caption_prompts(
+        self,
+        memory: torch.Tensor,
+        prompts: list[str | None],
+        *,
+        num_beams: int = 3,
+        max_new_tokens: int = 30,
+        min_new_tokens: int = 1,
+        num_return_sequences: int = 1,
+        decoder: Decoder = "genact",
+    ) -> list[list[str]]:
+        """Per prompt (None: the model's), the beam-search (greedy at one beam) captions
+        of memory (B, N, d), B * num_return_sequences strings grouped by clip."""
+        ids = [self.prompt_ids(p) for p in prompts]
+        search = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
+        if decoder == "genact" and self._fast_decoder() is not None:
+            outs = self._fast_decoder().decode(
+                memory,
+                [i[0] for i in ids],
+                num_beams=num_beams,
+                num_return_sequences=num_return_sequences,
+                **search,
+            )
+        else:
+            outs = [
+                self._generate(
+                    i.expand(memory.shape[0], -1),
+                    memory,
+                    num_beams=num_beams,
+                    num_return_sequences=num_return_sequences,
+                    past_key_values=BeamCache.new(self.blip.config.text_config)
+                    if num_beams > 1
+                    else None,
+                    **search,
+                )
+                for i in ids
+            ]
+        return [self._texts(out, i.shape[1]) for out, i in zip(outs, ids)]
+
+    def _texts(self, ids: torch.Tensor, prompt_len: int) -> list[str]:
+        texts = self.tokenizer.batch_decode(ids[:, prompt_len:], skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    def _fast_decoder(self) -> CaptionDecoder | None:
+        """genact's decoder over this model's text decoder; None (with a warning, once)
+        when its generation config asks for what only transformers implements."""
+        if self._decoder is None:
+            missing = unsupported(self.blip.text_decoder.generation_config)
+            if missing:
+                warnings.warn(
+                    f"the model's generation config sets {missing}: captioning with "
+                    "transformers' generate"
+                )
+                self._decoder = False
+            else:
+                self._decoder = CaptionDecoder(
+                    self.blip.text_decoder, eos_id=self.eos_id, pad_id=self.pad_id
+                )
+        return self._decoder or None
+
+    def compile_decoder(self) -> None:
+        """Capture genact's decoding step with torch.compile(mode="reduce-overhead")
+        (CUDA graphs on a GPU; clips padded to power-of-two buckets)."""
+        fast = self._fast_decoder()
+        if fast is not None:
+            self._decoder = CaptionDecoder(
+                self.blip.text_decoder, eos_id=self.eos_id, pad_id=self.pad_id, compile=True
+            )
+
+    def _generate(self, prompt_ids: torch.Tensor, memory: torch.Tensor, **kwargs) -> torch.Tensor:
+        """transformers' generate on the text decoder over memory (B, N, d) -> token ids
+        (B', L): the reference path, and sampling."""
+        if kwargs.get("past_key_values") is None:
+            kwargs.pop("past_key_values", None)
         # the name is `cache` from transformers 5.2x on, `past_key_values` before
         with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", message="`past_key_values` is deprecated", category=FutureWarning
             )
-            out = self._generate(
-                prompt_ids,
-                memory,
-                num_beams=1 if do_sample else num_beams,
-                do_sample=do_sample,
-                num_return_sequences=num_return_sequences,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
+            return self.blip.text_decoder.generate(
+                input_ids=prompt_ids,
+                encoder_hidden_states=memory,
+                encoder_attention_mask=torch.ones(
+                    memory.shape[:2], dtype=torch.long, device=memory.device
+                ),
+                eos_token_id=self.eos_id,
+                pad_token_id=self.pad_id,
                 **kwargs,
             )
-        texts = self.tokenizer.batch_decode(out[:, prompt_ids.shape[1] :], skip_special_tokens=True)
-        return [t.strip() for t in texts]
-
-    def _generate(self, prompt_ids: torch.Tensor, memory: torch.Tensor, **kwargs) -> torch.Tensor:
-        """The text decoder's generate over memory (B, N, d) -> token ids (B', L)."""
-        return self.blip.text_decoder.generate(
-            input_ids=prompt_ids,
-            encoder_hidden_states=memory,
-            encoder_attention_mask=torch.ones(
-                memory.shape[:2], dtype=torch.long, device=memory.device
-            ),
-            eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id,
-            **kwargs,
-        )
 
 
 class BeamCache(EncoderDecoderCache):
@@ -353,6 +438,10 @@ class BeamCache(EncoderDecoderCache):
     are identical and reordering beams needs to permute only the self-attention
     cache; transformers copies both at every step, which was half of BLIP-base's
     beam-search time on CPU (benchmarks/captioning.py)."""
+
+    @classmethod
+    def new(cls, text_config) -> "BeamCache":
+        return cls(DynamicCache(config=text_config), DynamicCache(config=text_config))
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.self_attention_cache.reorder_cache(beam_idx)
