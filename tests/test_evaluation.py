@@ -125,10 +125,14 @@ def test_scores_equal_hand_computed_values():
     ]
     captions = {0: "a man runs", 1: "a boy swims", 2: "someone leaps"}  # d.mp4 was unreadable
 
-    def captioner(its, report):
-        report.add([("d.mp4", "d.mp4: cannot open")])
-        return captions
+    class Captioner:  # what score_captions uses of one
+        frames = 8
 
+        def caption_and_encode(self, its, report, clip=None):
+            report.add([("d.mp4", "d.mp4: cannot open")])
+            return captions, {}
+
+    captioner = Captioner()
     res, emb = score_captions(
         Split(items, classes), clip, captioner, templates=["{}"], video_cosine=False
     )
@@ -581,3 +585,42 @@ def test_the_report_never_averages_different_settings_and_shows_a_callers_tables
     assert "papers' numbers" not in page and "unseen top-1" in page and "generalized top-1" in page
     assert page.index("The papers&#x27; effects in the world") < page.index("<h2>Results</h2>")
     assert "REST &gt; frame captioner" in page
+
+
+def test_evaluation_decodes_each_video_once_with_the_same_cosines(
+    fitted, tiny_clip_dir, tmp_path, monkeypatch
+):
+    """The captioner and CLIP take their inputs from one decode of each video; the
+    caption-video cosines equal those of CLIP features from a decode of its own."""
+    import genact.data.datasets as datasets
+    from genact.config import Decoding
+    from genact.inference.captions import Captioner
+    from genact.inference.features import encode_videos
+    from genact.models import FrozenClip
+
+    root, videos = fitted
+    items = [VideoItem(str(v), i) for i, v in enumerate(videos)]
+    clip = FrozenClip.from_pretrained(tiny_clip_dir)
+    decodes, real = [], datasets.read_video_sides
+    monkeypatch.setattr(
+        datasets, "read_video_sides", lambda *a, **k: decodes.append(a[0]) or real(*a, **k)
+    )
+    captioner = Captioner.load(
+        str(root / "model"),
+        Decoding(max_new_tokens=5),
+        cache_dir=tmp_path / "cache",
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    res, emb = score_captions(
+        Split(items, ["blue", "red"]), clip, captioner, templates=["{}"], frames=4, progress=False
+    )
+    assert sorted(decodes) == sorted(str(v) for v in videos)  # once each, for both models
+    alone = encode_videos(clip, items, 4, progress=False)
+    for j, video in enumerate(res.videos):
+        assert video["video_caption_cosine"] == pytest.approx(float(emb[j] @ alone[j]), abs=1e-6)
+    decodes.clear()  # CLIP at other frames than the captioner's: a decode of its own
+    score_captions(
+        Split(items, ["blue", "red"]), clip, captioner, templates=["{}"], frames=2, progress=False
+    )
+    assert len(decodes) == 2  # the captions were cached; CLIP decoded each video

@@ -193,7 +193,7 @@ def test_captions_are_saved_as_they_go_and_a_rerun_reuses_them(fitted, tmp_path,
     captioner.chunk = 2
     import genact.inference.captions as captions
 
-    real, calls = captions.caption_videos, []
+    real, calls = captions.caption_and_encode, []
 
     def killed_after_two_chunks(model, its, *args, **kwargs):
         calls.append(len(its))
@@ -201,10 +201,10 @@ def test_captions_are_saved_as_they_go_and_a_rerun_reuses_them(fitted, tmp_path,
             raise KeyboardInterrupt  # stands for a kill: nothing after the second chunk is saved
         return real(model, its, *args, **kwargs)
 
-    monkeypatch.setattr(captions, "caption_videos", killed_after_two_chunks)
+    monkeypatch.setattr(captions, "caption_and_encode", killed_after_two_chunks)
     with pytest.raises(KeyboardInterrupt):
         captioner(items, SkipReport())
-    monkeypatch.setattr(captions, "caption_videos", real)
+    monkeypatch.setattr(captions, "caption_and_encode", real)
     again = Captioner.load(
         str(root / "model"),
         Decoding(max_new_tokens=5),

@@ -9,6 +9,7 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 import genact.cli as cli
 import genact.evaluation.cli as evaluation_cli
@@ -270,12 +271,29 @@ def test_a_large_frame_is_shrunk_while_still_uint8(tmp_path, monkeypatch):
     assert small.shape == (2, 40, 53, 3) and small.dtype == np.uint8
     import genact.data.datasets as datasets
 
-    seen, real = [], datasets.read_video
+    seen, real = [], datasets.read_video_sides
     monkeypatch.setattr(
-        datasets, "read_video", lambda *a, **k: seen.append(real(*a, **k).shape) or real(*a, **k)
+        datasets,
+        "read_video_sides",
+        lambda *a, **k: seen.append([f.shape for f in real(*a, **k)]) or real(*a, **k),
     )
     sample = VideoDataset([VideoItem(str(tmp_path / "big.mp4"))], 2, VideoTransform(size=16))[0]
-    assert seen == [(2, 32, 43, 3)] and sample["pixels"].shape == (2, 3, 16, 16)
+    assert seen == [[(2, 32, 43, 3)]] and sample["pixels"].shape == (2, 3, 16, 16)
+
+
+def test_one_decode_gives_each_model_the_frames_its_own_decode_gives(tmp_path):
+    """Evaluation decodes a video once for the captioner and CLIP (`also`): each input
+    equals what a dataset with that transform alone gives (shrunk to its own side)."""
+    rng = np.random.default_rng(0)
+    write_video(tmp_path / "v.mp4", rng.integers(0, 255, (12, 240, 320, 3), dtype=np.uint8))
+    items = [VideoItem(str(tmp_path / "v.mp4"))]
+    blip, clip = VideoTransform(size=24), VideoTransform(size=16)
+    both = VideoDataset(items, 4, blip, also={"clip_pixels": clip})[0]
+    assert torch.equal(both["pixels"], VideoDataset(items, 4, blip)[0]["pixels"])
+    assert torch.equal(both["clip_pixels"], VideoDataset(items, 4, clip)[0]["pixels"])
+    assert both["pixels"].shape[-1] == 24 and both["clip_pixels"].shape[-1] == 16
+    with pytest.raises(ValueError):
+        VideoDataset(items, 4, blip, train=True, also={"clip_pixels": clip})
 
 
 # ---- class files ------------------------------------------------------------------

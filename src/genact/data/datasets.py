@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genact.data.video import CachedClip, VideoDecodeError, read_cached, read_video
+from genact.data.video import CachedClip, VideoDecodeError, read_cached, read_video_sides
 from genact.io import ShardLog
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,23 @@ def video_id(item: VideoItem, num_frames: int | None = None) -> str:
 CACHE_KEY_VERSION = "v2"  # of video_id's cache keys; v1 was the path as typed
 
 
+def _max_short_side(transform) -> int | None:
+    """Frames are shrunk while still uint8 to twice the transform's resize (it does the
+    exact resize)."""
+    side = getattr(transform, "resize_side", None)
+    return 2 * side if isinstance(side, int) else None
+
+
 class VideoDataset(Dataset):
     """Decodes T frames per item and applies `transform` to the uint8 (T, H, W, 3) clip.
 
     A sample is a dict: index, path, label (-1 when unlabelled), pixels (whatever the
-    transform returns; the raw uint8 clip without one). In training, frame sampling
-    and augmentation draw from an RNG seeded by (seed, epoch, index): a sample is
-    the same whatever the worker count, and a resumed run sees the same data.
+    transform returns; the raw uint8 clip without one), and one entry per transform
+    in `also` (eval only: `{"clip_pixels": clip_transform(clip)}` gives CLIP's input
+    from the same decode, each size shrunk as its own decode would shrink it).
+    In training, frame sampling and augmentation draw from an RNG seeded by (seed,
+    epoch, index): a sample is the same whatever the worker count, and a resumed run
+    sees the same data.
     An item with cached frames of the right T is read from the frame cache (its
     eval frames, so training on it has no temporal jitter); a cache read that
     fails falls back to decoding the video. An unreadable video gives a sample
@@ -78,8 +88,12 @@ class VideoDataset(Dataset):
         transform: Callable[..., Any] | None = None,
         train: bool = False,
         seed: int = 0,
+        also: dict[str, Callable[..., Any]] | None = None,
     ):
+        if also and train:
+            raise ValueError("VideoDataset(also=...) is for eval sampling")
         self.items = items
+        self.also = also or {}
         self.num_frames = num_frames
         self.transform = transform
         self.train = train
@@ -87,8 +101,7 @@ class VideoDataset(Dataset):
         self.epoch = 0
         # frames are shrunk while still uint8 to twice the transform's resize (it does the exact
         # resize)
-        side = getattr(transform, "resize_side", None)
-        self.max_short_side = 2 * side if isinstance(side, int) else None
+        self.sides = tuple(_max_short_side(t) for t in (transform, *self.also.values()))
 
     def set_epoch(self, epoch: int) -> None:
         """Fresh random draws each epoch (call before iterating)."""
@@ -108,23 +121,21 @@ class VideoDataset(Dataset):
         try:
             frames = self._cached(item)
             if frames is None:
-                frames = read_video(
-                    item.path,
-                    self.num_frames,
-                    self.train,
-                    item.start,
-                    item.end,
-                    np_rng,
-                    max_short_side=self.max_short_side,
+                sized = read_video_sides(
+                    item.path, self.num_frames, self.sides, self.train, item.start, item.end, np_rng
                 )
+            else:
+                sized = [frames] * len(self.sides)
         except VideoDecodeError as e:
             sample["error"] = str(e)
             return sample
         if self.transform is None:
-            sample["pixels"] = torch.from_numpy(frames)
+            sample["pixels"] = torch.from_numpy(sized[0])
         else:
             rng = random.Random(int(np_rng.integers(2**63))) if self.train else None
-            sample["pixels"] = self.transform(frames, rng)
+            sample["pixels"] = self.transform(sized[0], rng)
+        for (key, transform), frames in zip(self.also.items(), sized[1:]):
+            sample[key] = transform(frames, None)
         return sample
 
     def _cached(self, item: VideoItem) -> np.ndarray | None:
@@ -150,7 +161,8 @@ def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "failed": [(s["path"], s["error"]) for s in samples if "error" in s],
     }
     if good:
-        batch["pixels"] = torch.stack([s["pixels"] for s in good])
+        for key in [k for k in good[0] if k == "pixels" or k.endswith("_pixels")]:
+            batch[key] = torch.stack([s[key] for s in good])
     return batch
 
 

@@ -121,8 +121,8 @@ def _decode_selected(
     indices: np.ndarray,
     start: float | None,
     end: float | None,
-    max_short_side: int | None = None,
-) -> tuple[dict[int, np.ndarray], int]:
+    sides: tuple[int | None, ...] = (None,),
+) -> tuple[dict[int, tuple[np.ndarray, ...]], int]:
     """Decode frames in order; keep RGB arrays only at `indices`. Returns (frames, count)."""
     wanted = set(int(i) for i in indices)
     last_wanted = max(wanted)
@@ -138,7 +138,7 @@ def _decode_selected(
                 break
             continue
         if i in wanted:
-            kept[i] = _rgb(frame, max_short_side)
+            kept[i] = _rgbs(frame, sides)
         i += 1
         if i > last_wanted:
             break
@@ -177,15 +177,15 @@ def _timestamps(
 
 
 def _decode_at(
-    container, stream, targets: list[int], keys: list[int], max_short_side: int | None = None
-) -> dict[int, np.ndarray]:
+    container, stream, targets: list[int], keys: list[int], sides: tuple[int | None, ...] = (None,)
+) -> dict[int, tuple[np.ndarray, ...]]:
     """RGB frames at the presentation timestamps `targets` (sorted, distinct).
 
     Decoding seeks to the keyframe before a target whenever that keyframe lies
     beyond the frames decoded so far, so a long video costs about T GOPs of
     decoding rather than all of its frames. A target missing from the stream
-    takes the next frame. Returns {target: (H, W, 3) uint8}; a target it could
-    not reach is absent.
+    takes the next frame. Returns {target: (H, W, 3) uint8 per side}; a target it
+    could not reach is absent.
     """
     kept: dict[int, np.ndarray] = {}
     frames = None
@@ -193,7 +193,7 @@ def _decode_at(
     last = None
     for target in targets:
         if pos is not None and target <= pos:
-            kept[target] = _rgb(last, max_short_side)
+            kept[target] = _rgbs(last, sides)
             continue
         i = bisect.bisect_right(keys, target) - 1
         key = keys[i] if i >= 0 else None
@@ -207,9 +207,13 @@ def _decode_at(
                 return kept
             pos, last = frame.pts, frame
             if frame.pts >= target:
-                kept[target] = _rgb(frame, max_short_side)
+                kept[target] = _rgbs(frame, sides)
                 break
     return kept
+
+
+def _rgbs(frame: av.VideoFrame, sides: tuple[int | None, ...]) -> tuple[np.ndarray, ...]:
+    return tuple(_rgb(frame, side) for side in sides)
 
 
 def read_video(
@@ -231,6 +235,20 @@ def read_video(
     timestamps is decoded in order instead. Returns uint8 (T, H, W, 3).
     Raises VideoDecodeError naming the path for any unreadable file.
     """
+    return read_video_sides(path, num_frames, (max_short_side,), train, start, end, rng)[0]
+
+
+def read_video_sides(
+    path: str | os.PathLike,
+    num_frames: int,
+    sides: tuple[int | None, ...],
+    train: bool = False,
+    start: float | None = None,
+    end: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> list[np.ndarray]:
+    """`read_video` for several `max_short_side`s from one decode: the same frames,
+    each shrunk as `read_video` shrinks them, one uint8 (T, H, W, 3) per side."""
     path = str(path)
     container = _open(path)
     try:
@@ -242,9 +260,9 @@ def read_video(
                 pts, keys = stamps
                 indices = sample_indices(len(pts), num_frames, train, rng)
                 wanted = sorted(set(pts[int(i)] for i in indices))
-                at = _decode_at(container, stream, wanted, keys, max_short_side)
+                at = _decode_at(container, stream, wanted, keys, sides)
                 if len(at) == len(wanted):
-                    return np.stack([at[pts[int(i)]] for i in indices])
+                    return _stack([at[pts[int(i)]] for i in indices], len(sides))
             # No timestamps, or seeking fell short: decode in order.
             container.seek(0)
             total = _count_frames(container, stream, start, end)
@@ -255,21 +273,26 @@ def read_video(
                 )
             indices = sample_indices(total, num_frames, train, rng)
             container.seek(0)
-            kept, decoded = _decode_selected(container, stream, indices, start, end, max_short_side)
+            kept, decoded = _decode_selected(container, stream, indices, start, end, sides)
             if len(kept) < len(set(indices.tolist())):
                 # The header's frame count was wrong: sample again over what really decodes.
                 if decoded == 0:
                     raise VideoDecodeError(path, "no decodable frames")
                 indices = sample_indices(decoded, num_frames, train, rng)
                 container.seek(0)
-                kept, _ = _decode_selected(container, stream, indices, start, end, max_short_side)
+                kept, _ = _decode_selected(container, stream, indices, start, end, sides)
         except av.FFmpegError as e:
             raise VideoDecodeError(path, f"corrupt video data ({_reason(e)})") from None
     finally:
         container.close()
     if not kept or any(int(i) not in kept for i in indices):
         raise VideoDecodeError(path, "frames missing after decoding (truncated file?)")
-    return np.stack([kept[int(i)] for i in indices])
+    return _stack([kept[int(i)] for i in indices], len(sides))
+
+
+def _stack(frames: list[tuple[np.ndarray, ...]], sides: int) -> list[np.ndarray]:
+    """T frames of `sides` sizes each -> one (T, H, W, 3) array per size."""
+    return [np.stack([f[s] for f in frames]) for s in range(sides)]
 
 
 def video_duration(path: str | os.PathLike) -> float:

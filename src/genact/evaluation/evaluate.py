@@ -67,13 +67,21 @@ def score_captions(
     videos are shared out (`dist`, and the captioner's own) and every process returns
     the whole split's result."""
     report = SkipReport()
-    captions = captioner(split.items, report)
+    # one decode serves both models when CLIP takes the captioner's frames
+    shared = video_cosine and frames == captioner.frames
+    captions, known = captioner.caption_and_encode(split.items, report, clip if shared else None)
     done = sorted(captions)
     emb = clip.encode_texts([captions[i] for i in done], clip_cache)
     cosine = {}
     if video_cosine:  # how well each caption describes its video (the report plots it)
         vfeats = encode_videos(
-            clip, [split.items[i] for i in done], frames, clip_cache, progress=progress, dist=dist
+            clip,
+            [split.items[i] for i in done],
+            frames,
+            clip_cache,
+            progress=progress,
+            dist=dist,
+            known={j: known[i] for j, i in enumerate(done) if i in known},
         )
         cosine = {done[j]: float(emb[j] @ f) for j, f in vfeats.items()}
     return _result(split, clip, done, emb, templates, clip_cache, report, captions, cosine), emb

@@ -24,8 +24,9 @@ from genact.config import DEFAULT_PROMPTS, Decoding
 from genact.console import progress_bar
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, iterate, make_loader, video_id
 from genact.distributed import Dist, all_gather, all_reduce_sum, shard
-from genact.inference.processing import blip_transform
+from genact.inference.processing import blip_transform, clip_transform
 from genact.io import ShardLog
+from genact.models.clip import FrozenClip
 from genact.models.hub import resolve_model_dir
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip
@@ -40,13 +41,16 @@ def eval_batches(
     report: SkipReport | None = None,
     progress: bool = True,
     desc: str = "captioning",
+    clip: FrozenClip | None = None,
 ) -> Iterator[dict]:
-    """Batches of eval-sampled clips in `model`'s input format, with a progress bar;
-    the model is in eval mode, no_grad and (on GPU) bf16 autocast while they are
-    consumed. Unreadable videos are left out and recorded in `report`."""
+    """Batches of eval-sampled clips in `model`'s input format (and, with `clip`, in
+    CLIP's as `clip_pixels`, from the same decode), with a progress bar; the model is
+    in eval mode, no_grad and (on GPU) bf16 autocast while they are consumed.
+    Unreadable videos are left out and recorded in `report`."""
     report = report if report is not None else SkipReport()
+    also = {"clip_pixels": clip_transform(clip)} if clip is not None else None
     loader = make_loader(
-        VideoDataset(items, num_frames, blip_transform(model)), batch_size, num_workers
+        VideoDataset(items, num_frames, blip_transform(model), also=also), batch_size, num_workers
     )
     was_training = model.training
     model.eval()
@@ -73,15 +77,49 @@ def caption_videos(
     """Caption every item (eval frame sampling of `num_frames`, default the model's).
     Returns {item index: captions} (num_return_sequences per video); unreadable videos
     are absent and in `report`."""
+    return caption_and_encode(
+        model,
+        items,
+        None,
+        batch_size,
+        num_workers,
+        report,
+        progress,
+        num_frames=num_frames,
+        **generate_kwargs,
+    )[0]
+
+
+def caption_and_encode(
+    model: VideoBlip,
+    items: list[VideoItem],
+    clip: FrozenClip | None,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    report: SkipReport | None = None,
+    progress: bool = True,
+    *,
+    num_frames: int | None = None,
+    **generate_kwargs,
+) -> tuple[dict[int, list[str]], dict[int, torch.Tensor]]:
+    """`caption_videos`, and with `clip` each video's CLIP feature (D,) from the same
+    decoded frames (what `encode_videos` gives at the same frames): ({index:
+    captions}, {index: feature})."""
     n = generate_kwargs.get("num_return_sequences", 1)
     out: dict[int, list[str]] = {}
+    feats: dict[int, torch.Tensor] = {}
     frames = num_frames or model.config.num_frames
-    batches = eval_batches(model, items, frames, batch_size, num_workers, report, progress)
+    batches = eval_batches(
+        model, items, frames, batch_size, num_workers, report, progress, clip=clip
+    )
     for batch in batches:
         texts = model.generate(batch["pixels"].to(model.device), **generate_kwargs)
-        for j, idx in enumerate(batch["index"].tolist()):
+        index = batch["index"].tolist()
+        for j, idx in enumerate(index):
             out[idx] = texts[j * n : (j + 1) * n]
-    return out
+        if clip is not None:
+            feats.update(zip(index, clip.video_features(batch["clip_pixels"]).cpu()))
+    return out, feats
 
 
 def frame_captions(
@@ -271,41 +309,61 @@ class Captioner:
 
     def __call__(self, items: list[VideoItem], report: SkipReport) -> dict[int, str]:
         """{item index: caption} for the readable items."""
+        return self.caption_and_encode(items, report)[0]
+
+    def caption_and_encode(
+        self, items: list[VideoItem], report: SkipReport, clip: FrozenClip | None = None
+    ) -> tuple[dict[int, str], dict[int, torch.Tensor]]:
+        """({item index: caption}, {item index: CLIP feature (D,)}): with `clip`, the
+        videos captioned now (not those the cache held) get their CLIP video feature
+        from the same decoded frames, so `encode_videos` need not decode them again."""
         keys = [video_id(it, self.frames) for it in items]
         # fixed shares: the cache may change while ranks look
         mine = shard(list(range(len(items))), self.dist)
         self.cache.refresh()
         own, before = SkipReport(), self.generated
-        self._generate(items, keys, [i for i in mine if keys[i] not in self.cache.captions], own)
+        todo = [i for i in mine if keys[i] not in self.cache.captions]
+        feats = self._generate(items, keys, todo, own, clip)
         out = {i: self.cache.captions[k] for i, k in enumerate(keys) if k in self.cache.captions}
-        # the others' captions and skips, by position: their cache may be on another node
+        # the others' captions, features and skips, by position: their cache may be on another
+        # node
         if self.dist.enabled:
-            shares = all_gather(({i: out[i] for i in mine if i in out}, own.skipped), self.dist)
-            out = {i: c for caps, _ in shares for i, c in caps.items()}
-            own = SkipReport([tuple(s) for _, skipped in shares for s in skipped])
+            mine_out = {i: out[i] for i in mine if i in out}
+            shares = all_gather((mine_out, feats, own.skipped), self.dist)
+            out = {i: c for caps, _, _ in shares for i, c in caps.items()}
+            feats = {i: f for _, part, _ in shares for i, f in part.items()}
+            own = SkipReport([tuple(s) for _, _, skipped in shares for s in skipped])
             made = self.generated - before
             self.generated += int(all_reduce_sum([float(made)], self.dist)[0]) - made
         report.skipped.extend(own.skipped)
-        return out
+        return out, feats
 
     def _generate(
-        self, items: list[VideoItem], keys: list[str], todo: list[int], report: SkipReport
-    ) -> None:
-        """Caption items[todo] chunk by chunk into the cache."""
+        self,
+        items: list[VideoItem],
+        keys: list[str],
+        todo: list[int],
+        report: SkipReport,
+        clip: FrozenClip | None,
+    ) -> dict[int, torch.Tensor]:
+        """Caption items[todo] chunk by chunk into the cache; the CLIP features of what it
+        captioned, with `clip`."""
         bar = progress_bar(
             total=len(todo),
             desc="captioning",
             enabled=bool(self.progress and todo and self.dist.main),
         )
+        feats: dict[int, torch.Tensor] = {}
         for s in range(0, len(todo), self.chunk):
             part = [
                 i for i in todo[s : s + self.chunk] if keys[i] not in self.cache.captions
             ]  # others' work
             if part:
                 d = self.decoding
-                caps = caption_videos(
+                caps, part_feats = caption_and_encode(
                     self.model,
                     [items[i] for i in part],
+                    clip,
                     d.batch_size,
                     d.workers,
                     report,
@@ -316,7 +374,9 @@ class Captioner:
                     decoder=d.decoder,
                 )
                 self.cache.add({keys[part[j]]: c[0] for j, c in caps.items()})
+                feats.update({part[j]: f for j, f in part_feats.items()})
                 self.generated += len(caps)
                 self.cache.refresh()
             bar.update(min(self.chunk, len(todo) - s))
         bar.close()
+        return feats

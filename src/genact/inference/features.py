@@ -29,11 +29,15 @@ def encode_videos(
     report: SkipReport | None = None,
     progress: bool = True,
     dist: Dist = Dist(),
+    known: dict[int, torch.Tensor] | None = None,
 ) -> dict[int, torch.Tensor]:
     """CLIP video features of `items` (eval sampling). Returns {item index: (D,)};
     unreadable videos are absent and recorded in `report`. With `dist`, each process
-    encodes its share and every process gets all the features and skips back."""
+    encodes its share and every process gets all the features and skips back.
+    `known` features (computed from the same frames elsewhere: Captioner.
+    caption_and_encode) are taken as they are, and cached like computed ones."""
     report = report if report is not None else SkipReport()
+    known = known or {}
     if dist.enabled:
         mine = shard(list(range(len(items))), dist)
         own = SkipReport()
@@ -46,13 +50,17 @@ def encode_videos(
             num_workers,
             own,
             progress and dist.main,
+            known={j: known[i] for j, i in enumerate(mine) if i in known},
         )
         shares = all_gather(({mine[j]: f for j, f in feats.items()}, own.skipped), dist)
         report.skipped.extend(tuple(s) for _, skipped in shares for s in skipped)
         return {i: f for part, _ in shares for i, f in part.items()}
     keys = [video_id(it, num_frames) for it in items]
-    todo = [i for i, k in enumerate(keys) if cache is None or k not in cache]
-    feats: dict[int, torch.Tensor] = {}
+    feats: dict[int, torch.Tensor] = dict(known)
+    new = [i for i in known if cache is not None and keys[i] not in cache]
+    if new:
+        cache.put([keys[i] for i in new], torch.stack([known[i] for i in new]))
+    todo = [i for i, k in enumerate(keys) if i not in known and (cache is None or k not in cache)]
     if todo:
         dataset = VideoDataset([items[i] for i in todo], num_frames, clip_transform(clip))
         loader = make_loader(dataset, batch_size, num_workers)
