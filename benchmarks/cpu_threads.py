@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
+from bench_helpers import shipped_world  # benchmarks/ is on sys.path when a script runs
 from genact.world.demo import DemoConfig, demo_settings
-from helpers import shipped_world  # benchmarks/ is on sys.path when a script runs
 
 
 def spin() -> None:

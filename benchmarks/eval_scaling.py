@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_helpers import shipped_world  # benchmarks/ is on sys.path when a script runs
 from genact.training.rundir import RunDir
-from helpers import shipped_world  # benchmarks/ is on sys.path when a script runs
 
 
 def run_eval(

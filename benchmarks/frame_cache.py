@@ -27,19 +27,17 @@ from pathlib import Path
 
 import torch
 
+from bench_helpers import captions, random_blip  # benchmarks/ is on sys.path when a script runs
 from decode import moving_frames  # noqa: E402
 from genact.data import VideoDataset, VideoItem, make_loader, write_video
 from genact.data.frame_cache import build_frame_cache, use_frame_cache
 from genact.inference.processing import blip_transform
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
-from helpers import captions, random_blip  # benchmarks/ is on sys.path when a script runs
 
 
-def small_blip(hidden: int, size: int, frames: int, vocab_dir: Path) -> VideoBlip:
+def small_blip(hidden: int, size: int, frames: int) -> VideoBlip:
     """BLIP-base-shaped, `hidden` wide and 4 layers deep in both towers."""
-    return VideoBlip(
-        *random_blip(size, vocab_dir, hidden, layers=4), VideoBlipConfig(num_frames=frames)
-    )
+    return VideoBlip(*random_blip(size, hidden, layers=4), VideoBlipConfig(num_frames=frames))
 
 
 def loader_rate(items: list[VideoItem], model: VideoBlip, batch: int, workers: int) -> float:
@@ -94,7 +92,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = small_blip(args.hidden, args.size, args.frames, tmp / "vocab")
+        model = small_blip(args.hidden, args.size, args.frames)
         side = blip_transform(model, train=True).resize_side
         items = []
         for i in range(args.videos):

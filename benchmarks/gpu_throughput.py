@@ -18,23 +18,25 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPConfig, CLIPModel
 from transformers.models.blip.modeling_blip import BlipAttention
 
+from bench_helpers import (  # benchmarks/ is on sys.path when a script runs
+    WORDS,
+    captions,
+    random_blip,
+)
 from genact.config import OptimConfig
 from genact.models.attention import SdpaBlipAttention
 from genact.models.clip import FrozenClip
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
-from genact.training.trainer import build_optimizer
-from genact.world.pretrain import clip_tokenizer
-from helpers import WORDS, captions, random_blip  # benchmarks/ is on sys.path when a script runs
+from genact.models.word_tokenizers import clip_tokenizer
+from genact.training.optim import build_optimizer
 
 # dense bf16 tensor-core peak, FLOP/s (NVIDIA data sheets, SXM parts)
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "B200": 2250e12}
@@ -64,8 +66,8 @@ def timed(fn, steps: int, warmup: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def build_blip(size: int, frames: int, tmp_vocab: str) -> VideoBlip:
-    return VideoBlip(*random_blip(size, Path(tmp_vocab)), VideoBlipConfig(num_frames=frames))
+def build_blip(size: int, frames: int) -> VideoBlip:
+    return VideoBlip(*random_blip(size), VideoBlipConfig(num_frames=frames))
 
 
 def model_flops(model: VideoBlip, pixels: torch.Tensor, caps: list[str]) -> float:
@@ -183,9 +185,9 @@ def main() -> None:
     name = torch.cuda.get_device_name() if DEV == "cuda" else platform.processor() or "cpu"
     peak = peak_flops(name)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    if True:
         for variant in args.variants:
-            model = build_blip(args.size, args.frames, tmp).to(DEV)
+            model = build_blip(args.size, args.frames).to(DEV)
             if variant.startswith("eager"):  # back to transformers' own attention
                 for m in model.modules():
                     if type(m) is SdpaBlipAttention:
@@ -197,7 +199,7 @@ def main() -> None:
             del model
             if DEV == "cuda":
                 torch.cuda.empty_cache()
-        model = build_blip(args.size, args.frames, tmp).to(DEV)
+        model = build_blip(args.size, args.frames).to(DEV)
         rows.append(generate_row(model, 2 * args.batch, 3, max(args.steps // 2, 2)))
         print(json.dumps(rows[-1]), flush=True)
     rows.append(clip_row(args.size, args.frames, 4 * args.batch, args.steps))

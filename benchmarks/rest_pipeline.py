@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,15 +28,19 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
+from bench_helpers import (  # benchmarks/ is on sys.path when a script runs
+    WORDS,
+    captions,
+    random_blip,
+)
 from genact.config import DEFAULT_PROMPTS, OptimConfig
 from genact.distributed import cpu_threads
 from genact.models.clip import FrozenClip
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
+from genact.models.word_tokenizers import clip_tokenizer
 from genact.rest.retrieval import retrieval_update, video_neighbours
-from genact.training.trainer import build_optimizer
-from genact.world.pretrain import clip_tokenizer
-from helpers import WORDS, captions, random_blip  # benchmarks/ is on sys.path when a script runs
+from genact.training.optim import build_optimizer
 
 DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 K400 = {
@@ -105,8 +108,7 @@ def model_stages(model: VideoBlip, clip: FrozenClip, args) -> dict[str, float]:
         with torch.no_grad(), autocast(DEV):
             # each frame a one-frame clip
             memory = model.encode_video(clips(n).flatten(0, 1).unsqueeze(1))
-            for prompt in DEFAULT_PROMPTS:
-                model.generate_from_memory(memory, prompt=prompt, **decode)
+            model.caption_prompts(memory, list(DEFAULT_PROMPTS), **decode)
 
     def generate(n: int) -> None:
         with torch.no_grad(), autocast(DEV):
@@ -209,10 +211,9 @@ def main() -> None:
     args = p.parse_args()
     cpu_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = True
-    with tempfile.TemporaryDirectory() as tmp:
-        blip, tok = random_blip(args.size, Path(tmp), args.hidden, args.layers)
-        model = VideoBlip(blip, tok, VideoBlipConfig(num_frames=args.frames)).to(DEV)
-        rates = model_stages(model, build_clip(args.size, args.hidden, args.layers), args)
+    blip, tok = random_blip(args.size, args.hidden, args.layers)
+    model = VideoBlip(blip, tok, VideoBlipConfig(num_frames=args.frames)).to(DEV)
+    rates = model_stages(model, build_clip(args.size, args.hidden, args.layers), args)
     seconds = retrieval_stages(args)
     hours = project(rates, seconds, args.neighbour_videos)
     machine = (

@@ -31,9 +31,10 @@ from genact.inference.captions import Captioner, eval_batches
 from genact.inference.features import encode_videos
 from genact.models.clip import FrozenClip
 from genact.models.video_blip import VideoBlip
+from genact.models.word_tokenizers import blip_tokenizer
 from genact.training.supervised import train_on_class_names
 from genact.world.demo import foundation_models
-from genact.world.pretrain import CAPTION_PROMPT, blip_tokenizer
+from genact.world.pretrain import CAPTION_PROMPT
 from genact.world.render import OBJECTS, ORDER_VERBS, SCENES, ClipSpec, render_clip
 
 FRAMES = 8

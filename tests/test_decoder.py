@@ -144,11 +144,11 @@ def test_a_generation_setting_it_lacks_sends_the_model_to_transformers(tiny_blip
 def test_token_ids_equal_transformers_generate_at_blip_base_size(tmp_path):
     """BLIP-base's text decoder (12 layers, width 768, 30,524 word pieces) over ViT-B/16
     memories (197 tokens), random weights: forced lengths, then natural ones."""
-    spec = importlib.util.spec_from_file_location("bench_helpers", BENCHMARKS / "helpers.py")
+    spec = importlib.util.spec_from_file_location("bench_helpers", BENCHMARKS / "bench_helpers.py")
     helpers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helpers)
     random_blip = helpers.random_blip
-    blip, _ = random_blip(224, tmp_path / "vocab")
+    blip, _ = random_blip(224)
     text = blip.text_decoder.eval()
     eos, pad = blip.config.text_config.sep_token_id, blip.config.text_config.pad_token_id
     dec = CaptionDecoder(text, eos_id=eos, pad_id=pad)

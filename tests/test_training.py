@@ -69,7 +69,8 @@ def test_a_steps_gradient_is_the_same_for_any_micro_batch_size(fitted, tmp_path)
             loss_sum, n, _, _ = trainer._micro_step(next(loader), 0)
             loss_sum.backward()
             count += n
-        trainer._normalise_gradients(count, 0.0)
+        grads_of = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        trainer._normalise_gradients(grads_of, torch.as_tensor(count), torch.zeros(()))
         grads.append(
             torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
         )

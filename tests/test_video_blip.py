@@ -232,7 +232,7 @@ def test_beam_search_keeps_cross_attention_cache_in_place_with_the_same_captions
     scores must equal transformers' own cache's."""
     from transformers.cache_utils import EncoderDecoderCache
 
-    from genact.models.video_blip import BeamCache
+    from genact.models.generation import BeamCache
 
     torch.manual_seed(0)
     model = VideoBlip.from_pretrained(blip_dir, num_frames=2).eval()

@@ -122,7 +122,8 @@ def test_pretraining_captions_are_generic_and_descriptions_complete():
 
 
 def test_world_tokenizers_round_trip_every_word():
-    from genact.world.pretrain import blip_tokenizer, clip_tokenizer, world_words
+    from genact.models.word_tokenizers import blip_tokenizer, clip_tokenizer
+    from genact.world.pretrain import world_words
 
     texts = [t for _, _, c, t in pretraining_corpus(WorldConfig(), 72, 0)]
     words = world_words(texts)

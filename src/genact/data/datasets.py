@@ -89,11 +89,13 @@ class VideoDataset(Dataset):
         train: bool = False,
         seed: int = 0,
         also: dict[str, Callable[..., Any]] | None = None,
+        tokens: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ):
         if also and train:
             raise ValueError("VideoDataset(also=...) is for eval sampling")
         self.items = items
         self.also = also or {}
+        self.tokens = tokens  # (index, epoch) -> a caption's (ids, mask), made in the workers
         self.num_frames = num_frames
         self.transform = transform
         self.train = train
@@ -136,6 +138,8 @@ class VideoDataset(Dataset):
             sample["pixels"] = self.transform(sized[0], rng)
         for (key, transform), frames in zip(self.also.items(), sized[1:]):
             sample[key] = transform(frames, None)
+        if self.tokens is not None:
+            sample["caption_ids"], sample["caption_mask"] = self.tokens(index, self.epoch)
         return sample
 
     def _cached(self, item: VideoItem) -> np.ndarray | None:
@@ -151,7 +155,8 @@ class VideoDataset(Dataset):
 def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack the good samples; keep (path, error) of the bad ones in `failed`.
 
-    pixels: (B, T, 3, H, W).
+    pixels: (B, T, 3, H, W); caption_ids / caption_mask (B, L) when the dataset
+    tokenizes captions.
     """
     good = [s for s in samples if "error" not in s]
     batch: dict[str, Any] = {
@@ -161,7 +166,7 @@ def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "failed": [(s["path"], s["error"]) for s in samples if "error" in s],
     }
     if good:
-        for key in [k for k in good[0] if k == "pixels" or k.endswith("_pixels")]:
+        for key in [k for k in good[0] if k not in batch and isinstance(good[0][k], torch.Tensor)]:
             batch[key] = torch.stack([s[key] for s in good])
     return batch
 

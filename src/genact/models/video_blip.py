@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -24,11 +22,11 @@ from transformers import (
     BlipForConditionalGeneration,
     PreTrainedTokenizerBase,
 )
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from genact.errors import ConfigError
 from genact.models.attention import use_sdpa
-from genact.models.decoder import CaptionDecoder, unsupported
+from genact.models.decoder import CaptionDecoder
+from genact.models.generation import Decoder, fast_decoder, reference_generate
 from genact.models.hub import (
     PREPROCESSOR_CONFIG,
     check_finite,
@@ -38,7 +36,8 @@ from genact.models.hub import (
 )
 
 VIDEO_CONFIG = "genact_video.json"
-Decoder = Literal["genact", "transformers"]  # caption search: genact's, or the reference
+MAX_CAPTION_TOKENS = 40  # prompt + caption + [SEP], in training
+LENGTH_BUCKET = 8  # training captions are padded to a multiple of this
 ADAPTER_WEIGHTS = "adapters.safetensors"
 
 
@@ -67,6 +66,50 @@ class CaptionLMOutput:
     num_tokens: torch.Tensor  # (B,) caption tokens per sample (EOS included)
 
 
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (B, L, V), targets (B, L) -> (nll, smooth), each (B, L) float32: -log p of
+    the target and the mean over the vocabulary of -log p (label smoothing's term), from
+    one log-sum-exp, without the (B, L, V) log-probabilities."""
+    x = logits.float()
+    lse = torch.logsumexp(x, dim=-1)
+    return lse - x.gather(-1, targets.unsqueeze(-1)).squeeze(-1), lse - x.mean(-1)
+
+
+class CaptionTokenizer:
+    """A VideoBlip's training text, without the model (what DataLoader workers hold):
+    prompt + caption + [SEP], [DEC] first, padded to a multiple of LENGTH_BUCKET."""
+
+    def __init__(self, model: "VideoBlip"):
+        self.tokenizer, self.prompt, self.bos_id = (
+            model.tokenizer,
+            model.config.prompt,
+            model.bos_id,
+        )
+
+    def encode(
+        self, captions: list[str], max_length: int = MAX_CAPTION_TOKENS, pad_to: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), each (B, L): L the longest rounded up to the
+        bucket, or `pad_to`."""
+        enc = self.tokenizer(
+            [f"{self.prompt} {c.strip()}" for c in captions],
+            padding="longest" if pad_to is None else "max_length",
+            pad_to_multiple_of=LENGTH_BUCKET if pad_to is None else None,
+            max_length=max_length if pad_to is None else pad_to,
+            truncation=True,
+            return_tensors="pt",
+        )
+        enc.input_ids[:, 0] = self.bos_id
+        return enc.input_ids, enc.attention_mask
+
+
+def trim_to_bucket(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ids / mask (B, L) padded to a fixed length -> cut to the longest caption rounded up
+    to LENGTH_BUCKET (what `CaptionTokenizer.encode` gives the same captions)."""
+    length = -(-int(mask.sum(1).max()) // LENGTH_BUCKET) * LENGTH_BUCKET
+    return ids[:, :length], mask[:, :length]
+
+
 class TemporalAdapter(nn.Module):
     """Z + DWConv3d(Z) on patch tokens laid out as (B, d, T, H', W'); CLS untouched."""
 
@@ -86,8 +129,26 @@ class TemporalAdapter(nn.Module):
         if torch.compiler.is_compiling():
             mixed = self._shifted_sum(grid)  # (cuDNN's depth-wise Conv3d is 3x slower on an H100)
         else:
-            mixed = self.conv(grid.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
+            mixed = self._temporal_taps(grid)
         return torch.cat([cls, patches + mixed.reshape(bt, p, d)], dim=1)
+
+    def _temporal_taps(self, grid: torch.Tensor) -> torch.Tensor:
+        """The depth-wise 3x3x3 convolution of grid (B, T, H', W', d) as three depth-wise
+        3x3 convolutions of every frame (one per temporal tap, on the tokens' own
+        channels-last layout, so nothing is copied to channels-first), summed with
+        their frames shifted by -1, 0, +1; equal to `self.conv` up to rounding."""
+        b, t, h, w, d = grid.shape
+        frames = grid.reshape(b * t, h, w, d).permute(0, 3, 1, 2)  # channels-last view
+        taps = [
+            nn.functional.conv2d(frames, self.conv.weight[:, :, k], padding=1, groups=d)
+            .permute(0, 2, 3, 1)
+            .reshape(b, t, h, w, d)
+            for k in range(3)
+        ]
+        zero = taps[0].new_zeros(b, 1, h, w, d)
+        before = torch.cat([zero, taps[0][:, :-1]], dim=1)  # tap 0 reads frame t - 1
+        after = torch.cat([taps[2][:, 1:], zero], dim=1)  # tap 2 reads frame t + 1
+        return taps[1] + before + after + self.conv.bias
 
     def _shifted_sum(self, grid: torch.Tensor) -> torch.Tensor:
         """The depth-wise 3x3x3 convolution of grid (B, T, H', W', d), zero-padded, as a
@@ -118,7 +179,7 @@ class VideoBlip(nn.Module):
         self.tokenizer = tokenizer
         self.config = config
         self.preprocessor = preprocessor or {}
-        use_sdpa(blip.vision_model)  # fused attention over the B*T frames' tokens
+        use_sdpa(blip)  # fused attention: the ViT over B*T frames, the text decoder in training
         num_layers = blip.config.vision_config.num_hidden_layers
         layers = (
             list(range(num_layers))
@@ -238,22 +299,23 @@ class VideoBlip(nn.Module):
         return torch.tensor([ids], device=self.device)
 
     def tokenize(
-        self, captions: list[str], max_length: int = 40
+        self, captions: list[str], max_length: int = MAX_CAPTION_TOKENS, device=None
     ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Prompt + caption + [SEP] -> (input_ids (B, L), attention_mask (B, L), prompt length)."""
-        texts = [f"{self.config.prompt} {c.strip()}" for c in captions]
-        enc = self.tokenizer(
-            texts, padding="longest", truncation=True, max_length=max_length, return_tensors="pt"
-        )
-        ids = enc.input_ids.to(self.device)
-        ids[:, 0] = self.bos_id
-        return ids, enc.attention_mask.to(self.device), self.prompt_ids().shape[1]
+        """Prompt + caption + [SEP] -> (input_ids (B, L), attention_mask (B, L), prompt
+        length), padded to a multiple of 8 tokens (a few shapes, for compiled kernels)."""
+        ids, mask = CaptionTokenizer(self).encode(captions, max_length)
+        device = self.device if device is None else device
+        return ids.to(device), mask.to(device), self.prompt_ids().shape[1]
 
     def forward(
-        self, pixels: torch.Tensor, captions: list[str], label_smoothing: float = 0.0
+        self,
+        pixels: torch.Tensor,
+        captions: list[str] | tuple[torch.Tensor, torch.Tensor, int],
+        label_smoothing: float = 0.0,
     ) -> CaptionLMOutput:
-        """LM loss of `captions` (B strings) given clips (B, T, 3, H, W); prompt masked."""
-        ids, mask, prompt_len = self.tokenize(captions)
+        """LM loss of `captions` (B strings, or `tokenize`'s output) given clips
+        (B, T, 3, H, W); prompt masked."""
+        ids, mask, prompt_len = self.tokenize(captions) if isinstance(captions, list) else captions
         memory = self.encode_video(pixels)
         return self.caption_loss(memory, ids, mask, prompt_len, label_smoothing)
 
@@ -274,12 +336,10 @@ class VideoBlip(nn.Module):
             encoder_hidden_states=memory,
             return_dict=True,
         )
-        logp = out.logits[:, :-1].float().log_softmax(-1)
-        targets = ids[:, 1:]
         keep = mask[:, 1:].bool()
         keep[:, : prompt_len - 1] = False
-        nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        per_token = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1)
+        nll, smooth = token_losses(out.logits[:, :-1], ids[:, 1:])
+        per_token = (1 - label_smoothing) * nll + label_smoothing * smooth
         keepf = keep.float()
         loss_sum = (per_token * keepf).sum()
         return CaptionLMOutput(
@@ -315,30 +375,28 @@ class VideoBlip(nn.Module):
         so one encoding can serve several prompts. Beam and greedy search run on
         genact's decoder (models/decoder.py), sampling and `decoder="transformers"` on
         transformers' generate, which gives the same captions."""
-        if do_sample:
-            return self._texts(
-                self._generate(
-                    self.prompt_ids(prompt).expand(memory.shape[0], -1),
-                    memory,
-                    do_sample=True,
-                    num_return_sequences=num_return_sequences,
-                    max_new_tokens=max_new_tokens,
-                    min_new_tokens=min_new_tokens,
-                    temperature=temperature,
-                    top_k=top_k,
-                    top_p=top_p,
-                ),
-                self.prompt_ids(prompt).shape[1],
-            )
-        return self.caption_prompts(
-            memory,
-            [prompt],
+        search = dict(
             num_beams=num_beams,
             max_new_tokens=max_new_tokens,
             min_new_tokens=min_new_tokens,
             num_return_sequences=num_return_sequences,
-            decoder=decoder,
-        )[0]
+        )
+        if not do_sample:
+            return self.caption_prompts(memory, [prompt], decoder=decoder, **search)[0]
+        ids = self.prompt_ids(prompt)
+        sampled = reference_generate(
+            self.blip.text_decoder,
+            ids.expand(memory.shape[0], -1),
+            memory,
+            eos_id=self.eos_id,
+            pad_id=self.pad_id,
+            **{**search, "num_beams": 1},
+            do_sample=True,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+        )
+        return self._texts(sampled, ids.shape[1])
 
     @torch.no_grad()
     def caption_prompts(
@@ -355,25 +413,27 @@ class VideoBlip(nn.Module):
         """Per prompt (None: the model's), the beam-search (greedy at one beam) captions
         of memory (B, N, d), B * num_return_sequences strings grouped by clip."""
         ids = [self.prompt_ids(p) for p in prompts]
-        search = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
-        if decoder == "genact" and self._fast_decoder() is not None:
-            outs = self._fast_decoder().decode(
-                memory,
-                [i[0] for i in ids],
-                num_beams=num_beams,
-                num_return_sequences=num_return_sequences,
-                **search,
+        search = dict(
+            num_beams=num_beams,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            num_return_sequences=num_return_sequences,
+        )
+        if self._decoder is None:  # built on first use
+            self._decoder = (
+                fast_decoder(self.blip.text_decoder, eos_id=self.eos_id, pad_id=self.pad_id)
+                or False
             )
+        if decoder == "genact" and self._decoder:
+            outs = self._decoder.decode(memory, [i[0] for i in ids], **search)
         else:
             outs = [
-                self._generate(
+                reference_generate(
+                    self.blip.text_decoder,
                     i.expand(memory.shape[0], -1),
                     memory,
-                    num_beams=num_beams,
-                    num_return_sequences=num_return_sequences,
-                    past_key_values=BeamCache.new(self.blip.config.text_config)
-                    if num_beams > 1
-                    else None,
+                    eos_id=self.eos_id,
+                    pad_id=self.pad_id,
                     **search,
                 )
                 for i in ids
@@ -384,64 +444,12 @@ class VideoBlip(nn.Module):
         texts = self.tokenizer.batch_decode(ids[:, prompt_len:], skip_special_tokens=True)
         return [t.strip() for t in texts]
 
-    def _fast_decoder(self) -> CaptionDecoder | None:
-        """genact's decoder over this model's text decoder; None (with a warning, once)
-        when its generation config asks for what only transformers implements."""
-        if self._decoder is None:
-            missing = unsupported(self.blip.text_decoder.generation_config)
-            if missing:
-                warnings.warn(
-                    f"the model's generation config sets {missing}: captioning with "
-                    "transformers' generate"
-                )
-                self._decoder = False
-            else:
-                self._decoder = CaptionDecoder(
-                    self.blip.text_decoder, eos_id=self.eos_id, pad_id=self.pad_id
-                )
-        return self._decoder or None
-
     def compile_decoder(self) -> None:
         """Capture genact's decoding step with torch.compile(mode="reduce-overhead")
         (CUDA graphs on a GPU; clips padded to power-of-two buckets)."""
-        fast = self._fast_decoder()
-        if fast is not None:
-            self._decoder = CaptionDecoder(
+        self._decoder = (
+            fast_decoder(
                 self.blip.text_decoder, eos_id=self.eos_id, pad_id=self.pad_id, compile=True
             )
-
-    def _generate(self, prompt_ids: torch.Tensor, memory: torch.Tensor, **kwargs) -> torch.Tensor:
-        """transformers' generate on the text decoder over memory (B, N, d) -> token ids
-        (B', L): the reference path, and sampling."""
-        if kwargs.get("past_key_values") is None:
-            kwargs.pop("past_key_values", None)
-        # the name is `cache` from transformers 5.2x on, `past_key_values` before
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message="`past_key_values` is deprecated", category=FutureWarning
-            )
-            return self.blip.text_decoder.generate(
-                input_ids=prompt_ids,
-                encoder_hidden_states=memory,
-                encoder_attention_mask=torch.ones(
-                    memory.shape[:2], dtype=torch.long, device=memory.device
-                ),
-                eos_token_id=self.eos_id,
-                pad_token_id=self.pad_id,
-                **kwargs,
-            )
-
-
-class BeamCache(EncoderDecoderCache):
-    """The decoder's key / value cache for beam search over encoded clips. The beams
-    of one clip attend to the same memory, so their cross-attention keys and values
-    are identical and reordering beams needs to permute only the self-attention
-    cache; transformers copies both at every step, which was half of BLIP-base's
-    beam-search time on CPU (benchmarks/captioning.py)."""
-
-    @classmethod
-    def new(cls, text_config) -> "BeamCache":
-        return cls(DynamicCache(config=text_config), DynamicCache(config=text_config))
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        self.self_attention_cache.reorder_cache(beam_idx)
+            or False
+        )

@@ -75,6 +75,8 @@ class Rewards:
 class RegenTrainer(CaptionTrainer):
     """CaptionTrainer whose micro-step is the policy-gradient step above."""
 
+    tokenized_captions = False  # it tokenizes its sampled captions itself
+
     loss_should_fall = False  # a policy-gradient loss: its sign and size follow the advantages
 
     def __init__(self, *args, rewards: Rewards, regen: RegenStepsConfig, **kwargs):

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from genact.distributed import Dist, all_reduce_sum, union_keys
 from genact.io import atomic_write_text, disk_full_is_an_error, read_json_lines
 from genact.training.rundir import RunDir
@@ -111,7 +113,13 @@ class LossMeter:
     stats: dict[str, float] = field(default_factory=dict)
     start: float = field(default_factory=time.perf_counter)
 
-    def add(self, loss_sum: float, terms: float, videos: int, stats: dict[str, float]) -> None:
+    def add(
+        self,
+        loss_sum: float | torch.Tensor,
+        terms: float | torch.Tensor,
+        videos: int,
+        stats: dict[str, float],
+    ) -> None:
         self.loss, self.terms, self.videos = (
             self.loss + loss_sum,
             self.terms + terms,
@@ -123,8 +131,11 @@ class LossMeter:
     def reduce(self, dist: Dist) -> dict[str, float]:
         """{loss, videos_per_s, each statistic} over every process (all must call it)."""
         keys = union_keys(list(self.stats), dist)  # a process with only failed videos has none
+        # loss and terms may be device tensors: read here, once per logged window
         sums = all_reduce_sum(
-            [self.loss, self.terms, self.videos] + [self.stats.get(k, 0.0) for k in keys], dist
+            [float(self.loss), float(self.terms), float(self.videos)]
+            + [self.stats.get(k, 0.0) for k in keys],
+            dist,
         )
         loss, terms, videos = sums[:3]
         elapsed = max(time.perf_counter() - self.start, 1e-9)

@@ -39,9 +39,15 @@ from genact.distributed import Dist, all_reduce_sum, barrier
 from genact.errors import GenactError
 from genact.inference.processing import blip_transform
 from genact.models.precision import autocast
-from genact.models.video_blip import VideoBlip
+from genact.models.video_blip import (
+    MAX_CAPTION_TOKENS,
+    CaptionTokenizer,
+    VideoBlip,
+    trim_to_bucket,
+)
 from genact.training.checkpoints import Checkpoints, TrainState
 from genact.training.metrics import LossMeter, Metrics, loss_rose
+from genact.training.optim import build_optimizer, lr_at
 from genact.training.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -49,30 +55,6 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(GenactError):
     """A loss or gradient that is not finite: the step is not taken and nothing is saved."""
-
-
-def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
-    """Learning rate of optimizer step `step` (0-based) of `total`: linear warm-up,
-    then cosine from cfg.lr to cfg.min_lr."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(total - cfg.warmup_steps - 1, 1)
-    progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
-
-
-def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices and conv kernels, none on biases,
-    norms and embeddings' 1-d parameters; the fused CUDA kernel when the model is on GPU."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    fused = all(p.is_cuda for p in params)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
 
 
 def steps_per_epoch(num_videos: int, cfg: OptimConfig, world: int) -> int:
@@ -105,6 +87,20 @@ def micro_batches(order: np.ndarray, step: int, cfg: OptimConfig, dist: Dist) ->
 def pick_caption(captions: list[str], seed: int, epoch: int, index: int) -> str:
     """The caption a video is trained on in `epoch`: uniform over its list."""
     return captions[int(np.random.default_rng([seed, epoch, index, 1]).integers(len(captions)))]
+
+
+class CaptionTokens:
+    """The token ids of the caption each training video gets in an epoch (pick_caption),
+    made in the DataLoader's workers: (index, epoch) -> (ids, mask), each
+    (MAX_CAPTION_TOKENS,); the trainer cuts a batch to its length bucket."""
+
+    def __init__(self, model: VideoBlip, captions: list[list[str]], seed: int):
+        self.text, self.captions, self.seed = CaptionTokenizer(model), captions, seed
+
+    def __call__(self, index: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        caption = pick_caption(self.captions[index], self.seed, epoch, index)
+        ids, mask = self.text.encode([caption], pad_to=MAX_CAPTION_TOKENS)
+        return ids[0], mask[0]
 
 
 class CaptionTrainer:
@@ -149,6 +145,7 @@ class CaptionTrainer:
             train=True,
             seed=run.seed,
         )
+        self.prompt_len = model.prompt_ids().shape[1]
         self.captions: list[list[str]] = []
         self.use_captions(captions)
         self.last_loss = float("nan")  # the last logged training loss
@@ -158,6 +155,8 @@ class CaptionTrainer:
 
     # whether the logged loss is a caption NLL that should fall (ReGen's policy loss need not)
     loss_should_fall = True
+    # whether micro-batches come with their captions' token ids (made in the loader's workers)
+    tokenized_captions = True
 
     def use_captions(self, captions: list[list[str]]) -> None:
         """Train on these caption lists from now on (one non-empty list per item, or
@@ -167,6 +166,8 @@ class CaptionTrainer:
                 f"{len(captions)} caption lists for {len(self.items)} videos, or an empty list"
             )
         self.captions = captions
+        if self.tokenized_captions:
+            self.dataset.tokens = CaptionTokens(self.model, captions, self.run.seed)
 
     def close(self) -> None:
         """Drop the DDP wrapper (before the process group goes; destroying it after
@@ -265,7 +266,10 @@ class CaptionTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        terms, bad_loss = 0.0, 0.0
+        # summed on the device: the host waits once per step (the finite check), not per
+        # micro-batch
+        terms = torch.zeros((), dtype=torch.float64, device=dist.device)
+        bad_loss = torch.zeros((), dtype=torch.float64, device=dist.device)
         for m in range(per_rank):
             batch = next(loader)
             micro = dist.rank + m * dist.world  # this micro-batch's place in the global batch
@@ -279,12 +283,12 @@ class CaptionTrainer:
             with nullcontext() if m == per_rank - 1 or not dist.enabled else self.ddp.no_sync():
                 loss_sum, n, videos, stats = self._micro_step(batch, st.epoch)
                 loss_sum.backward()
+            loss = loss_sum.detach()
             terms += n
-            value = float(loss_sum.detach())
-            bad_loss += 0.0 if math.isfinite(value) else 1.0
-            meter.add(value, n, videos, stats)
-        bad_loss = self._normalise_gradients(terms, bad_loss)
+            bad_loss += (~torch.isfinite(loss)).double()
+            meter.add(loss, n, videos, stats)
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        bad_loss = self._normalise_gradients(grads, terms, bad_loss)
         norm = (
             torch.nn.utils.clip_grad_norm_(grads, self.optim.grad_clip)
             if self.optim.grad_clip
@@ -297,17 +301,18 @@ class CaptionTrainer:
         st.step_in_epoch, st.global_step = st.step_in_epoch + 1, st.global_step + 1
         return lr
 
-    def _normalise_gradients(self, terms: float, bad_loss: float) -> float:
+    def _normalise_gradients(
+        self, grads: list[torch.Tensor], terms: torch.Tensor, bad_loss: torch.Tensor
+    ) -> float:
         """Turn the summed loss's gradients into those of the mean over the whole global
         batch: divide by its loss terms (tokens, or videos for ReGen) counted over all
         processes. The step then does not depend on how the global batch is cut into
         micro-batches or processes (DDP has already averaged over processes). Returns
         how many micro-batches had a non-finite loss, over all processes."""
-        total, bad = all_reduce_sum([terms, bad_loss], self.dist)
-        scale = self.dist.world / max(total, 1.0)
-        for param in self.model.parameters():
-            if param.grad is not None:
-                param.grad.mul_(scale)
+        counts = torch.stack([terms.to(torch.float64), bad_loss.to(terms.device, torch.float64)])
+        total, bad = all_reduce_sum(counts.tolist(), self.dist)
+        if grads:
+            torch._foreach_mul_(grads, self.dist.world / max(total, 1.0))
         return bad
 
     def _diverged(self, what: str) -> None:
@@ -340,12 +345,13 @@ class CaptionTrainer:
                 0,
                 {},
             )
-        idx = batch["index"].tolist()
-        caps = [pick_caption(self.captions[i], self.run.seed, epoch, i) for i in idx]
-        pixels = batch["pixels"].to(self.dist.device, non_blocking=True)
-        with autocast(self.dist.device, self.optim.precision):
-            out = self.ddp(pixels, caps, self.optim.label_smoothing)
-        return out.loss_sum, float(out.num_tokens.sum()), len(idx), {}
+        dev = self.dist.device
+        ids, mask = trim_to_bucket(batch["caption_ids"], batch["caption_mask"])
+        tokens = (ids.to(dev, non_blocking=True), mask.to(dev, non_blocking=True), self.prompt_len)
+        pixels = batch["pixels"].to(dev, non_blocking=True)
+        with autocast(dev, self.optim.precision):
+            out = self.ddp(pixels, tokens, self.optim.label_smoothing)
+        return out.loss_sum, out.num_tokens.sum(), len(batch["index"]), {}
 
     def _log(self, meter: LossMeter, lr: float, bar) -> None:
         values = meter.reduce(self.dist)  # every process takes part

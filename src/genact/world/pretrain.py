@@ -19,7 +19,7 @@ import torch
 
 from genact.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoTransform
 from genact.io import atomic_dir
-from genact.models.clip import bytes_to_unicode
+from genact.models.word_tokenizers import blip_tokenizer, clip_tokenizer
 from genact.world.render import render_clip
 from genact.world.world import WorldConfig, pretraining_corpus
 
@@ -30,46 +30,6 @@ CAPTION_PROMPT = "a picture of"  # the image captioner's own prompt, as BLIP's
 
 def world_words(corpus_texts: list[str]) -> list[str]:
     return sorted({w for t in corpus_texts for w in t.split()} | set(EXTRA_WORDS))
-
-
-def blip_tokenizer(words: list[str], directory: Path):
-    """WordPiece over whole world words (+ BLIP's [DEC] BOS)."""
-    from transformers import BertTokenizer
-
-    directory.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + words
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizer(vocab=str(directory / "vocab.txt"))
-    tok.add_special_tokens({"bos_token": "[DEC]"})
-    return tok
-
-
-def _bpe(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
-    """Byte-pair encoding of one word: merge the best-ranked adjacent pair until none applies."""
-    while len(pieces) > 1:
-        pairs = [(ranks.get(p, 1 << 30), i) for i, p in enumerate(zip(pieces, pieces[1:]))]
-        rank, i = min(pairs)
-        if rank == 1 << 30:
-            break
-        pieces = pieces[:i] + [pieces[i] + pieces[i + 1]] + pieces[i + 2 :]
-    return pieces
-
-
-def clip_tokenizer(words: list[str]):
-    """CLIP's byte-level BPE with merges chosen so that every world word is one token."""
-    from transformers import CLIPTokenizer
-
-    symbols = list(bytes_to_unicode().values())
-    ranks: dict[tuple[str, str], int] = {}
-    for w in words:
-        pieces = _bpe(list(w[:-1]) + [w[-1] + "</w>"], ranks)
-        while len(pieces) > 1:  # add the merge that the word still needs, last in rank
-            ranks[(pieces[0], pieces[1])] = len(ranks)
-            pieces = _bpe(pieces, ranks)
-    merges = sorted(ranks, key=ranks.get)
-    tokens = symbols + [s + "</w>" for s in symbols] + [a + b for a, b in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(dict.fromkeys(tokens))}, merges=merges)
 
 
 def _frames(cfg: WorldConfig, corpus) -> torch.Tensor:

@@ -1,5 +1,7 @@
 """What the benchmark scripts share: random-weight BLIP models of the real
-configurations (no weights are downloaded) and caption-like word sequences."""
+configurations (no weights are downloaded) and caption-like word sequences. Nothing
+here needs PyAV or the test extra, so `gpu_all.py` runs where only torch and
+transformers are installed."""
 
 from __future__ import annotations
 
@@ -8,9 +10,7 @@ from pathlib import Path
 import torch
 from transformers import BlipConfig, BlipForConditionalGeneration
 
-from genact.world.demo import foundation_models
-from genact.world.pretrain import blip_tokenizer
-from genact.world.world import WorldConfig, build_world
+from genact.models.word_tokenizers import blip_tokenizer
 
 WORDS = (
     "a man woman person is playing riding cooking dancing guitar horse food on stage field kitchen "
@@ -18,11 +18,11 @@ WORDS = (
 ).split()
 
 
-def random_blip(size: int, vocab_dir: Path, hidden: int | None = None, layers: int = 12):
+def random_blip(size: int, hidden: int | None = None, layers: int = 12):
     """A random-weight image BLIP and its tokenizer: transformers' default BLIP
     configuration (ViT-B/16 and the 12-layer BERT decoder, 30,524 word pieces), or,
     with `hidden`, both towers that wide and `layers` deep (64-wide heads, 4x MLPs)."""
-    tok = blip_tokenizer(WORDS, vocab_dir)
+    tok = blip_tokenizer(WORDS)
     torch.manual_seed(0)
     tower = (
         {}
@@ -60,6 +60,9 @@ def captions(n: int, g: torch.Generator) -> list[str]:
 def shipped_world(root: Path, train_per_class: int, test_per_class: int) -> tuple[Path, Path, Path]:
     """The miniature world (seed 0) written below root/world, and the shipped tiny BLIP
     and CLIP: (world, blip, clip) directories."""
+    from genact.world.demo import foundation_models
+    from genact.world.world import WorldConfig, build_world
+
     world = build_world(
         root / "world",
         WorldConfig(seed=0, train_per_class=train_per_class, test_per_class=test_per_class),
