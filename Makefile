@@ -59,7 +59,7 @@ bench: setup
 	$(BIN)/python benchmarks/rest_pipeline.py --videos 8 --caption-batch 8 --train-batch 4 \
 		--out bench/rest_pipeline.json
 	if $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())"; then \
-		$(BIN)/python benchmarks/gpu_throughput.py --out bench/gpu_throughput.json; fi
+		$(BIN)/python benchmarks/gpu_all.py --out bench/gpu_all.json; fi
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache demo demo-full bench

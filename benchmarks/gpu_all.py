@@ -66,41 +66,26 @@ def deadline(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
-def preset(smoke: bool) -> SimpleNamespace:
-    """Sizes: BLIP-base / ViT-B/16 at 224 px and T = 8, or tiny ones for the CPU smoke run."""
-    if smoke:
+def preset(name: str) -> SimpleNamespace:
+    """Sizes: `gpu`, BLIP-base / ViT-B/16 at 224 px and T = 8; `cpu`, the same but 256
+    wide and 4 layers deep, for CPU before/after figures; `smoke`, tiny, for the tests."""
+    if name == "smoke":
         return SimpleNamespace(
-            smoke=True,
-            size=32,
-            hidden=64,
-            layers=2,
-            frames=2,
-            gen_frames=8,
-            plain_frames=2,
-            lengths=(4, 8),
-            train_batch=4,
-            micro_batches=2,
-            train_steps=2,
-            rest_videos=4,
-            neighbour_videos=(512, 1024),
-            caption_batch=4,
-        )
+            smoke=True, size=32, hidden=64, layers=2, frames=2, gen_frames=8, plain_frames=2,
+            lengths=(4, 8), train_batch=4, micro_batches=2, train_steps=2, rest_videos=4,
+            neighbour_videos=(512, 1024), caption_batch=4,
+        )  # fmt: skip
+    if name == "cpu":
+        return SimpleNamespace(
+            smoke=False, size=224, hidden=256, layers=4, frames=8, gen_frames=16, plain_frames=2,
+            lengths=(10, 20), train_batch=8, micro_batches=2, train_steps=3, rest_videos=8,
+            neighbour_videos=(4096, 8192), caption_batch=8,
+        )  # fmt: skip
     return SimpleNamespace(
-        smoke=False,
-        size=224,
-        hidden=None,
-        layers=12,
-        frames=8,
-        gen_frames=128,
-        plain_frames=8,
-        lengths=(10, 30),
-        train_batch=32,
-        micro_batches=2,
-        train_steps=6,
-        rest_videos=64,
-        neighbour_videos=(32768, 65536),
-        caption_batch=32,
-    )
+        smoke=False, size=224, hidden=None, layers=12, frames=8, gen_frames=128, plain_frames=8,
+        lengths=(10, 30), train_batch=32, micro_batches=2, train_steps=6, rest_videos=64,
+        neighbour_videos=(32768, 65536), caption_batch=32,
+    )  # fmt: skip
 
 
 def save(path: Path | None, result: dict) -> None:
@@ -184,6 +169,9 @@ def main() -> None:
     )
     p.add_argument("--sections", nargs="+", choices=ORDER, default=ORDER)
     p.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, under 60 s")
+    p.add_argument(
+        "--preset", choices=["gpu", "cpu"], default="gpu", help="model sizes (see preset)"
+    )
     p.add_argument("--out", type=Path, help="JSON written after every section")
     p.add_argument("--table", type=Path, help="print the docs' tables of this JSON and exit")
     args = p.parse_args()
@@ -191,9 +179,10 @@ def main() -> None:
         print(tables(json.loads(args.table.read_text())))
         return
     torch.manual_seed(0)
-    size = preset(args.smoke)
+    size = preset("smoke" if args.smoke else args.preset)
     print(f"# gpu_all on {platform.node()}: {', '.join(args.sections)}", flush=True)
-    run(args.sections, size, args.out, 0.5 if args.smoke else 1.0)
+    scale = {"smoke": 0.5, "cpu": 20.0}.get("smoke" if args.smoke else args.preset, 1.0)
+    run(args.sections, size, args.out, scale)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def test_a_section_past_its_deadline_keeps_what_it_measured(tmp_path, monkeypatc
 
     monkeypatch.setattr(gpu_all.sections, "env", slow)
     monkeypatch.setitem(gpu_all.DEADLINES, "env", 0.2)
-    result = gpu_all.run(["env"], gpu_all.preset(True), tmp_path / "r.json", 1.0)
+    result = gpu_all.run(["env"], gpu_all.preset("smoke"), tmp_path / "r.json", 1.0)
     rows = result["sections"]["env"]
     assert rows["first"] == 1 and "deadline" in rows["error"]
     assert json.loads((tmp_path / "r.json").read_text())["sections"]["env"]["first"] == 1

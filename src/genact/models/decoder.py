@@ -125,8 +125,9 @@ class CaptionDecoder:
         for i, layer in enumerate(self.layers):
             att = layer.crossattention.self
             kv = (b, -1, self.heads, self.head_dim)
-            k = att.key(memory).view(kv).transpose(1, 2)
-            v = att.value(memory).view(kv).transpose(1, 2)
+            # contiguous (B, H, N, dh): a transposed view would be copied by every step's matmul
+            k = att.key(memory).view(kv).transpose(1, 2).contiguous()
+            v = att.value(memory).view(kv).transpose(1, 2).contiguous()
             if state.cross_k[i] is None or not self.compile:
                 state.cross_k[i], state.cross_v[i] = k, v
             else:
@@ -217,14 +218,30 @@ class CaptionDecoder:
         search = self._greedy if num_beams == 1 else self._beams
         outputs = []
         for prompt in prompts:
-            ids = prompt[None].expand(padded * num_beams, -1)
-            positions = torch.arange(prompt.numel(), device=memory.device)
-            logits = self.step(state, ids, positions)  # the prompt: not compiled (its own shape)
+            logits = self._prefill(state, prompt, num_beams)
             out = search(
                 state, logits, prompt.numel(), max_new_tokens, min_new_tokens, num_return_sequences
             )[: b * num_return_sequences]
             outputs.append(torch.cat([prompt[None].expand(out.shape[0], -1), out], dim=1))
         return outputs
+
+    def _prefill(self, state: State, prompt: torch.Tensor, beams: int) -> torch.Tensor:
+        """Run the prompt once per clip (its beams are identical until the first token),
+        then copy each clip's keys / values to its beams' rows; (rows, V) logits."""
+        clip_rows = State(
+            [k[::beams] for k in state.self_k],
+            [v[::beams] for v in state.self_v],
+            state.cross_k,
+            state.cross_v,
+        )  # row 0 of each clip's beams: strided views of the buffers
+        positions = torch.arange(prompt.numel(), device=prompt.device)
+        logits = self.step(clip_rows, prompt[None].expand(state.cross_k[0].shape[0], -1), positions)
+        p = prompt.numel()
+        for buffers in (state.self_k, state.self_v):
+            for buf in buffers:
+                shape = (buf.shape[0] // beams, beams, *buf.shape[1:])
+                buf.view(shape)[:, 1:, :, :p] = buf.view(shape)[:, :1, :, :p]
+        return logits.repeat_interleave(beams, dim=0)
 
     @staticmethod
     def _bucket(n: int) -> int:
