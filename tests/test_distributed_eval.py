@@ -205,7 +205,9 @@ def test_each_process_captions_its_fixed_share_whatever_the_cache_holds(
     rank1 = captions_module.video_id(items[1], 2)
     captioner.cache.add({rank1: "stored by rank 1"})
     monkeypatch.setattr(
-        captions_module, "all_gather", lambda obj, dist: [obj, ({1: "stored by rank 1"}, [])]
+        captions_module,
+        "all_gather",
+        lambda obj, dist: [obj, ({1: "stored by rank 1"}, {}, [])],  # (captions, features, skips)
     )
     monkeypatch.setattr(captions_module, "all_reduce_sum", lambda values, dist: [values[0] + 1])
     got = captioner(items, SkipReport())
