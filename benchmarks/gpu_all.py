@@ -174,6 +174,9 @@ def main() -> None:
     )
     p.add_argument("--out", type=Path, help="JSON written after every section")
     p.add_argument("--table", type=Path, help="print the docs' tables of this JSON and exit")
+    p.add_argument(
+        "--deadline-scale", type=float, default=None, help="multiply every section's deadline"
+    )
     args = p.parse_args()
     if args.table:
         print(tables(json.loads(args.table.read_text())))
@@ -181,7 +184,9 @@ def main() -> None:
     torch.manual_seed(0)
     size = preset("smoke" if args.smoke else args.preset)
     print(f"# gpu_all on {platform.node()}: {', '.join(args.sections)}", flush=True)
-    scale = {"smoke": 0.5, "cpu": 20.0}.get("smoke" if args.smoke else args.preset, 1.0)
+    scale = args.deadline_scale or {"smoke": 0.5, "cpu": 20.0}.get(
+        "smoke" if args.smoke else args.preset, 1.0
+    )
     run(args.sections, size, args.out, scale)
 
 

@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 import transformers
 
 import genact
@@ -191,7 +192,6 @@ def generation(size: SimpleNamespace, rows: dict) -> None:
 CHANGES = [
     "text_sdpa",
     "length_buckets",
-    "lse_loss",
     "no_host_sync",
     "foreach_scale",
     "fast_adapter",
@@ -199,9 +199,21 @@ CHANGES = [
 ]
 
 
-def _old_token_losses(logits, targets):
-    logp = logits.float().log_softmax(-1)
-    return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1), -logp.mean(-1)
+def _smoothed_cross_entropy(logits, targets):
+    """The training loss as one F.cross_entropy (without the log-likelihood)."""
+    x, t = logits.float().flatten(0, 1), targets.flatten()
+    return F.cross_entropy(x, t, label_smoothing=0.2, reduction="none")
+
+
+def _logsumexp_losses(logits, targets):
+    x = logits.float()
+    lse = torch.logsumexp(x, dim=-1)
+    return lse - x.gather(-1, targets.unsqueeze(-1)).squeeze(-1), lse - x.mean(-1)
+
+
+def _blend(losses) -> torch.Tensor:
+    nll, smooth = losses
+    return (0.8 * nll + 0.2 * smooth).sum()
 
 
 def _configure(model: VideoBlip, on: set[str]) -> None:
@@ -218,10 +230,6 @@ def _configure(model: VideoBlip, on: set[str]) -> None:
                 else (lambda grid, c=m.conv: c(grid.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1))
             )
     vb.LENGTH_BUCKET = 8 if "length_buckets" in on else 1
-    vb.token_losses = _REAL_LOSSES if "lse_loss" in on else _old_token_losses
-
-
-_REAL_LOSSES = vb.token_losses
 
 
 def _step_fn(model, opt, micro, on: set[str]):
@@ -332,10 +340,57 @@ def training(size: SimpleNamespace, rows: dict) -> None:
             torch.cuda.empty_cache()
     _configure_defaults()
     rows["batch"], rows["micro_batches"] = size.train_batch, size.micro_batches
+    rows["parts"] = _parts(size)
+
+
+def _timed_ms(fn, steps: int = 3) -> float:
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync()
+    return round(1e3 * (time.perf_counter() - t0) / steps, 2)
+
+
+def _parts(size: SimpleNamespace) -> dict:
+    """Forward + backward of each changed piece alone, before and after (ms), at the
+    training batch: an adapter, the loss over the vocabulary, the text decoder."""
+    model = blip(size).train()
+    b, d = size.train_batch // size.micro_batches, model.blip.config.vision_config.hidden_size
+    side = size.size // model.blip.config.vision_config.patch_size
+    adapter = TemporalAdapter(d).to(DEV)
+    grid = torch.randn(b, size.frames, side, side, d, device=DEV, requires_grad=True)
+    conv = lambda: adapter.conv(grid.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)  # noqa: E731
+    logits = torch.randn(b, 24, model.blip.config.text_config.vocab_size, device=DEV)
+    logits.requires_grad_(True)
+    targets = torch.randint(logits.shape[-1], (b, 24), device=DEV)
+    ids, mask, p = model.tokenize(captions(b, torch.Generator().manual_seed(0)))
+    memory = torch.randn(b, side * side + 1, d, device=DEV)
+
+    def text(on: set[str]):
+        _configure(model, on)
+        with autocast(DEV):
+            model.caption_loss(memory, ids, mask, p, 0.2).loss_sum.backward()
+
+    out = {
+        "adapter_conv3d": _timed_ms(lambda: conv().sum().backward()),
+        "adapter_2d_taps": _timed_ms(lambda: adapter._temporal_taps(grid).sum().backward()),
+        # genact's (one log-softmax, both terms), one F.cross_entropy, a log-sum-exp form
+        "loss_log_softmax": _timed_ms(lambda: _blend(vb.token_losses(logits, targets)).backward()),
+        "loss_cross_entropy": _timed_ms(
+            lambda: _smoothed_cross_entropy(logits, targets).sum().backward()
+        ),
+        "loss_logsumexp": _timed_ms(lambda: _blend(_logsumexp_losses(logits, targets)).backward()),
+        "text_decoder_eager": _timed_ms(lambda: text(set())),
+        "text_decoder_sdpa": _timed_ms(lambda: text({"text_sdpa"})),
+    }
+    _configure_defaults()
+    return out
 
 
 def _configure_defaults() -> None:
-    vb.LENGTH_BUCKET, vb.token_losses = 8, _REAL_LOSSES
+    vb.LENGTH_BUCKET = 8
 
 
 # ---- REST stages -------------------------------------------------------------------

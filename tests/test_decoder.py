@@ -2,6 +2,7 @@
 greedy and beam search, forced and natural lengths, several prompts and batch sizes."""
 
 import importlib.util
+import shutil
 import warnings
 from pathlib import Path
 
@@ -176,3 +177,26 @@ def test_token_ids_equal_transformers_generate_at_blip_base_size(tmp_path):
                 )
             assert torch.equal(got, want), (scale, batch, beams)
     assert (generated_lengths(want, 4, eos, pad) < 8).all()  # the peaky decoder ended early
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("c++") or shutil.which("g++")),
+    reason="torch.compile on CPU needs a C++ compiler",
+)
+def test_the_compiled_step_gives_the_same_ids_with_clips_padded_to_a_bucket(peaky_model):
+    """compile=True: the step through torch.compile (CUDA graphs on a GPU) and 5 clips
+    padded to a bucket of 8; the same ids as the eager decoder, and a second call with
+    the same shapes compiles nothing new."""
+    model = peaky_model
+    text = model.blip.text_decoder
+    eager = CaptionDecoder(text, eos_id=model.eos_id, pad_id=model.pad_id)
+    compiled = CaptionDecoder(text, eos_id=model.eos_id, pad_id=model.pad_id, compile=True)
+    torch.manual_seed(0)
+    memory = torch.randn(5, 17, 32)
+    prompts = [model.prompt_ids("a video of")[0], model.prompt_ids("someone is")[0]]
+    with torch.no_grad():
+        want = eager.decode(memory, prompts, num_beams=3, max_new_tokens=10)
+        for _ in range(2):
+            got = compiled.decode(memory, prompts, num_beams=3, max_new_tokens=10)
+            assert all(torch.equal(a, b) for a, b in zip(got, want))

@@ -1,7 +1,6 @@
 """The leaner training step against the step it replaced: SDPA text attention, captions
-padded to length buckets, the loss from one log-sum-exp, the depth-wise adapter as
-three 2-D convolutions, token ids made in the loader's workers. Loss and gradients
-must equal the old step's."""
+padded to length buckets, the depth-wise adapter as three 2-D convolutions, token ids
+made in the loader's workers. Loss and gradients must equal the old step's."""
 
 import copy
 
@@ -25,7 +24,7 @@ CAPTIONS = [
 
 def old_step_loss(model: VideoBlip, pixels, captions, label_smoothing):
     """The step as it was: transformers' eager text attention, captions padded to the
-    longest only, the loss from materialised log-probabilities, the adapter as Conv3d."""
+    longest only, the loss written out, the adapter as Conv3d."""
     texts = [f"{model.config.prompt} {c.strip()}" for c in captions]
     enc = model.tokenizer(
         texts, padding="longest", truncation=True, max_length=40, return_tensors="pt"

@@ -69,10 +69,10 @@ class CaptionLMOutput:
 def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """logits (B, L, V), targets (B, L) -> (nll, smooth), each (B, L) float32: -log p of
     the target and the mean over the vocabulary of -log p (label smoothing's term), from
-    one log-sum-exp, without the (B, L, V) log-probabilities."""
-    x = logits.float()
-    lse = torch.logsumexp(x, dim=-1)
-    return lse - x.gather(-1, targets.unsqueeze(-1)).squeeze(-1), lse - x.mean(-1)
+    one log-softmax. (F.cross_entropy gives only their blend, and a log-sum-exp form
+    was slower on CPU: docs/performance.md, section 9.)"""
+    logp = logits.float().log_softmax(-1)
+    return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1), -logp.mean(-1)
 
 
 class CaptionTokenizer:
