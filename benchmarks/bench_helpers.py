@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import BlipConfig, BlipForConditionalGeneration
 
+from genact.models.video_blip import VideoBlip, VideoBlipConfig
 from genact.models.word_tokenizers import blip_tokenizer
 
 WORDS = (
@@ -68,3 +69,19 @@ def shipped_world(root: Path, train_per_class: int, test_per_class: int) -> tupl
         WorldConfig(seed=0, train_per_class=train_per_class, test_per_class=test_per_class),
     )
     return (world, *foundation_models(root))
+
+
+DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# dense bf16 tensor-core peak, FLOP/s (NVIDIA data sheets, SXM parts)
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "B200": 2250e12}
+
+
+def sync() -> None:
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def blip(size, frames: int | None = None) -> VideoBlip:
+    """A random VideoBlip of gpu_all's preset `size` (random_blip's towers) on DEV."""
+    net, tok = random_blip(size.size, size.hidden, size.layers)
+    return VideoBlip(net, tok, VideoBlipConfig(num_frames=frames or size.frames)).to(DEV)

@@ -53,6 +53,7 @@ def test_smoke_run_writes_every_section_and_imports_nothing_else(tmp_path):
         "bench_helpers",
         "captioning",
         "gpu_sections",
+        "gpu_training",
         "rest_pipeline",
         "__main__",
     }
@@ -89,8 +90,7 @@ def test_a_section_past_its_deadline_keeps_what_it_measured(tmp_path, monkeypatc
 
         time.sleep(5)
 
-    monkeypatch.setattr(gpu_all.sections, "env", slow)
-    monkeypatch.setitem(gpu_all.DEADLINES, "env", 0.2)
+    monkeypatch.setitem(gpu_all.SECTIONS, "env", (slow, 0.2))
     result = gpu_all.run(["env"], gpu_all.preset("smoke"), tmp_path / "r.json", 1.0)
     rows = result["sections"]["env"]
     assert rows["first"] == 1 and "deadline" in rows["error"]

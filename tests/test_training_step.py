@@ -10,8 +10,9 @@ from transformers.models.blip.modeling_blip_text import BlipTextSelfAttention
 
 from genact.data import VideoItem
 from genact.models import VideoBlip
+from genact.models.adapter import TemporalAdapter
 from genact.models.attention import SdpaBlipTextSelfAttention
-from genact.models.video_blip import TemporalAdapter, trim_to_bucket
+from genact.models.caption_text import trim_to_bucket
 from genact.training.trainer import CaptionTokens, pick_caption
 
 CAPTIONS = [

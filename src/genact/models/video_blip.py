@@ -9,7 +9,6 @@ over T and BLIP's text decoder cross-attends to them.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,9 @@ from transformers import (
 )
 
 from genact.errors import ConfigError
+from genact.models.adapter import TemporalAdapter
 from genact.models.attention import use_sdpa
+from genact.models.caption_text import MAX_CAPTION_TOKENS, CaptionTokenizer, token_losses
 from genact.models.decoder import CaptionDecoder
 from genact.models.generation import Decoder, fast_decoder, reference_generate
 from genact.models.hub import (
@@ -36,8 +37,6 @@ from genact.models.hub import (
 )
 
 VIDEO_CONFIG = "genact_video.json"
-MAX_CAPTION_TOKENS = 40  # prompt + caption + [SEP], in training
-LENGTH_BUCKET = 8  # training captions are padded to a multiple of this
 ADAPTER_WEIGHTS = "adapters.safetensors"
 
 
@@ -64,104 +63,6 @@ class CaptionLMOutput:
     loss_sum: torch.Tensor
     logprob: torch.Tensor  # (B,) summed log-likelihood of each caption's tokens
     num_tokens: torch.Tensor  # (B,) caption tokens per sample (EOS included)
-
-
-def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits (B, L, V), targets (B, L) -> (nll, smooth), each (B, L) float32: -log p of
-    the target and the mean over the vocabulary of -log p (label smoothing's term), from
-    one log-softmax. (F.cross_entropy gives only their blend, and a log-sum-exp form
-    was slower on CPU: docs/performance.md, section 9.)"""
-    logp = logits.float().log_softmax(-1)
-    return -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1), -logp.mean(-1)
-
-
-class CaptionTokenizer:
-    """A VideoBlip's training text, without the model (what DataLoader workers hold):
-    prompt + caption + [SEP], [DEC] first, padded to a multiple of LENGTH_BUCKET."""
-
-    def __init__(self, model: "VideoBlip"):
-        self.tokenizer, self.prompt, self.bos_id = (
-            model.tokenizer,
-            model.config.prompt,
-            model.bos_id,
-        )
-
-    def encode(
-        self, captions: list[str], max_length: int = MAX_CAPTION_TOKENS, pad_to: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input_ids, attention_mask), each (B, L): L the longest rounded up to the
-        bucket, or `pad_to`."""
-        enc = self.tokenizer(
-            [f"{self.prompt} {c.strip()}" for c in captions],
-            padding="longest" if pad_to is None else "max_length",
-            pad_to_multiple_of=LENGTH_BUCKET if pad_to is None else None,
-            max_length=max_length if pad_to is None else pad_to,
-            truncation=True,
-            return_tensors="pt",
-        )
-        enc.input_ids[:, 0] = self.bos_id
-        return enc.input_ids, enc.attention_mask
-
-
-def trim_to_bucket(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ids / mask (B, L) padded to a fixed length -> cut to the longest caption rounded up
-    to LENGTH_BUCKET (what `CaptionTokenizer.encode` gives the same captions)."""
-    length = -(-int(mask.sum(1).max()) // LENGTH_BUCKET) * LENGTH_BUCKET
-    return ids[:, :length], mask[:, :length]
-
-
-class TemporalAdapter(nn.Module):
-    """Z + DWConv3d(Z) on patch tokens laid out as (B, d, T, H', W'); CLS untouched."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.conv = nn.Conv3d(dim, dim, kernel_size=3, padding=1, groups=dim)
-        nn.init.zeros_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
-
-    def forward(self, hidden: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """hidden: (B*T, 1 + H'W', d) -> same shape."""
-        cls, patches = hidden[:, :1], hidden[:, 1:]
-        bt, p, d = patches.shape
-        side = math.isqrt(p)
-        grid = patches.reshape(bt // num_frames, num_frames, side, side, d)
-        # 27 shifted products, which the compiler fuses into one kernel
-        if torch.compiler.is_compiling():
-            mixed = self._shifted_sum(grid)  # (cuDNN's depth-wise Conv3d is 3x slower on an H100)
-        else:
-            mixed = self._temporal_taps(grid)
-        return torch.cat([cls, patches + mixed.reshape(bt, p, d)], dim=1)
-
-    def _temporal_taps(self, grid: torch.Tensor) -> torch.Tensor:
-        """The depth-wise 3x3x3 convolution of grid (B, T, H', W', d) as three depth-wise
-        3x3 convolutions of every frame (one per temporal tap, on the tokens' own
-        channels-last layout, so nothing is copied to channels-first), summed with
-        their frames shifted by -1, 0, +1; equal to `self.conv` up to rounding."""
-        b, t, h, w, d = grid.shape
-        frames = grid.reshape(b * t, h, w, d).permute(0, 3, 1, 2)  # channels-last view
-        taps = [
-            nn.functional.conv2d(frames, self.conv.weight[:, :, k], padding=1, groups=d)
-            .permute(0, 2, 3, 1)
-            .reshape(b, t, h, w, d)
-            for k in range(3)
-        ]
-        zero = taps[0].new_zeros(b, 1, h, w, d)
-        before = torch.cat([zero, taps[0][:, :-1]], dim=1)  # tap 0 reads frame t - 1
-        after = torch.cat([taps[2][:, 1:], zero], dim=1)  # tap 2 reads frame t + 1
-        return taps[1] + before + after + self.conv.bias
-
-    def _shifted_sum(self, grid: torch.Tensor) -> torch.Tensor:
-        """The depth-wise 3x3x3 convolution of grid (B, T, H', W', d), zero-padded, as a
-        sum of shifted copies; equal to `self.conv` up to rounding."""
-        b, t, h, w, _ = grid.shape
-        padded = nn.functional.pad(grid, (0, 0, 1, 1, 1, 1, 1, 1))
-        # (27, d), taps in (dt, dy, dx) order
-        kernel = self.conv.weight.flatten(1).t().to(grid.dtype)
-        out = self.conv.bias.to(grid.dtype).expand_as(grid)
-        for i in range(27):
-            dt, dy, dx = i // 9, i // 3 % 3, i % 3
-            out = out + padded[:, dt : dt + t, dy : dy + h, dx : dx + w] * kernel[i]
-        return out
 
 
 class VideoBlip(nn.Module):

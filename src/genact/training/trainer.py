@@ -38,13 +38,9 @@ from genact.data.datasets import SkipReport, VideoDataset, VideoItem, make_loade
 from genact.distributed import Dist, all_reduce_sum, barrier
 from genact.errors import GenactError
 from genact.inference.processing import blip_transform
+from genact.models.caption_text import MAX_CAPTION_TOKENS, CaptionTokenizer, trim_to_bucket
 from genact.models.precision import autocast
-from genact.models.video_blip import (
-    MAX_CAPTION_TOKENS,
-    CaptionTokenizer,
-    VideoBlip,
-    trim_to_bucket,
-)
+from genact.models.video_blip import VideoBlip
 from genact.training.checkpoints import Checkpoints, TrainState
 from genact.training.metrics import LossMeter, Metrics, loss_rose
 from genact.training.optim import build_optimizer, lr_at
