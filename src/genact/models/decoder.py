@@ -20,7 +20,7 @@ clips are padded to a power-of-two bucket, so each bucket is captured once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import GenerationConfig
@@ -71,6 +71,13 @@ class State:
     self_v: list[torch.Tensor]
     cross_k: list[torch.Tensor]
     cross_v: list[torch.Tensor]
+    # (length,) the buffers' positions on the device: a step's position is a view of one,
+    # so no step copies a number from the host (which would wait for the GPU)
+    positions: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        k = self.self_k[0]
+        self.positions = torch.arange(k.shape[2], device=k.device)
 
     @property
     def group(self) -> int:
@@ -275,8 +282,7 @@ class CaptionDecoder:
             running = running & ~ended
             if step + 1 == max_new or (step % self.check_every == 0 and not running.any()):
                 break
-            position = torch.tensor(prompt_len + step, device=device)
-            logits = self._next(state, token, position)
+            logits = self._next(state, token, state.positions[prompt_len + step])
         return out[:, : int(ended_at.max())]
 
     def _beams(self, state, logits, prompt_len, max_new, min_new, n_return) -> torch.Tensor:
@@ -329,7 +335,7 @@ class CaptionDecoder:
                 open_.any() & ~(best.done.all() & (early is True)) & ~hits.all()
             ):
                 break
-            position = torch.tensor(prompt_len + step, device=device)
+            position = state.positions[prompt_len + step]
             logits = self._next(state, seq[:, :, step].flatten(), position, source)
         out = best.tokens[:, :n_return].flatten(0, 1)
         return out[:, : int(best.lengths[:, :n_return].max())]
