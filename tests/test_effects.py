@@ -46,6 +46,9 @@ def test_effects_come_from_the_per_video_outcomes_of_every_seed():
     ((_, split, e),) = found
     assert split == "unseen" and e.per_seed == [60.0, 30.0] and e.mean == 45.0
     assert e.verdict == "holds" and len(e.p_values) == 2
+    # per seed on its own 10 videos: 6 more right of 10 holds, 3 of 10 is inside the noise
+    assert e.seed_verdicts == ["holds", "inconclusive"]
+    assert e.seed_count() == "holds on 1 of 2, inconclusive on 1"
     text = results_text(demos, [0, 1])
     assert "REST" in text and "75.0 +- 5.0" in text  # REST's top-1: 80 and 70
     # a video a method skipped ('-') counts as wrong

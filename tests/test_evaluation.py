@@ -624,3 +624,35 @@ def test_evaluation_decodes_each_video_once_with_the_same_cosines(
         Split(items, ["blue", "red"]), clip, captioner, templates=["{}"], frames=2, progress=False
     )
     assert len(decodes) == 2  # the captions were cached; CLIP decoded each video
+
+
+def test_rehearsal_takes_the_rest_runs_videos_with_their_last_captions(make_video, tmp_path):
+    """rehearsal_set: the REST run's last bank, `count` videos drawn with the seed, each
+    with its pseudo-captions; a video whose file is gone is left out; not a REST run,
+    or no readable video, is one clear error."""
+    from genact.data.datasets import video_id, video_item
+    from genact.errors import ConfigError, DataError
+    from genact.evaluation.fewshot import rehearsal_set
+    from genact.training.bank import CaptionBank
+
+    videos = [VideoItem(str(make_video(f"r{i}.mp4"))) for i in range(4)]
+    windowed = VideoItem(videos[0].path, start=1.5, end=3.0)
+    assert video_item(video_id(windowed)) == windowed
+    items = videos + [VideoItem(str(tmp_path / "gone.mp4"))]
+    run = RunDir(tmp_path / "rest")
+    for r, suffix in ((0, "old"), (1, "new")):
+        bank = CaptionBank([video_id(it) for it in items])
+        for i in range(len(items)):
+            bank.add(i, f"caption {i} {suffix}", r, "init")
+        run.path.joinpath("bank").mkdir(parents=True, exist_ok=True)
+        run.save_bank(bank, r)
+    got = rehearsal_set(run.path, 3, seed=0)
+    assert len(got) == 3 and all(c == [f"caption {videos.index(it)} new"] for it, c in got)
+    assert rehearsal_set(run.path, 3, seed=0) == got  # the seed fixes the draw
+    assert len(rehearsal_set(run.path, 10)) == 4  # the missing file is left out
+    with pytest.raises(ConfigError, match="caption bank"):
+        rehearsal_set(tmp_path, 3)
+    for it in videos:
+        Path(it.path).unlink()
+    with pytest.raises(DataError, match="none of the run's training videos"):
+        rehearsal_set(run.path, 3)

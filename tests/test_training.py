@@ -78,3 +78,44 @@ def test_a_steps_gradient_is_the_same_for_any_micro_batch_size(fitted, tmp_path)
         grads[0], grads[2], atol=1e-6
     )
     assert grads[0].abs().sum() > 0
+
+
+def test_rehearsed_videos_train_on_their_own_captions_beside_the_class_names(monkeypatch):
+    import genact.training.supervised as supervised
+    from genact.data import VideoItem
+
+    seen = {}
+
+    class FakeRun:
+        def __init__(self, cfg, log, dist):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def load_model(self):
+            return "model"
+
+        def record_videos(self, videos):
+            seen["recorded"] = [v.path for v in videos]
+
+        def frame_cache(self, videos, model):
+            return videos
+
+        def make_trainer(self, cls, model, videos, captions):
+            seen["videos"], seen["captions"] = [v.path for v in videos], captions
+
+        def train_to_the_end(self, n):
+            seen["n"] = n
+            return "final"
+
+    monkeypatch.setattr(supervised, "Run", FakeRun)
+    shots = [VideoItem("a.mp4", 1), VideoItem("b.mp4", 0)]
+    rehearsal = [(VideoItem("r.mp4"), ["a ball rolls", "a red ball"])]
+    got = supervised.train_on_class_names(None, shots, ["jump", "swim"], rehearsal=rehearsal)
+    assert got == "final" and seen["n"] == 3
+    assert seen["videos"] == seen["recorded"] == ["a.mp4", "b.mp4", "r.mp4"]
+    assert seen["captions"] == [["swim"], ["jump"], ["a ball rolls", "a red ball"]]

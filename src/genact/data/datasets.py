@@ -57,6 +57,21 @@ def video_id(item: VideoItem, num_frames: int | None = None) -> str:
 CACHE_KEY_VERSION = "v2"  # of video_id's cache keys; v1 was the path as typed
 
 
+def video_item(name: str) -> VideoItem:
+    """The (unlabelled) VideoItem that `video_id(item)` (without T) names."""
+
+    def bound(text: str) -> float | None:
+        return None if text == "None" else float(text)
+
+    path, *window = name.rsplit("|", 2)
+    try:
+        if len(window) == 2:
+            return VideoItem(path, start=bound(window[0]), end=bound(window[1]))
+    except ValueError:  # a '|' in the path itself
+        pass
+    return VideoItem(name)
+
+
 def _max_short_side(transform) -> int | None:
     """Frames are shrunk while still uint8 to twice the transform's resize (it does the
     exact resize)."""

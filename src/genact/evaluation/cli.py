@@ -95,6 +95,8 @@ def _fewshot(args: argparse.Namespace, dist) -> int:
     from genact.training.rundir import RunDir
 
     if args.protocol == "base2novel":
+        if args.rehearse:
+            raise ConfigError("--rehearse is not part of the base-to-novel protocol")
         return _base2novel(args, dist)
     shots = list(SHOTS) if args.all else [None if args.shots == "all" else int(args.shots)]
     splits = [1, 2, 3] if args.all and args.protocol != "list" else [args.split]
@@ -120,6 +122,7 @@ def _fewshot(args: argparse.Namespace, dist) -> int:
                 templates=args.template,
                 progress=not args.quiet,
                 dist=dist,
+                rehearse=args.rehearse,
             )
             top1.setdefault("all" if m is None else m, {})[k] = res["splits"][f"split{k}"]["top1"]
     if not dist.main:
@@ -325,6 +328,13 @@ def _add_fewshot(sub: argparse._SubParsersAction) -> None:
         "list: the pool the shots are drawn from",
     )
     p.add_argument("--template", action="append", default=None)
+    p.add_argument(
+        "--rehearse",
+        type=user_path,
+        metavar="REST_RUN",
+        help="rehearsal: as many of this REST run's training videos as labelled ones, with "
+        "their pseudo-captions, train beside the class names (docs/evaluation.md)",
+    )
     p.add_argument(
         "--out",
         type=user_path,

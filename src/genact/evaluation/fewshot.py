@@ -5,12 +5,13 @@ style list, then classify the split's test videos with CLIP-TAM."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
 from genact.config import Decoding, SupervisedConfig, load_config
-from genact.data.datasets import VideoItem
+from genact.data.datasets import VideoItem, video_item
 from genact.data.splits import Split, read_list
 from genact.distributed import Dist, joined
 from genact.errors import ConfigError, DataError
@@ -154,10 +155,12 @@ def run_fewshot(
     cache_dir: Path | None = None,
     progress: bool = True,
     dist: Dist | None = None,
+    rehearse: str | Path | None = None,
 ) -> dict:
     """Fine-tune `model` on the training videos of fewshot_sets (`shots` per class, or
-    all: None) and score the test split with CLIP `clip`. Returns the evaluation
-    results (also in out_dir/<shots>shot-split<k>/results.json)."""
+    all: None), with as many of REST run `rehearse`'s videos and pseudo-captions
+    beside them when given, and score the test split with CLIP `clip`. Returns the
+    evaluation results (also in out_dir/<shots>shot-split<k>/results.json)."""
     test, items = fewshot_sets(
         protocol,
         data_root,
@@ -177,6 +180,7 @@ def run_fewshot(
         "shots": per_class,
         "seed": seed,
         "train_list": train_list,
+        "rehearsed_from": None if rehearse is None else str(rehearse),
     }
     return finetune_and_evaluate(
         test,
@@ -184,7 +188,7 @@ def run_fewshot(
         model,
         clip=clip,
         name=f"split{split}",
-        run_dir=out_dir / f"{label}shot-split{split}",
+        run_dir=out_dir / f"{label}shot-split{split}{'-rehearsed' if rehearse else ''}",
         meta=meta,
         seed=seed,
         overrides=overrides,
@@ -192,6 +196,7 @@ def run_fewshot(
         cache_dir=cache_dir,
         progress=progress,
         dist=dist,
+        rehearsal=None if rehearse is None else rehearsal_set(rehearse, len(items), seed),
     )
 
 
@@ -211,22 +216,32 @@ def finetune_and_evaluate(
     progress: bool = True,
     dist: Dist | None = None,
     also: dict[str, Split] | None = None,
+    rehearsal: list[tuple[VideoItem, list[str]]] | None = None,
 ) -> dict:
-    """Fine-tune `model` on labelled `items` (class names of `test` as captions), then
-    evaluate split `name` = `test` (and the splits `also` names, each with its own
-    classes: base-to-novel's novel split) with CLIP `clip`; the training run is
-    run_dir/train, results in run_dir. Both run in the caller's process group `dist`;
-    without one, in a group joined for the two (torchrun's, if any)."""
+    """Fine-tune `model` on labelled `items` (class names of `test` as captions; and on
+    the `rehearsal` videos with their own captions, rehearsal_set), then evaluate split
+    `name` = `test` (and the splits `also` names, each with its own classes:
+    base-to-novel's novel split) with CLIP `clip`; the training run is run_dir/train,
+    results in run_dir. Both run in the caller's process group `dist`; without one, in
+    a group joined for the two (torchrun's, if any)."""
+    rehearsal = rehearsal or []
     cfg = fewshot_config(
         model,
         run_dir / "train",
         shots=meta.get("shots", 1),
-        num_videos=len(items),
+        num_videos=len(items) + len(rehearsal),
         seed=seed,
         progress=progress,
         overrides=overrides,
     )
-    log.info("%s: %d training videos, %d epochs", run_dir.name, len(items), cfg.optim.epochs)
+    log.info(
+        "%s: %d training videos (+%d rehearsed), %d epochs",
+        run_dir.name,
+        len(items),
+        len(rehearsal),
+        cfg.optim.epochs,
+    )
+    meta = {**meta, "rehearsed_videos": len(rehearsal)}
     tests = {name: test, **(also or {})}
     args = (
         cfg,
@@ -239,6 +254,7 @@ def finetune_and_evaluate(
         templates,
         cache_dir or run_dir / "cache",
         progress,
+        rehearsal,
     )
     if dist is not None:
         return _finetune_and_evaluate(*args, dist)
@@ -260,9 +276,10 @@ def _finetune_and_evaluate(
     templates: list[str] | None,
     cache: Path,
     progress: bool,
+    rehearsal: list[tuple[VideoItem, list[str]]],
     dist: Dist,
 ) -> dict:
-    final = train_on_class_names(cfg, items, class_names, dist=dist)
+    final = train_on_class_names(cfg, items, class_names, dist=dist, rehearsal=rehearsal)
     if final is None:
         raise ConfigError(
             f"{run_dir}: training stopped early (run.stop_at_step); run again to resume"
@@ -281,6 +298,30 @@ def _finetune_and_evaluate(
         progress=progress,
         dist=dist,
     )
+
+
+def rehearsal_set(
+    rest_run: str | Path, count: int, seed: int = 0
+) -> list[tuple[VideoItem, list[str]]]:
+    """`count` training videos of the REST run `rest_run` (drawn with `seed`; all of them
+    when it has fewer), each with its pseudo-captions from the run's last caption bank:
+    what few-shot fine-tuning rehearses beside the labelled shots, so the fine-tuned
+    model keeps REST's way of captioning. A video whose file is gone is left out."""
+    run = RunDir(rest_run)
+    rounds = run.bank_rounds() if run.has_banks() else []
+    if not rounds:
+        raise ConfigError(f"{rest_run}: not a REST run directory with a caption bank")
+    bank = run.bank(rounds[-1])
+    videos = [
+        (video_item(key), bank.captions(i))
+        for i, key in enumerate(bank.keys)
+        if bank.captions(i) and os.path.exists(video_item(key).path)
+    ]
+    if not videos:
+        raise DataError(f"{rest_run}: none of the run's training videos can be read from here")
+    rng = np.random.default_rng([seed, 11])
+    picked = sorted(rng.choice(len(videos), min(count, len(videos)), replace=False).tolist())
+    return [videos[i] for i in picked]
 
 
 def shots_per_class(items: list[VideoItem], class_names: list[str]) -> int:

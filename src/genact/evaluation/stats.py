@@ -4,7 +4,7 @@ for the top-1 difference over test videos and (when there are several) seeds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import comb
 
 import numpy as np
@@ -33,10 +33,27 @@ class Effect:
     high: float
     per_seed: list[float]
     p_values: list[float]
+    # each seed's own verdict (its videos' bootstrap alone); empty when not asked for
+    seed_verdicts: list[str] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
-        return "holds" if self.low > 0 else ("does not hold" if self.high < 0 else "inconclusive")
+        return verdict(self.low, self.high)
+
+    def seed_count(self) -> str:
+        """How often the effect holds per seed: 'holds on 4 of 5, inconclusive on 1'."""
+        n, count = len(self.seed_verdicts), self.seed_verdicts.count
+        parts = [f"holds on {count('holds')} of {n}"]
+        parts += [f"{v} on {count(v)}" for v in VERDICTS[1:] if count(v)]
+        return ", ".join(parts)
+
+
+VERDICTS = ("holds", "inconclusive", "does not hold")
+
+
+def verdict(low: float, high: float) -> str:
+    """An interval above 0 holds, below 0 does not hold, across 0 is inconclusive."""
+    return "holds" if low > 0 else ("does not hold" if high < 0 else "inconclusive")
 
 
 def paired_effect(

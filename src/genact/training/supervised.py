@@ -35,17 +35,17 @@ def train_on_class_names(
     class_names: list[str],
     *,
     dist: Dist | None = None,
+    rehearsal: list[tuple[VideoItem, list[str]]] | None = None,
 ) -> Path | None:
     """Fine-tune on labelled `items`, each captioned by its class name (the supervised
-    baseline and few-shot fine-tuning), in the caller's process group `dist` if given.
-    Returns final/ (None if stopped early)."""
+    baseline and few-shot fine-tuning), in the caller's process group `dist` if given;
+    `rehearsal` videos train on their own captions beside them (few-shot's rehearsal of
+    REST's pseudo-captions). Returns final/ (None if stopped early)."""
+    rehearsal = rehearsal or []
+    videos = items + [it for it, _ in rehearsal]
+    captions = [[class_names[it.label]] for it in items] + [caps for _, caps in rehearsal]
     with Run(cfg, log, dist) as run:
         model = run.load_model()
-        run.record_videos(items)
-        run.make_trainer(
-            CaptionTrainer,
-            model,
-            run.frame_cache(items, model),
-            [[class_names[it.label]] for it in items],
-        )
-        return run.train_to_the_end(len(items))
+        run.record_videos(videos)
+        run.make_trainer(CaptionTrainer, model, run.frame_cache(videos, model), captions)
+        return run.train_to_the_end(len(videos))

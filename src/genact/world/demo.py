@@ -23,7 +23,7 @@ from genact.data.splits import Split, read_list
 from genact.distributed import cpu_threads
 from genact.errors import ConfigError
 from genact.evaluation.evaluate import evaluate
-from genact.evaluation.fewshot import finetune_and_evaluate, sample_shots
+from genact.evaluation.fewshot import finetune_and_evaluate, rehearsal_set, sample_shots
 from genact.evaluation.report import build_report
 from genact.inference.captions import Captioner
 from genact.io import atomic_write_text
@@ -278,8 +278,10 @@ def run_demo_fewshot(
     clip_dir: Path,
     out: Path,
     progress: bool,
+    rehearse: Path | None = None,
 ) -> dict:
-    """REST + `shots`-shot fine-tuning on the few-shot pool, scored on the unseen split."""
+    """REST + `shots`-shot fine-tuning on the few-shot pool, scored on the unseen split;
+    with `rehearse` (the REST run), as many of its videos and pseudo-captions beside."""
     items = sample_shots(pool, shots, cfg.seed)
     return finetune_and_evaluate(
         test,
@@ -287,7 +289,7 @@ def run_demo_fewshot(
         str(rest_final),
         clip=str(clip_dir),
         name="unseen",
-        run_dir=out / "runs" / f"{shots}shot",
+        run_dir=out / "runs" / (f"{shots}shot" + ("-rehearsed" if rehearse else "")),
         meta={"protocol": "world", "shots": shots},
         seed=cfg.seed,
         overrides=[
@@ -303,6 +305,7 @@ def run_demo_fewshot(
         ],
         cache_dir=out / "cache",
         progress=progress,
+        rehearsal=None if rehearse is None else rehearsal_set(rehearse, len(items), cfg.seed),
     )
 
 

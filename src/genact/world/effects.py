@@ -61,7 +61,12 @@ def effects(demos: list[dict], draws: int = 10_000) -> list[tuple[str, str, Effe
         a = [outcomes(d, better, split) for d in demos]
         b = [outcomes(d, worse, split) for d in demos]
         if all(x is not None for x in a + b):
-            out.append((label, split, paired_effect(a, b, draws=draws)))
+            effect = paired_effect(a, b, draws=draws)
+            if len(demos) > 1:  # and per seed, on its own test videos
+                effect.seed_verdicts = [
+                    paired_effect([x], [y], draws=draws).verdict for x, y in zip(a, b)
+                ]
+            out.append((label, split, effect))
     return out
 
 
@@ -139,7 +144,7 @@ def effects_text(found: list[tuple[str, str, Effect]]) -> str:
         ps = " ".join(f"{p:.2g}" for p in e.p_values)
         lines.append(
             f"{label:<58}{e.mean:>+11.1f}{f'[{e.low:+.1f}, {e.high:+.1f}]':>18}  {e.verdict:<14} "
-            f"{ps}"
+            f"{ps}" + (f"   (per seed: {e.seed_count()})" if e.seed_verdicts else "")
         )
     return "\n".join(lines)
 
@@ -172,17 +177,16 @@ def markdown(
     effects_md = [
         made,
         "",
-        "| effect (papers) | difference (points) | 95% interval | verdict | per seed | McNemar p "
-        "per seed |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| effect (papers) | difference (points) | 95% interval | verdict | per seed | verdict per "
+        "seed | McNemar p per seed |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, _, e in found:
         per_seed = ", ".join(f"{d:+.1f}" for d in e.per_seed)
         ps = ", ".join(f"{p:.2g}" for p in e.p_values)
         effects_md.append(
             f"| {label} | {e.mean:+.1f} | [{e.low:+.1f}, {e.high:+.1f}] | **{e.verdict}** | "
-            f"{per_seed} "
-            f"| {ps} |"
+            f"{per_seed} | {e.seed_count()} | {ps} |"
         )
     return {"results": "\n".join(results), "effects": "\n".join(effects_md)}
 
