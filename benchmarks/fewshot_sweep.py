@@ -25,6 +25,14 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="the seed that demo was run with")
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 2e-4, 5e-5])
     p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="also run with these training settings (e.g. frozen:optim.freeze_video_encoder=true)",
+    )
+    p.add_argument("--shots", type=int, nargs="+", default=[2, 8])
+    p.add_argument(
         "--rehearse",
         action="store_true",
         help="also rehearse REST's videos and pseudo-captions beside the shots",
@@ -39,28 +47,41 @@ def main() -> None:
     rest = json.loads((demo / "demo.json").read_text())["rows"]["rest"]["unseen"]["top1"]
     rows = []
     rest_run = RunDir(demo / "runs" / "rest")
+    variants = {"": []} | {v.split(":")[0]: v.split(":", 1)[1].split(",") for v in args.variant}
     for lr in args.lrs:
-        for shots in (2, 8):
-            for rehearse in (False, True) if args.rehearse else (False,):
-                res = run_demo_fewshot(
-                    replace(cfg, fewshot_lr=lr),
-                    test,
-                    pool,
-                    shots,
-                    rest_run.final,
-                    clip_dir,
-                    demo / "fewshot-sweep" / f"lr{lr:g}",
-                    progress=False,
-                    rehearse=rest_run.path if rehearse else None,
-                )
-                top1 = round(res["splits"]["unseen"]["top1"], 2)
-                rows.append({"lr": lr, "shots": shots, "rehearsed": rehearse, "top1": top1})
-            print(json.dumps(rows[-1]), flush=True)
+        for shots in args.shots:
+            for name, extra in variants.items():
+                for rehearse in (False, True) if args.rehearse else (False,):
+                    res = run_demo_fewshot(
+                        replace(cfg, fewshot_lr=lr),
+                        test,
+                        pool,
+                        shots,
+                        rest_run.final,
+                        clip_dir,
+                        demo / "fewshot-sweep" / f"lr{lr:g}{'-' + name if name else ''}",
+                        progress=False,
+                        rehearse=rest_run.path if rehearse else None,
+                        extra=extra,
+                    )
+                    top1 = round(res["splits"]["unseen"]["top1"], 2)
+                    rows.append(
+                        {
+                            "lr": lr,
+                            "shots": shots,
+                            "variant": name,
+                            "rehearsed": rehearse,
+                            "top1": top1,
+                        }
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
     print(f"REST zero-shot: {rest:.1f}")
     for r in rows:
-        kind = "rehearsed" if r["rehearsed"] else "class names"
+        kind = ("rehearsed" if r["rehearsed"] else "class names") + (
+            f", {r['variant']}" if r["variant"] else ""
+        )
         print(
-            f"lr {r['lr']:<8g} {r['shots']}-shot {kind:<12} {r['top1']:6.1f} "
+            f"lr {r['lr']:<8g} {r['shots']}-shot {kind:<24} {r['top1']:6.1f} "
             f"({r['top1'] - rest:+.1f})"
         )
     if args.out:

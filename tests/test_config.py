@@ -90,3 +90,30 @@ def test_regen_config_has_the_supplementary_settings():
         0.0,
         "ce",
     )
+
+
+def test_a_run_written_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """A config.yaml from an earlier version lacks settings added since (rest.decoder,
+    optim.freeze_video_encoder): they count as their defaults, which is what that
+    version did; a saved value that differs is still refused."""
+    import yaml
+
+    from genact.config import RestConfig, load_config, save_config, to_dict
+    from genact.errors import ConfigError
+    from genact.training.run import check_run_dir
+    from genact.training.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    cfg = load_config(RestConfig, None, [f"run.dir={run.path}", "run.resume=auto"])
+    save_config(cfg, run.config)
+    run.write_videos(["a.mp4"])
+    older = to_dict(cfg)
+    del older["rest"]["decoder"], older["optim"]["freeze_video_encoder"]
+    run.config.write_text(yaml.safe_dump(older))
+    check_run_dir(cfg)  # resumes
+    changed = load_config(
+        RestConfig, None, [f"run.dir={run.path}", "run.resume=auto", "rest.decoder=transformers"]
+    )
+    (run.path / "checkpoints").mkdir()
+    with pytest.raises(ConfigError, match="different config .*rest.decoder"):
+        check_run_dir(changed)

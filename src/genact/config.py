@@ -110,6 +110,8 @@ class OptimConfig(Section):
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     # torch.compile the video encoder, ViT + adapters (GPU; a minute of compiling at start)
     compile: bool = False
+    # train the text decoder only: the ViT and the temporal adapters keep their weights
+    freeze_video_encoder: bool = False
 
 
 @dataclass

@@ -62,7 +62,10 @@ def check_run_dir(cfg: RunSettings) -> None:
             f"{run_dir.path}: holds a run already; pass --resume (run.resume=auto) to continue it, "
             "or choose another run.dir"
         )
-    old, new = _flat(run_dir.read_config()), _flat(to_dict(cfg))
+    # a setting newer than the saved run counts as its default, which is what the
+    # version that wrote the run did
+    new = _flat(to_dict(cfg))
+    old = {**_flat(to_dict(type(cfg)())), **_flat(run_dir.read_config())}
     untrained = not has_checkpoint(run_dir)
     diff = sorted(
         k

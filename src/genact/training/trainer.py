@@ -120,6 +120,9 @@ class CaptionTrainer:
         self.metrics, self.report, self.num_workers = metrics, report, num_workers
         self.steps_per_epoch = steps_per_epoch(len(items), optim, dist.world)
         self.total_steps = self.steps_per_epoch * optim.epochs
+        if optim.freeze_video_encoder:
+            for p in [*model.blip.vision_model.parameters(), *model.adapters.parameters()]:
+                p.requires_grad_(False)
         self.optimizer = build_optimizer(model, optim)
         if optim.compile:
             model.compile_vision()

@@ -279,6 +279,7 @@ def run_demo_fewshot(
     out: Path,
     progress: bool,
     rehearse: Path | None = None,
+    extra: list[str] | None = None,
 ) -> dict:
     """REST + `shots`-shot fine-tuning on the few-shot pool, scored on the unseen split;
     with `rehearse` (the REST run), as many of its videos and pseudo-captions beside."""
@@ -302,6 +303,7 @@ def run_demo_fewshot(
             f"optim.min_lr={cfg.fewshot_lr / 100}",
             f"optim.epochs={max(60 // shots, 10)}",
             f"model.prompt={CAPTION_PROMPT}",
+            *(extra or []),
         ],
         cache_dir=out / "cache",
         progress=progress,
