@@ -1,8 +1,12 @@
-"""Few-shot fine-tuning from the demo's REST model at several learning rates: unseen
-top-1 of 2- and 8-shot against REST's zero-shot top-1.
+"""Few-shot fine-tuning from the demo's REST model, by learning rate and training
+setting: unseen top-1 of M-shot fine-tuning against REST's zero-shot top-1, per seed
+and, with several seeds' demos, their mean.
 
     genact demo --out demo
     python benchmarks/fewshot_sweep.py --demo demo --out bench/fewshot_sweep.json
+    genact demo --full --out demo-full          # then every seed's demo:
+    python benchmarks/fewshot_sweep.py --full demo-full --lrs 1e-3 --rehearse \\
+        --variant nols:optim.label_smoothing=0 --variant frozen:optim.freeze_video_encoder=true
 """
 
 from __future__ import annotations
@@ -12,42 +16,22 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from genact.data import read_list
 from genact.training.rundir import RunDir
 from genact.world.demo import DemoConfig, foundation_models, run_demo_fewshot
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--demo", default="demo")
-    p.add_argument("--seed", type=int, default=0, help="the seed that demo was run with")
-    p.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 2e-4, 5e-5])
-    p.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        metavar="NAME:KEY=VALUE,...",
-        help="also run with these training settings (e.g. frozen:optim.freeze_video_encoder=true)",
-    )
-    p.add_argument("--shots", type=int, nargs="+", default=[2, 8])
-    p.add_argument(
-        "--rehearse",
-        action="store_true",
-        help="also rehearse REST's videos and pseudo-captions beside the shots",
-    )
-    p.add_argument("--out", default=None)
-    args = p.parse_args()
-    demo, cfg = Path(args.demo), DemoConfig(seed=args.seed)
+def sweep(demo: Path, seed: int, args, variants: dict[str, list[str]]) -> tuple[float, list]:
+    """(REST's top-1, rows) of one seed's demo folder."""
+    cfg = DemoConfig(seed=seed)
     splits, videos = demo / "world" / "splits", demo / "world" / "videos"
     test = read_list(splits / "test.txt", videos, splits / "classes_unseen.txt")
     pool = read_list(splits / "fewshot.txt", videos, splits / "classes_unseen.txt")
     clip_dir = foundation_models(demo)[1]
     rest = json.loads((demo / "demo.json").read_text())["rows"]["rest"]["unseen"]["top1"]
-    rows = []
-    rest_run = RunDir(demo / "runs" / "rest")
-    variants = {"": []} | {v.split(":")[0]: v.split(":", 1)[1].split(",") for v in args.variant}
+    rest_run, rows = RunDir(demo / "runs" / "rest"), []
     for lr in args.lrs:
         for shots in args.shots:
             for name, extra in variants.items():
@@ -64,30 +48,80 @@ def main() -> None:
                         rehearse=rest_run.path if rehearse else None,
                         extra=extra,
                     )
-                    top1 = round(res["splits"]["unseen"]["top1"], 2)
                     rows.append(
                         {
+                            "seed": seed,
                             "lr": lr,
                             "shots": shots,
                             "variant": name,
                             "rehearsed": rehearse,
-                            "top1": top1,
+                            "top1": round(res["splits"]["unseen"]["top1"], 2),
+                            "vs_rest": round(res["splits"]["unseen"]["top1"] - rest, 2),
                         }
                     )
                     print(json.dumps(rows[-1]), flush=True)
-    print(f"REST zero-shot: {rest:.1f}")
-    for r in rows:
-        kind = ("rehearsed" if r["rehearsed"] else "class names") + (
-            f", {r['variant']}" if r["variant"] else ""
+    return rest, rows
+
+
+def summary(rows: list[dict], seeds: list[int]) -> str:
+    """One line per setting: its top-1 minus REST's, per seed and on average."""
+    lines = [f"{'setting':<44} " + " ".join(f"seed {s:>3}" for s in seeds) + "     mean"]
+    keys = dict.fromkeys((r["lr"], r["shots"], r["variant"], r["rehearsed"]) for r in rows)
+    for lr, shots, variant, rehearsed in keys:
+        mine = [
+            r
+            for r in rows
+            if (r["lr"], r["shots"], r["variant"], r["rehearsed"])
+            == (lr, shots, variant, rehearsed)
+        ]
+        diffs = [r["vs_rest"] for r in mine]
+        kind = ("rehearsed" if rehearsed else "class names") + (f", {variant}" if variant else "")
+        lines.append(
+            f"{f'lr {lr:g}, {shots}-shot, {kind}':<44} "
+            + " ".join(f"{d:+8.1f}" for d in diffs)
+            + f" {np.mean(diffs):+8.1f}"
         )
-        print(
-            f"lr {r['lr']:<8g} {r['shots']}-shot {kind:<24} {r['top1']:6.1f} "
-            f"({r['top1'] - rest:+.1f})"
-        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--demo", default="demo")
+    p.add_argument("--seed", type=int, default=0, help="the seed that demo was run with")
+    p.add_argument("--full", type=Path, help="a `genact demo --full` folder: every seed-N in it")
+    p.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 2e-4, 5e-5])
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="also run with these training settings (e.g. frozen:optim.freeze_video_encoder=true)",
+    )
+    p.add_argument("--shots", type=int, nargs="+", default=[2, 8])
+    p.add_argument(
+        "--rehearse",
+        action="store_true",
+        help="also rehearse REST's videos and pseudo-captions beside the shots",
+    )
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    variants = {"": []} | {v.split(":")[0]: v.split(":", 1)[1].split(",") for v in args.variant}
+    demos = (
+        sorted((int(d.name.split("-")[1]), d) for d in args.full.glob("seed-*"))
+        if args.full
+        else [(args.seed, Path(args.demo))]
+    )
+    rest, rows = {}, []
+    for seed, demo in demos:
+        rest[seed], seed_rows = sweep(demo, seed, args, variants)
+        rows += seed_rows
+    print("REST zero-shot: " + ", ".join(f"seed {s} {v:.1f}" for s, v in rest.items()))
+    print("top-1 minus REST's, in points")
+    print(summary(rows, list(rest)))
     if args.out:
-        Path(args.out).write_text(
-            json.dumps({"seed": args.seed, "rest_top1": rest, "rows": rows}, indent=1) + "\n"
-        )
+        Path(args.out).write_text(json.dumps({"rest_top1": rest, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
