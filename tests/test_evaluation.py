@@ -297,7 +297,9 @@ def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, mon
         model.save_pretrained(tmp_path / kind)
     seen = []
     monkeypatch.setattr(
-        fewshot, "train_on_class_names", lambda cfg, items, names, dist=None: seen.append(cfg.optim)
+        fewshot,
+        "train_on_class_names",
+        lambda cfg, items, names, dist=None, rehearsal=None: seen.append(cfg.optim),
     )
     test = Split([VideoItem(str(v), i) for i, v in enumerate(videos)], ["a", "b"])
     for kind, overrides in (("regen", []), ("regen", ["optim.lr=1e-5"]), ("rest", [])):
