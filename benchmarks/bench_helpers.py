@@ -19,22 +19,26 @@ WORDS = (
 ).split()
 
 
+def tower_settings(hidden: int | None, layers: int) -> dict:
+    """Config fields of a tower `hidden` wide and `layers` deep (64-wide heads, 4x MLPs);
+    {} (the configuration's defaults, the base models') without `hidden`."""
+    if hidden is None:
+        return {}
+    return dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        intermediate_size=4 * hidden,
+        num_attention_heads=max(hidden // 64, 1),
+    )
+
+
 def random_blip(size: int, hidden: int | None = None, layers: int = 12):
     """A random-weight image BLIP and its tokenizer: transformers' default BLIP
     configuration (ViT-B/16 and the 12-layer BERT decoder, 30,524 word pieces), or,
     with `hidden`, both towers that wide and `layers` deep (64-wide heads, 4x MLPs)."""
     tok = blip_tokenizer(WORDS)
     torch.manual_seed(0)
-    tower = (
-        {}
-        if hidden is None
-        else dict(
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            intermediate_size=4 * hidden,
-            num_attention_heads=max(hidden // 64, 1),
-        )
-    )
+    tower = tower_settings(hidden, layers)
     text = dict(
         vocab_size=30524,
         bos_token_id=tok.bos_token_id,

@@ -34,15 +34,10 @@ from pathlib import Path
 import torch
 from transformers import BlipForConditionalGeneration
 
-from bench_helpers import random_blip  # benchmarks/ is on sys.path when a script runs
+from bench_helpers import random_blip, sync  # benchmarks/ is on sys.path when a script runs
 from genact.config import DEFAULT_PROMPTS
 from genact.models.precision import autocast
 from genact.models.video_blip import VideoBlip, VideoBlipConfig
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class Sides:
@@ -87,10 +82,10 @@ class Sides:
 def timed(fn, frames: torch.Tensor) -> tuple[float, list[list[str]]]:
     device = frames.device
     with torch.no_grad(), autocast(device):
-        sync(device)
+        sync()
         t0 = time.perf_counter()
         out = fn(frames)
-        sync(device)
+        sync()
     return time.perf_counter() - t0, out
 
 

@@ -29,9 +29,12 @@ import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 
 from bench_helpers import (  # benchmarks/ is on sys.path when a script runs
+    DEV,
     WORDS,
     captions,
     random_blip,
+    sync,
+    tower_settings,
 )
 from genact.config import DEFAULT_PROMPTS, OptimConfig
 from genact.distributed import cpu_threads
@@ -42,7 +45,6 @@ from genact.models.word_tokenizers import clip_tokenizer
 from genact.rest.retrieval import retrieval_update, video_neighbours
 from genact.training.optim import build_optimizer
 
-DEV = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 K400 = {
     "videos": 240_000,
     "epochs": 60,
@@ -52,11 +54,6 @@ K400 = {
 CAPTIONS_PER_VIDEO = (
     10  # distinct initial captions per video (T = 8 frames x 3 prompts, after merging)
 )
-
-
-def sync() -> None:
-    if DEV.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def per_second(fn, items: int, batch: int) -> float:
@@ -73,16 +70,7 @@ def per_second(fn, items: int, batch: int) -> float:
 
 def build_clip(size: int, hidden: int | None, layers: int) -> FrozenClip:
     tok = clip_tokenizer(WORDS)
-    tower = (
-        {}
-        if hidden is None
-        else dict(
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            intermediate_size=4 * hidden,
-            num_attention_heads=max(hidden // 64, 1),
-        )
-    )
+    tower = tower_settings(hidden, layers)
     cfg = CLIPConfig(
         vision_config=dict(image_size=size, patch_size=16, **tower),
         text_config=dict(
