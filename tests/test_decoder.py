@@ -200,3 +200,36 @@ def test_the_compiled_step_gives_the_same_ids_with_clips_padded_to_a_bucket(peak
         for _ in range(2):
             got = compiled.decode(memory, prompts, num_beams=3, max_new_tokens=10)
             assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("penalty, early", [(2.0, False), (-1.0, False), (1.0, True)])
+def test_length_penalty_and_early_stopping_as_transformers_applies_them(
+    tiny_blip_dir, penalty, early
+):
+    """The finished hypotheses' scores, the early-stop heuristic and which candidates may
+    finish: a length penalty that favours long or short captions and early stopping
+    change which hypotheses win; the ids must still equal transformers'."""
+    model = VideoBlip.from_pretrained(tiny_blip_dir).eval()
+    peaky(model.blip.text_decoder, 8.0, 20.0, model.eos_id)
+    text = model.blip.text_decoder
+    text.generation_config.length_penalty = penalty
+    text.generation_config.early_stopping = early
+    dec = CaptionDecoder(text, eos_id=model.eos_id, pad_id=model.pad_id)
+    torch.manual_seed(7)
+    prompt = model.prompt_ids()[0]
+    with torch.no_grad():
+        for beams in (3, 5):
+            memory = torch.randn(32, 17, 32)
+            (got,) = dec.decode(memory, [prompt], num_beams=beams, max_new_tokens=12)
+            want = reference(
+                text,
+                prompt,
+                memory,
+                eos=model.eos_id,
+                pad=model.pad_id,
+                num_beams=beams,
+                max_new_tokens=12,
+                length_penalty=penalty,
+                early_stopping=early,
+            )
+            assert torch.equal(got, want), (penalty, early, beams)
