@@ -233,8 +233,10 @@ class CaptionDecoder:
         return outputs
 
     def _prefill(self, state: State, prompt: torch.Tensor, beams: int) -> torch.Tensor:
-        """Run the prompt once per clip (its beams are identical until the first token),
-        then copy each clip's keys / values to its beams' rows; (rows, V) logits."""
+        """Run the prompt once per clip, into the buffer rows of its first beam (its
+        beams are identical until the first token); (rows, V) logits. The other beams'
+        rows need no copy: every first-step candidate extends beam 0 (the others start
+        at -1e9), so the first step's reorder fills them from it."""
         clip_rows = State(
             [k[::beams] for k in state.self_k],
             [v[::beams] for v in state.self_v],
@@ -243,11 +245,6 @@ class CaptionDecoder:
         )  # row 0 of each clip's beams: strided views of the buffers
         positions = torch.arange(prompt.numel(), device=prompt.device)
         logits = self.step(clip_rows, prompt[None].expand(state.cross_k[0].shape[0], -1), positions)
-        p = prompt.numel()
-        for buffers in (state.self_k, state.self_v):
-            for buf in buffers:
-                shape = (buf.shape[0] // beams, beams, *buf.shape[1:])
-                buf.view(shape)[:, 1:, :, :p] = buf.view(shape)[:, :1, :, :p]
         return logits.repeat_interleave(beams, dim=0)
 
     @staticmethod
