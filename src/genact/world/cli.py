@@ -12,7 +12,7 @@ def cmd_world(args) -> int:
     from genact.world.pretrain import pretrain
     from genact.world.world import WorldConfig, build_world
 
-    cfg = WorldConfig(seed=args.seed)
+    cfg = WorldConfig(seed=args.seed, novel_words=args.novel_words)
     if args.action == "build":
         print(f"genact: world in {build_world(args.out, cfg)}", file=sys.stderr)
         return 0
@@ -99,5 +99,11 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--steps", type=int, default=None, help="optimizer steps per model, batch 64 (default 1500)"
+    )
+    p.add_argument(
+        "--novel-words",
+        action="store_true",
+        help="add the novel-word classes (two objects no seen class has) to the videos (build) "
+        "or to the pretraining frames (pretrain)",
     )
     p.set_defaults(func=cmd_world)

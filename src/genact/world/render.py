@@ -27,6 +27,13 @@ OBJECTS = {
     "cross": (220, 60, 220),
     "kite": (40, 220, 220),
 }
+# Objects of the novel-word classes (world version 3): never in a seen class, so never
+# in a training video or a seen class name, but in the foundation models' pretraining
+# (as BLIP and CLIP know "ocarina", though Kinetics-400 has no such class).
+NOVEL_OBJECTS = {
+    "cone": (250, 140, 30),
+    "moon": (150, 235, 90),
+}
 SHAPES = {
     "ball": "disc",
     "box": "square",
@@ -34,6 +41,8 @@ SHAPES = {
     "bar": "bar",
     "cross": "cross",
     "kite": "diamond",
+    "cone": "triangle",
+    "moon": "crescent",
 }
 # the order matters: (verb index + object index) % 3 == 0 picks the unseen compositions
 VERBS = ("bouncing", "swaying", "circling", "pulsing", "flickering", "drifting")
@@ -80,6 +89,12 @@ def _mask(shape: str, size: int, cx: float, cy: float, radius: float) -> np.ndar
         )
     if shape == "diamond":
         return np.abs(dx) + np.abs(dy) <= radius * 1.1
+    if shape == "triangle":  # apex up
+        return (dy <= radius) & (np.abs(dx) <= 0.6 * (dy + radius))
+    if shape == "crescent":
+        return (dx**2 + dy**2 <= radius**2) & (
+            (dx - 0.5 * radius) ** 2 + dy**2 > (0.8 * radius) ** 2
+        )
     raise ValueError(shape)
 
 
@@ -141,7 +156,7 @@ def render_clip(
     cx0, cy0 = size / 2 + rng.uniform(-0.06, 0.06, 2) * size
     bg = np.array(SCENES[spec.scene], np.float32) * rng.uniform(0.85, 1.15)
     texture = rng.normal(0, 10, (size, size, 1)).astype(np.float32)
-    colour = np.array(OBJECTS[spec.obj], np.float32)
+    colour = np.array({**OBJECTS, **NOVEL_OBJECTS}[spec.obj], np.float32)
     shape = SHAPES[spec.obj]
     step = 1 / max(frames - 1, 1)
     out = np.empty((frames, size, size, 3), np.uint8)

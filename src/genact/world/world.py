@@ -5,7 +5,10 @@ Classes are `<verb> <object>` compositions (6 verbs x 6 objects = 36). A third o
 them (where (verb + object) % 3 == 0, so every verb and every object keeps
 seen compositions) never appear in the unlabelled training videos: they are the
 zero-shot test classes; the generalized setting scores their test videos against
-all 36 names.
+all 36 names. With `novel_words`, twelve more classes (6 verbs x 2 novel objects)
+are named with a word no seen class has; only the foundation models' pretraining
+shows them (they need models pretrained on that world), and generalized is against
+all 48 names.
 """
 
 from __future__ import annotations
@@ -20,7 +23,15 @@ import numpy as np
 
 from genact.data.video import write_video
 from genact.io import atomic_write_text
-from genact.world.render import OBJECTS, SCENES, VERBS, ClipSpec, frame_hints, render_clip
+from genact.world.render import (
+    NOVEL_OBJECTS,
+    OBJECTS,
+    SCENES,
+    VERBS,
+    ClipSpec,
+    frame_hints,
+    render_clip,
+)
 
 VERSION = 2  # of the world's design: a cached world of another version is rebuilt
 COLOURS = {
@@ -30,6 +41,8 @@ COLOURS = {
     "bar": "white",
     "cross": "purple",
     "kite": "cyan",
+    "cone": "orange",
+    "moon": "green",
 }
 SCENE_PHRASES = {
     "grass": "on the grass",
@@ -53,6 +66,10 @@ class WorldConfig:
     train_per_class: int = 20  # unlabelled REST videos per seen composition
     fewshot_per_class: int = 8  # labelled pool per unseen composition (few-shot training)
     test_per_class: int = 10  # test videos per unseen composition
+    novel_per_class: int = 10  # test videos per novel-word class
+    base_shots_per_class: int = 16  # labelled pool per seen composition (base-to-novel)
+    base_test_per_class: int = 10  # test videos per seen composition (base-to-novel)
+    novel_words: bool = False  # add the novel-word classes (test_novel; in pretraining)
 
 
 def class_name(verb: str, obj: str) -> str:
@@ -62,6 +79,14 @@ def class_name(verb: str, obj: str) -> str:
 def compositions() -> list[tuple[str, str]]:
     """All (verb, object) pairs, verb-major."""
     return [(v, o) for v in VERBS for o in OBJECTS]
+
+
+def novel_compositions(cfg: WorldConfig | None = None) -> list[tuple[str, str]]:
+    """The novel-word classes (every verb with an object no seen class has); none
+    unless `cfg.novel_words` (all of them without a config)."""
+    if cfg is not None and not cfg.novel_words:
+        return []
+    return [(v, o) for v in VERBS for o in NOVEL_OBJECTS]
 
 
 def is_unseen(verb: str, obj: str) -> bool:
@@ -126,8 +151,12 @@ def _write_split(root: Path, name: str, specs: list[ClipSpec], cfg: WorldConfig)
 def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
     """Write the world's videos and split files below `root` (kept when the config
     is unchanged). Layout: videos/<split>/*.mp4; splits/<split>.txt (`path,class
-    name` lines, readable with `read_list` and any of splits/classes_{seen,unseen,all}.txt:
-    the test split against classes_unseen is zero-shot, against classes_all generalized)."""
+    name` lines, readable with `read_list` and any of
+    splits/classes_{seen,unseen,novel,all}.txt). Splits: train (seen classes, REST's
+    unlabelled videos), fewshot (a labelled pool of the unseen classes), test (unseen
+    classes: against classes_unseen zero-shot, against classes_all generalized),
+    test_novel (with `novel_words`: those classes, against classes_all), fewshot_base and
+    test_base (seen classes: base-to-novel's shots and base test videos)."""
     cfg = cfg or WorldConfig()
     root = Path(root)
     stamp = root / "world.json"
@@ -137,16 +166,18 @@ def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
     if stamp.exists():
         if json.loads(stamp.read_text()).get("key") == key:
             return root
-        # another config: none of its videos may stay
+        # another config: none of its videos or split files may stay
         shutil.rmtree(root / "videos", ignore_errors=True)
+        shutil.rmtree(root / "splits", ignore_errors=True)
         stamp.unlink()
     seen = [p for p in compositions() if not is_unseen(*p)]
     unseen = [p for p in compositions() if is_unseen(*p)]
     (root / "splits").mkdir(parents=True, exist_ok=True)
     for name, pairs in (
-        ("classes_all", compositions()),
+        ("classes_all", compositions() + novel_compositions(cfg)),
         ("classes_unseen", unseen),
         ("classes_seen", seen),
+        *([("classes_novel", novel_compositions(cfg))] if cfg.novel_words else []),
     ):
         atomic_write_text(
             root / "splits" / f"{name}.txt", "\n".join(class_name(v, o) for v, o in pairs) + "\n"
@@ -154,6 +185,11 @@ def build_world(root: str | Path, cfg: WorldConfig | None = None) -> Path:
     _write_split(root, "train", _specs(seen, cfg.train_per_class, cfg.seed, 1), cfg)
     _write_split(root, "fewshot", _specs(unseen, cfg.fewshot_per_class, cfg.seed, 2), cfg)
     _write_split(root, "test", _specs(unseen, cfg.test_per_class, cfg.seed, 3), cfg)
+    if cfg.novel_words:
+        novel = _specs(novel_compositions(cfg), cfg.novel_per_class, cfg.seed, 6)
+        _write_split(root, "test_novel", novel, cfg)
+    _write_split(root, "fewshot_base", _specs(seen, cfg.base_shots_per_class, cfg.seed, 7), cfg)
+    _write_split(root, "test_base", _specs(seen, cfg.base_test_per_class, cfg.seed, 8), cfg)
     atomic_write_text(stamp, json.dumps({"key": key, "config": asdict(cfg)}, indent=1))
     return root
 
@@ -162,10 +198,12 @@ def pretraining_corpus(
     cfg: WorldConfig, clips: int, seed: int
 ) -> list[tuple[ClipSpec, int, str, str]]:
     """Frames for pretraining the tiny foundation models, drawn from fresh clips of
-    every composition (never a split's video): (clip spec, frame index, generic
-    frame caption for the captioner, full description for CLIP)."""
+    composition (and novel-word class, with `cfg.novel_words`), never a split's video:
+    (clip spec, frame index, generic frame caption for the captioner, full description
+    for CLIP)."""
     rng = np.random.default_rng([seed, 4])
-    specs = _specs(compositions(), max(clips // len(compositions()), 1), seed, 5)
+    pairs = compositions() + novel_compositions(cfg)
+    specs = _specs(pairs, max(clips // len(pairs), 1), seed, 5)
     out = []
     for s in specs:
         f = int(rng.integers(cfg.frames))
