@@ -4,9 +4,10 @@ does not depend on how the global batch is cut into micro-batches."""
 import pytest
 import torch
 
-from genact.config import OptimConfig, RunConfig
+from genact.config import OptimConfig, RunConfig, SupervisedConfig, load_config
 from genact.data import SkipReport, VideoItem
 from genact.distributed import Dist
+from genact.errors import ConfigError
 from genact.models import VideoBlip
 from genact.training.metrics import Metrics
 from genact.training.trainer import CaptionTrainer
@@ -115,7 +116,19 @@ def test_rehearsed_videos_train_on_their_own_captions_beside_the_class_names(mon
     monkeypatch.setattr(supervised, "Run", FakeRun)
     shots = [VideoItem("a.mp4", 1), VideoItem("b.mp4", 0)]
     rehearsal = [(VideoItem("r.mp4"), ["a ball rolls", "a red ball"])]
-    got = supervised.train_on_class_names(None, shots, ["jump", "swim"], rehearsal=rehearsal)
+    cfg = load_config(SupervisedConfig, None, [])
+    got = supervised.train_on_class_names(cfg, shots, ["jump", "swim"], rehearsal=rehearsal)
     assert got == "final" and seen["n"] == 3
     assert seen["videos"] == seen["recorded"] == ["a.mp4", "b.mp4", "r.mp4"]
     assert seen["captions"] == [["swim"], ["jump"], ["a ball rolls", "a red ball"]]
+    # the caption's form applies to the class names, never to the rehearsed captions
+    cfg = load_config(SupervisedConfig, None, ["labels.template=a person doing {}"])
+    supervised.train_on_class_names(cfg, shots, ["jump", "swim"], rehearsal=rehearsal)
+    assert seen["captions"] == [
+        ["a person doing swim"],
+        ["a person doing jump"],
+        ["a ball rolls", "a red ball"],
+    ]
+    # a form without the class name would give every video the same caption
+    with pytest.raises(ConfigError, match="labels.template"):
+        load_config(SupervisedConfig, None, ["labels.template=a video"])

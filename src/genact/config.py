@@ -182,6 +182,17 @@ class RestConfig(RunSettings):
 
 
 @dataclass
+class LabelsConfig(Section):
+    """How a labelled video's class name becomes its training caption."""
+
+    # the caption's form, "{}" = the bare class name ("a {}" gives "a pulsing ball")
+    template: str = "{}"
+
+    def __post_init__(self) -> None:
+        check_template(self.template, "labels.template")
+
+
+@dataclass
 class SupervisedConfig(RunSettings):
     """ "GAR + class labels": the same model and optimiser, captions = class names."""
 
@@ -192,6 +203,7 @@ class SupervisedConfig(RunSettings):
     data: DataConfig = field(default_factory=lambda: DataConfig(format="kinetics"))
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=10))
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
 
 
 @dataclass

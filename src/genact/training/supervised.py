@@ -37,13 +37,15 @@ def train_on_class_names(
     dist: Dist | None = None,
     rehearsal: list[tuple[VideoItem, list[str]]] | None = None,
 ) -> Path | None:
-    """Fine-tune on labelled `items`, each captioned by its class name (the supervised
-    baseline and few-shot fine-tuning), in the caller's process group `dist` if given;
+    """Fine-tune on labelled `items`, each captioned by its class name in the form
+    `cfg.labels.template` (the supervised baseline and few-shot fine-tuning), in the caller's process group `dist` if given;
     `rehearsal` videos train on their own captions beside them (few-shot's rehearsal of
     REST's pseudo-captions). Returns final/ (None if stopped early)."""
     rehearsal = rehearsal or []
     videos = items + [it for it, _ in rehearsal]
-    captions = [[class_names[it.label]] for it in items] + [caps for _, caps in rehearsal]
+    form = cfg.labels.template
+    captions = [[form.format(class_names[it.label])] for it in items]
+    captions += [caps for _, caps in rehearsal]
     with Run(cfg, log, dist) as run:
         model = run.load_model()
         run.record_videos(videos)
