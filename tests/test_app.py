@@ -290,6 +290,11 @@ def test_the_demo_report_reads_as_the_demo_in_a_browser(browser, tmp_path):
             "rest": {
                 "unseen": {"top1": 59.2, "right": right(0.6)},
                 "generalized": {"top1": 29.8, "right": right(0.3)},
+                "base": {"top1": 40.0, "right": right(0.4)},
+            },
+            "rest-b2n": {
+                "unseen": {"top1": 56.0, "right": right(0.56)},
+                "base": {"top1": 70.0, "right": right(0.7)},
             },
         },
     }
@@ -306,3 +311,5 @@ def test_the_demo_report_reads_as_the_demo_in_a_browser(browser, tmp_path):
     assert (
         "59.2" in text and "29.8" in text and "44.5" not in text and "papers' numbers" not in text
     )
+    # base-to-novel: base, novel and HM = 2 * 70 * 56 / 126 = 62.2 for the fine-tuned row
+    assert "Base-to-novel" in text and "62.2" in text and "seen (1-vs-24)" in text

@@ -157,3 +157,46 @@ def test_several_seeds_are_each_run_and_combined(monkeypatch, capsys):
         with pytest.raises(SystemExit):
             cli.main(argv)
     assert calls == [("full", "demo-full", (13, 17)), ("one", "demo", 13), ("one", "demo", 0)]
+
+
+def test_base_to_novel_rows_give_base_novel_and_their_harmonic_mean():
+    """The demo's base-to-novel rows: base is each row's seen-class split, novel its
+    unseen split, HM theirs per seed (then mean ± std); the two effects pair the
+    fine-tuned row with the model it started from, split by split."""
+
+    def split(right: str) -> dict:
+        return {"top1": 100 * right.count("1") / len(right), "top5": 100.0, "right": right}
+
+    def seed(rest_base, rest_novel, b2n_base, b2n_novel) -> dict:
+        return {
+            "config": {},
+            "test_videos": [f"u{i}" for i in range(len(rest_novel))],
+            "split_videos": {"unseen": [], "base": [f"b{i}" for i in range(len(rest_base))]},
+            "split_classes": {"unseen": 12, "generalized": 48, "base": 24},
+            "rows": {
+                "rest": {"base": split(rest_base), "unseen": split(rest_novel)},
+                "rest-b2n": {"base": split(b2n_base), "unseen": split(b2n_novel)},
+            },
+        }
+
+    demos = [
+        seed("1100", "1111", "1111", "1000"),  # base 50 -> 100, novel 100 -> 25
+        seed("1000", "1110", "1110", "1100"),  # base 25 -> 75, novel 75 -> 50
+    ]
+    found = {label: (s, e) for label, s, e in effects(demos, draws=500)}
+    base, novel = (
+        found["REST: base fine-tuning > none, on base classes"],
+        found["REST: base fine-tuning > none, on novel classes"],
+    )
+    assert base[0] == "base" and base[1].per_seed == [50.0, 50.0]
+    assert novel[0] == "unseen" and novel[1].per_seed == [-75.0, -25.0]
+    text = results_text(demos, [0, 1])
+    # HM per seed: REST 2*50*100/150 = 66.7 and 2*25*75/100 = 37.5 -> 52.1 +- 14.6
+    assert "52.1 +- 14.6" in text and "base-to-novel" in text
+    # fine-tuned: 2*100*25/125 = 40 and 2*75*50/125 = 60 -> 50.0 +- 10.0
+    assert "50.0 +- 10.0" in text
+    blocks = markdown(demos, [0, 1], effects(demos, draws=200), "genact demo --full")
+    assert "| REST | 37.5 ± 12.5 | 87.5 ± 12.5 | 52.1 ± 14.6 |" in blocks["results"]
+    assert "| REST | seen (1-vs-24) | 50.0 | 25.0 | 37.5 ± 12.5 |" in blocks["results"]
+    # a split's label counts the names its videos were scored against
+    assert "seen (1-vs-24)" in text and "unseen (1-vs-12)" in text

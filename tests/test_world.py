@@ -2,6 +2,8 @@
 single frames that hint at the verb or mislead while the clip agrees on it, and
 the demo's REST-over-frame-captioner gain on unseen compositions."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from genact.world import (
     build_world,
     compositions,
     is_unseen,
+    novel_compositions,
     render_clip,
 )
 from genact.world.render import frame_hints
@@ -75,29 +78,58 @@ def test_held_out_compositions_cover_every_verb_and_object():
     unseen = [p for p in compositions() if is_unseen(*p)]
     assert len(compositions()) == 36 and len(unseen) == 12
     assert {v for v, _ in unseen} == set(VERBS) and {o for _, o in unseen} == set(OBJECTS)
+    # the novel-word classes: every verb, objects no composition of the 36 has
+    novel = novel_compositions(WorldConfig(novel_words=True))
+    assert len(novel) == 12 and {v for v, _ in novel} == set(VERBS)
+    assert not {o for _, o in novel} & set(OBJECTS)
+    assert novel_compositions(WorldConfig()) == []  # the default world has none
 
 
 def test_build_writes_readable_splits_without_unseen_classes_in_training(tmp_path):
-    cfg = WorldConfig(train_per_class=1, fewshot_per_class=1, test_per_class=1)
+    cfg = WorldConfig(
+        train_per_class=1,
+        fewshot_per_class=1,
+        test_per_class=1,
+        novel_per_class=1,
+        base_shots_per_class=1,
+        base_test_per_class=1,
+        novel_words=True,
+    )
     root = build_world(tmp_path, cfg)
-    train = read_list(
-        root / "splits" / "train.txt", root / "videos", root / "splits" / "classes_all.txt"
-    )
-    test = read_list(
-        root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_unseen.txt"
-    )
-    gen = read_list(
-        root / "splits" / "test.txt", root / "videos", root / "splits" / "classes_all.txt"
-    )
+
+    def split(name, classes):
+        splits = root / "splits"
+        return read_list(splits / f"{name}.txt", root / "videos", splits / f"classes_{classes}.txt")
+
+    train = split("train", "all")
+    test, gen = split("test", "unseen"), split("test", "all")
     assert len(train.items) == 24 and len(test.items) == 12 and len(test.class_names) == 12
-    assert len(gen.class_names) == 36 and [test.class_names[i.label] for i in test.items] == [
+    assert len(gen.class_names) == 48 and [test.class_names[i.label] for i in test.items] == [
         gen.class_names[i.label] for i in gen.items
     ]
-    assert not {train.class_names[i.label] for i in train.items} & set(test.class_names)
+    trained = {train.class_names[i.label] for i in train.items}
+    assert not trained & set(test.class_names)
+    # no seen class name and no training video has a novel-word class's object
+    novel = split("test_novel", "all")
+    novel_objects = {novel.class_names[i.label].split()[1] for i in novel.items}
+    assert len(novel.items) == 12 and novel_objects == {"cone", "moon"}
+    assert not any(o in name for o in novel_objects for name in trained)
+    assert not any(o in it.path for o in novel_objects for it in train.items)
+    # base-to-novel's pool and test videos are seen classes, other videos than training's
+    for name in ("fewshot_base", "test_base"):
+        base = split(name, "seen")
+        assert len(base.items) == 24 and not base.missing
+        assert not {it.path for it in base.items} & {it.path for it in train.items}
     assert read_video(test.items[0].path, 8).shape == (8, 32, 32, 3)
     stamp = (root / "world.json").stat().st_mtime_ns
     build_world(tmp_path, cfg)  # cached: nothing rewritten
     assert (root / "world.json").stat().st_mtime_ns == stamp
+    # the same world without the novel-word classes: none of their files stay
+    build_world(tmp_path, replace(cfg, novel_words=False))
+    assert not (root / "splits" / "test_novel.txt").exists()
+    assert not (root / "splits" / "classes_novel.txt").exists()
+    assert len(split("test", "all").class_names) == 36
+    assert not any("cone" in p.name for p in (root / "videos").rglob("*.mp4"))
 
 
 def test_pretraining_captions_are_generic_and_descriptions_complete():
@@ -225,6 +257,7 @@ def test_world_pretrain_command_defaults_are_the_shipped_weights_settings(monkey
         bound = inspect.signature(real).bind(*args, **kwargs)
         bound.apply_defaults()
         calls.append({k: bound.arguments[k] for k in ("clips", "steps", "seed")})
+        calls[-1]["novel_words"] = bound.arguments["cfg"].novel_words
         return tmp_path / "blip", tmp_path / "clip"
 
     real = pretrain_module.pretrain
@@ -232,12 +265,14 @@ def test_world_pretrain_command_defaults_are_the_shipped_weights_settings(monkey
     for argv in (
         ["world", "pretrain", "--out", str(tmp_path)],
         ["world", "pretrain", "--out", str(tmp_path), "--clips", "64", "--steps", "3"],
+        ["world", "pretrain", "--out", str(tmp_path), "--novel-words"],
     ):
         with pytest.raises(SystemExit):
             main(argv)
     assert calls == [
-        {"clips": 8640, "steps": 1500, "seed": 0},
-        {"clips": 64, "steps": 3, "seed": 0},
+        {"clips": 8640, "steps": 1500, "seed": 0, "novel_words": False},
+        {"clips": 64, "steps": 3, "seed": 0, "novel_words": False},
+        {"clips": 8640, "steps": 1500, "seed": 0, "novel_words": True},
     ]
 
 
@@ -285,3 +320,17 @@ def test_a_time_reversal_pair_is_invisible_without_temporal_adapters(tmp_path):
         clip, [VideoItem(str(tmp_path / n)) for n in ("up.mp4", "down.mp4")], 8, progress=False
     )
     assert float(feats[0] @ feats[1]) > 0.99  # only the video codec's losses differ
+
+
+def test_the_novel_word_demo_needs_models_pretrained_on_those_words(tmp_path):
+    """The shipped models never saw the novel words: a demo with them and no
+    foundation models of its own is refused before any video is written, and so is
+    a foundation folder without the two models."""
+    from genact.errors import ConfigError
+    from genact.world.demo import DemoConfig, run_demo
+
+    with pytest.raises(ConfigError, match="pretrained on them"):
+        run_demo(tmp_path / "a", DemoConfig(novel_words=True), progress=False)
+    with pytest.raises(ConfigError, match="no blip/ and clip/"):
+        run_demo(tmp_path / "b", DemoConfig(novel_words=True, foundation=str(tmp_path)))
+    assert not (tmp_path / "a" / "world").exists() and not (tmp_path / "b" / "world").exists()

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 SHIPPED = Path(__file__).parent / "weights"
 
 
-# clip, frame-captioner, rest-h1, rest, rest-no-adapters, regen, supervised, 2-/8-shot
+# clip, frame-captioner, rest-h1, rest, rest-no-adapters, regen, supervised, 2-/8-shot,
+# rest-b2n, regen-b2n
 METHODS = tuple(ROW_NAMES)
 
 
@@ -61,6 +62,10 @@ class DemoConfig:
     frames: int = 4  # T
     train_per_class: int = 12
     test_per_class: int = 40  # 480 test videos: one video is 0.2 points
+    novel_per_class: int = 10  # with novel_words: 120 test videos of the novel-word classes
+    base_shots: int = 16  # base-to-novel: labelled videos per seen class
+    base_test_per_class: int = 10  # base-to-novel: 240 test videos of the seen classes
+    base2novel_steps: int = 72  # optimizer steps of base-to-novel fine-tuning
     rest_epochs: int = 8
     rest_rounds: int = 2
     regen_epochs: int = 6
@@ -70,12 +75,28 @@ class DemoConfig:
     # at 2e-5 no reward rises in the demo's steps (docs/world.md: benchmarks/regen_sweep.py)
     regen_lr: float = 5e-4
     fewshot_lr: float = 1e-3  # few-shot learns new captions (class names) from few steps
+    # the novel-word classes (world.WorldConfig.novel_words); they need foundation models
+    # pretrained on that world (`genact world pretrain --novel-words`), given as `foundation`
+    novel_words: bool = False
+    foundation: str | None = None  # folder with blip/ and clip/; default: the shipped models
     methods: tuple[str, ...] = METHODS  # rows to run (REST is run whenever a later row needs it)
 
 
-def foundation_models(out: Path) -> tuple[Path, Path]:
-    """The shipped tiny BLIP / CLIP (`genact world pretrain` with its defaults), or,
-    in a checkout without them, ones trained now into out/pretrained."""
+def foundation_models(out: Path, cfg: DemoConfig | None = None) -> tuple[Path, Path]:
+    """`cfg.foundation`'s BLIP / CLIP; else the shipped tiny ones (`genact world
+    pretrain` with its defaults), or, in a checkout without them, ones trained now into
+    out/pretrained."""
+    cfg = cfg or DemoConfig()
+    if cfg.foundation is not None:
+        root = Path(cfg.foundation).expanduser()
+        if not all((root / m / "config.json").is_file() for m in ("blip", "clip")):
+            raise ConfigError(f"foundation models: {root} has no blip/ and clip/ to load")
+        return root / "blip", root / "clip"
+    if cfg.novel_words:
+        raise ConfigError(
+            "the novel-word classes need foundation models pretrained on them "
+            "(genact world pretrain --novel-words); the shipped ones never saw those words"
+        )
     if (SHIPPED / "blip" / "config.json").exists() and (SHIPPED / "clip" / "config.json").exists():
         return SHIPPED / "blip", SHIPPED / "clip"
     if not (out / "pretrained" / "clip" / "config.json").exists():
@@ -187,27 +208,49 @@ def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: 
         torch.set_num_threads(threads)
 
 
+def demo_tests(world: Path, novel_words: bool = False) -> dict[str, Split]:
+    """The demo's test splits: the unseen classes' test videos against the 12 unseen
+    names (zero-shot) and against all names (generalized); with `novel_words`, the
+    novel-word classes' against all names; the seen classes' against the 24 seen
+    names (base-to-novel's base side)."""
+    videos, splits = world / "videos", world / "splits"
+    tests = {
+        "unseen": read_list(splits / "test.txt", videos, splits / "classes_unseen.txt"),
+        "generalized": read_list(splits / "test.txt", videos, splits / "classes_all.txt"),
+        "base": read_list(splits / "test_base.txt", videos, splits / "classes_seen.txt"),
+    }
+    if novel_words:
+        tests["novel"] = read_list(splits / "test_novel.txt", videos, splits / "classes_all.txt")
+    return tests
+
+
+ZERO_SHOT_SPLITS = ("unseen", "generalized", "novel")
+
+
 def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"unknown demo methods {sorted(unknown)}; expected some of {METHODS}")
     start = time.time()
+    blip, clip_dir = foundation_models(out, cfg)  # first: a wrong folder is refused at once
     world = build_world(
         out / "world",
         WorldConfig(
-            seed=cfg.seed, train_per_class=cfg.train_per_class, test_per_class=cfg.test_per_class
+            seed=cfg.seed,
+            train_per_class=cfg.train_per_class,
+            test_per_class=cfg.test_per_class,
+            novel_per_class=cfg.novel_per_class,
+            base_shots_per_class=cfg.base_shots,
+            base_test_per_class=cfg.base_test_per_class,
+            novel_words=cfg.novel_words,
         ),
     )
-    blip, clip_dir = foundation_models(out)
-    videos, splits = world / "videos", world / "splits"
-    tests = {
-        "unseen": read_list(splits / "test.txt", videos, splits / "classes_unseen.txt"),
-        "generalized": read_list(splits / "test.txt", videos, splits / "classes_all.txt"),
-    }
+    tests = demo_tests(world, cfg.novel_words)
     clip = FrozenClip.from_pretrained(clip_dir)
     cache = out / "cache"
     rows: dict[str, dict] = {}
     wanted = set(cfg.methods)
+    b2n = {"rest": "rest-b2n", "regen": "regen-b2n"}
 
     def score(name: str, method: str, model: Path | None) -> None:
         if name not in wanted:
@@ -220,8 +263,10 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
                 str(model), decoding, cache_dir=cache, device=torch.device("cpu"), progress=progress
             )
         )
+        # the base classes' test videos only where base-to-novel compares with the row
+        splits = ZERO_SHOT_SPLITS + (("base",) if b2n.get(name) in wanted else ())
         rows[name] = evaluate(
-            tests,
+            {s: tests[s] for s in splits if s in tests},
             clip,
             captioner,
             method=method,
@@ -239,21 +284,31 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
     for name, final in run_demo_rest(cfg, common, out, wanted):
         score(name, "genact", final)
     rest_final = RunDir(out / "runs" / "rest").final
-    if "regen" in wanted:
-        score("regen", "genact", run_demo_regen(cfg, common, rest_final, out / "runs" / "regen"))
+    regen_final = None
+    if wanted & {"regen", "regen-b2n"}:
+        regen_final = run_demo_regen(cfg, common, rest_final, out / "runs" / "regen")
+        score("regen", "genact", regen_final)
     if "supervised" in wanted:
         score(
             "supervised",
             "genact",
             run_demo_supervised(cfg, common, world, out / "runs" / "supervised"),
         )
+    videos, splits = world / "videos", world / "splits"
     pool = read_list(splits / "fewshot.txt", videos, splits / "classes_unseen.txt")
     for shots in (2, 8):
         if f"{shots}-shot" in wanted:
             rows[f"{shots}-shot"] = run_demo_fewshot(
                 cfg, tests["unseen"], pool, shots, rest_final, clip_dir, out, progress
             )
-    demo = demo_record(cfg, tests["unseen"], rows)
+    base_pool = read_list(splits / "fewshot_base.txt", videos, splits / "classes_seen.txt")
+    for source, name in b2n.items():
+        if name in wanted:
+            model = rest_final if source == "rest" else regen_final
+            rows[name] = run_demo_base2novel(
+                cfg, tests, base_pool, model, clip_dir, out / "runs" / name, progress
+            )
+    demo = demo_record(cfg, tests, rows)
     atomic_write_text(out / "demo.json", json.dumps(demo, indent=1))
     found = effects([demo])
     text = results_text([demo], [cfg.seed]) + "\n\n" + effects_text(found)
@@ -267,6 +322,55 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
         )
         return text + "\n\n" + captions_before_after(out)
     return text
+
+
+def run_demo_base2novel(
+    cfg: DemoConfig,
+    tests: dict[str, Split],
+    pool: Split,
+    model: Path,
+    clip_dir: Path,
+    run_dir: Path,
+    progress: bool,
+) -> dict:
+    """Base-to-novel in the world: `model` fine-tuned on `cfg.base_shots` videos per seen
+    class (their names as captions, the few-shot recipe), then scored on the seen
+    classes' test videos among the seen names ("base") and on the unseen classes'
+    among the unseen names ("unseen", the novel side)."""
+    items = sample_shots(pool, cfg.base_shots, cfg.seed)
+    steps_per_epoch = max(len(items) // 16, 1)
+    return finetune_and_evaluate(
+        tests["base"],
+        items,
+        str(model),
+        clip=str(clip_dir),
+        name="base",
+        run_dir=run_dir,
+        meta={"protocol": "world base-to-novel", "shots": cfg.base_shots},
+        seed=cfg.seed,
+        overrides=[
+            *fewshot_overrides(cfg),
+            f"optim.epochs={max(cfg.base2novel_steps // steps_per_epoch, 1)}",
+        ],
+        cache_dir=run_dir.parent.parent / "cache",
+        progress=progress,
+        also={"unseen": tests["unseen"]},
+    )
+
+
+def fewshot_overrides(cfg: DemoConfig) -> list[str]:
+    """What the demo's fine-tuning on labelled videos sets (few-shot and base-to-novel):
+    a global batch of 16 at `cfg.fewshot_lr`, one thread, the captioner's prompt."""
+    return [
+        f"data.frames={cfg.frames}",
+        "data.num_workers=0",
+        "run.threads=1",
+        "optim.batch_size=8",
+        "optim.global_batch=16",
+        f"optim.lr={cfg.fewshot_lr}",
+        f"optim.min_lr={cfg.fewshot_lr / 100}",
+        f"model.prompt={CAPTION_PROMPT}",
+    ]
 
 
 def run_demo_fewshot(
@@ -294,15 +398,8 @@ def run_demo_fewshot(
         meta={"protocol": "world", "shots": shots},
         seed=cfg.seed,
         overrides=[
-            f"data.frames={cfg.frames}",
-            "data.num_workers=0",
-            "run.threads=1",
-            "optim.batch_size=8",
-            "optim.global_batch=16",
-            f"optim.lr={cfg.fewshot_lr}",
-            f"optim.min_lr={cfg.fewshot_lr / 100}",
+            *fewshot_overrides(cfg),
             f"optim.epochs={max(60 // shots, 10)}",
-            f"model.prompt={CAPTION_PROMPT}",
             *(extra or []),
         ],
         cache_dir=out / "cache",
@@ -311,16 +408,25 @@ def run_demo_fewshot(
     )
 
 
-def demo_record(cfg: DemoConfig, test: Split, rows: dict[str, dict]) -> dict:
-    """What demo.json holds: the config, the test videos, and per row and split the
-    top-1 / top-5 and `right`, one character per test video (1 right, 0 wrong, - skipped)."""
-    paths = [it.path for it in test.items]
-    record = {"config": asdict(cfg), "world_version": VERSION, "test_videos": paths, "rows": {}}
+def demo_record(cfg: DemoConfig, tests: dict[str, Split], rows: dict[str, dict]) -> dict:
+    """What demo.json holds: the config, each split's test videos (`test_videos`: the
+    unseen classes'; `split_videos`: every split's), and per row and split the top-1 /
+    top-5 and `right`, one character per test video of the split (1 right, 0 wrong, -
+    skipped)."""
+    videos = {name: [it.path for it in split.items] for name, split in tests.items()}
+    record = {
+        "config": asdict(cfg),
+        "world_version": VERSION,
+        "test_videos": videos["unseen"],
+        "split_videos": videos,
+        "split_classes": {name: len(split.class_names) for name, split in tests.items()},
+        "rows": {},
+    }
     for name, res in rows.items():
         record["rows"][name] = {}
         for split, r in res["splits"].items():
             top = {v["video"]: v["top5"][0] == v["label"] for v in r["videos"]}
-            right = "".join("-" if p not in top else "01"[top[p]] for p in paths)
+            right = "".join("-" if p not in top else "01"[top[p]] for p in videos[split])
             record["rows"][name][split] = {"top1": r["top1"], "top5": r["top5"], "right": right}
     return record
 
