@@ -1,0 +1,92 @@
+"""The world with novel words (`WorldConfig.novel_words`): can the supervised baseline's
+collapse (REST Table 1) be shown, and what does re-pretraining the foundation models
+on that world do to the effects the shipped world shows?
+
+For each pretraining size: pretrain the tiny BLIP and CLIP on frames of all 48
+classes (the 36 compositions and the 12 novel-word classes), then run the demo's
+CLIP, frame-captioner, REST and supervised rows with them, and count which object
+each row's captions of novel-word test videos name (a seen object is the collapse).
+
+    python benchmarks/novel_words.py --out bench/novel-words \\
+        --json benchmarks/results/novel_words_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from genact.training.rundir import RunDir
+from genact.world.demo import DemoConfig, run_demo
+from genact.world.effects import effects
+from genact.world.pretrain import pretrain
+from genact.world.render import NOVEL_OBJECTS, OBJECTS
+from genact.world.world import WorldConfig
+
+ROWS = ("clip", "frame-captioner", "rest", "supervised")
+
+
+def objects_named(results: Path) -> dict[str, int]:
+    """How many novel-word test captions name a novel object, a seen one, or none."""
+    videos = RunDir(results).read_results()["splits"]["novel"]["videos"]
+    counts = {"novel object": 0, "seen object": 0, "no object": 0}
+    for v in videos:
+        words = set(v["caption"].split())
+        kind = (
+            "novel object"
+            if words & set(NOVEL_OBJECTS)
+            else "seen object"
+            if words & set(OBJECTS)
+            else "no object"
+        )
+        counts[kind] += 1
+    return counts
+
+
+def one_size(out: Path, clips: int, seed: int) -> dict:
+    """Pretrain with `clips` frames, run the rows on world seed `seed`; their figures."""
+    models = out / f"pretrained-{clips}"
+    if not (models / "clip" / "config.json").exists():
+        pretrain(models, WorldConfig(novel_words=True), clips=clips)
+    demo = out / f"demo-{clips}-seed{seed}"
+    cfg = DemoConfig(seed=seed, novel_words=True, foundation=str(models), methods=ROWS)
+    run_demo(demo, cfg, progress=False)
+    record = json.loads((demo / "demo.json").read_text())
+    top1 = {
+        row: {split: round(r["top1"], 1) for split, r in splits.items()}
+        for row, splits in record["rows"].items()
+    }
+    found = {
+        label: {"mean": round(e.mean, 1), "interval": [round(e.low, 1), round(e.high, 1)]}
+        for label, _, e in effects([record])
+    }
+    named = {row: objects_named(demo / "results" / row) for row in ROWS if row != "clip"}
+    return {"clips": clips, "seed": seed, "top1": top1, "effects": found, "objects_named": named}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("bench/novel-words"))
+    p.add_argument("--clips", type=int, nargs="+", default=[8640, 11520])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    rows = [one_size(args.out, c, args.seed) for c in args.clips]
+    for r in rows:
+        print(f"pretraining clips {r['clips']}, world seed {r['seed']}")
+        for row, splits in r["top1"].items():
+            print(f"  {row:<18}" + "".join(f"{s} {v:5.1f}   " for s, v in splits.items()))
+        for label, e in r["effects"].items():
+            low, high = e["interval"]
+            print(f"  {label:<58}{e['mean']:+6.1f}  [{low:+.1f}, {high:+.1f}]")
+        for row, counts in r["objects_named"].items():
+            print(f"  novel-word captions of {row}: {counts}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"machine": "2-core VM, CPU", "rows": rows}, indent=1) + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
