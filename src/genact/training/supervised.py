@@ -38,9 +38,10 @@ def train_on_class_names(
     rehearsal: list[tuple[VideoItem, list[str]]] | None = None,
 ) -> Path | None:
     """Fine-tune on labelled `items`, each captioned by its class name in the form
-    `cfg.labels.template` (the supervised baseline and few-shot fine-tuning), in the caller's process group `dist` if given;
-    `rehearsal` videos train on their own captions beside them (few-shot's rehearsal of
-    REST's pseudo-captions). Returns final/ (None if stopped early)."""
+    `cfg.labels.template` (the supervised baseline and few-shot fine-tuning), in the
+    caller's process group `dist` if given; `rehearsal` videos train on their own
+    captions beside them (few-shot's rehearsal of REST's pseudo-captions). Returns
+    final/ (None if stopped early)."""
     rehearsal = rehearsal or []
     videos = items + [it for it, _ in rehearsal]
     form = cfg.labels.template
