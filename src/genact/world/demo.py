@@ -169,7 +169,7 @@ def run_demo_rest(
         "rest.caption_batch=32",
         "rest.keep=3",
     ]
-    needs_rest = wanted & {"rest", "regen", "2-shot", "8-shot"}
+    needs_rest = wanted & {"rest", "regen", "2-shot", "8-shot", "rest-b2n", "regen-b2n"}
     finals = []
     for name, extra in (
         ("rest-h1", ["rest.neighbours=1"]),
@@ -306,7 +306,7 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
         if name in wanted:
             model = rest_final if source == "rest" else regen_final
             rows[name] = run_demo_base2novel(
-                cfg, tests, base_pool, model, clip_dir, out / "runs" / name, progress
+                cfg, tests, base_pool, model, clip_dir, out, name=name, progress=progress
             )
     demo = demo_record(cfg, tests, rows)
     atomic_write_text(out / "demo.json", json.dumps(demo, indent=1))
@@ -330,13 +330,16 @@ def run_demo_base2novel(
     pool: Split,
     model: Path,
     clip_dir: Path,
-    run_dir: Path,
+    out: Path,
+    *,
+    name: str,
     progress: bool,
 ) -> dict:
-    """Base-to-novel in the world: `model` fine-tuned on `cfg.base_shots` videos per seen
-    class (their names as captions, the few-shot recipe), then scored on the seen
-    classes' test videos among the seen names ("base") and on the unseen classes'
-    among the unseen names ("unseen", the novel side)."""
+    """Base-to-novel in the world, into out/runs/`name`: `model` fine-tuned on
+    `cfg.base_shots` videos per seen class (their names as captions, the few-shot
+    recipe), then scored on the seen classes' test videos among the seen names
+    ("base") and on the unseen classes' among the unseen names ("unseen", the novel
+    side)."""
     items = sample_shots(pool, cfg.base_shots, cfg.seed)
     steps_per_epoch = max(len(items) // 16, 1)
     return finetune_and_evaluate(
@@ -345,14 +348,14 @@ def run_demo_base2novel(
         str(model),
         clip=str(clip_dir),
         name="base",
-        run_dir=run_dir,
+        run_dir=out / "runs" / name,
         meta={"protocol": "world base-to-novel", "shots": cfg.base_shots},
         seed=cfg.seed,
         overrides=[
             *fewshot_overrides(cfg),
             f"optim.epochs={max(cfg.base2novel_steps // steps_per_epoch, 1)}",
         ],
-        cache_dir=run_dir.parent.parent / "cache",
+        cache_dir=out / "cache",
         progress=progress,
         also={"unseen": tests["unseen"]},
     )
