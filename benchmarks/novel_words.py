@@ -9,6 +9,11 @@ each row's captions of novel-word test videos name (a seen object is the collaps
 
     python benchmarks/novel_words.py --out bench/novel-words \\
         --json benchmarks/results/novel_words_cpu.json
+    # how much the effects depend on the pretraining draw, with and without novel words:
+    python benchmarks/novel_words.py --clips 8640 --pretrain-seeds 1 2 \\
+        --json benchmarks/results/novel_words_seeds_cpu.json
+    python benchmarks/novel_words.py --clips 8640 --pretrain-seeds 0 1 2 --plain \\
+        --json benchmarks/results/pretrain_seeds_cpu.json
 """
 
 from __future__ import annotations
@@ -44,13 +49,17 @@ def objects_named(results: Path) -> dict[str, int]:
     return counts
 
 
-def one_size(out: Path, clips: int, seed: int) -> dict:
-    """Pretrain with `clips` frames, run the rows on world seed `seed`; their figures."""
-    models = out / f"pretrained-{clips}"
+def one_size(
+    out: Path, clips: int, seed: int, *, pretrain_seed: int = 0, novel: bool = True
+) -> dict:
+    """Pretrain with `clips` frames (and `pretrain_seed`; without the novel-word classes
+    unless `novel`), run the rows on world seed `seed`; their figures."""
+    tag = f"{clips}" + (f"-p{pretrain_seed}" if pretrain_seed else "") + ("" if novel else "-plain")
+    models = out / f"pretrained-{tag}"
     if not (models / "clip" / "config.json").exists():
-        pretrain(models, WorldConfig(novel_words=True), clips=clips)
-    demo = out / f"demo-{clips}-seed{seed}"
-    cfg = DemoConfig(seed=seed, novel_words=True, foundation=str(models), methods=ROWS)
+        pretrain(models, WorldConfig(novel_words=novel), clips=clips, seed=pretrain_seed)
+    demo = out / f"demo-{tag}-seed{seed}"
+    cfg = DemoConfig(seed=seed, novel_words=novel, foundation=str(models), methods=ROWS)
     run_demo(demo, cfg, progress=False)
     record = json.loads((demo / "demo.json").read_text())
     top1 = {
@@ -61,8 +70,16 @@ def one_size(out: Path, clips: int, seed: int) -> dict:
         label: {"mean": round(e.mean, 1), "interval": [round(e.low, 1), round(e.high, 1)]}
         for label, _, e in effects([record])
     }
-    named = {row: objects_named(demo / "results" / row) for row in ROWS if row != "clip"}
-    return {"clips": clips, "seed": seed, "top1": top1, "effects": found, "objects_named": named}
+    named = {row: objects_named(demo / "results" / row) for row in ROWS if row != "clip" and novel}
+    return {
+        "clips": clips,
+        "pretrain_seed": pretrain_seed,
+        "novel_words": novel,
+        "seed": seed,
+        "top1": top1,
+        "effects": found,
+        "objects_named": named,
+    }
 
 
 def main() -> None:
@@ -70,11 +87,24 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("bench/novel-words"))
     p.add_argument("--clips", type=int, nargs="+", default=[8640, 11520])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--plain",
+        action="store_true",
+        help="the world without the novel-word classes (what the shipped models were made on)",
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    rows = [one_size(args.out, c, args.seed) for c in args.clips]
+    rows = [
+        one_size(args.out, c, args.seed, pretrain_seed=ps, novel=not args.plain)
+        for c in args.clips
+        for ps in args.pretrain_seeds
+    ]
     for r in rows:
-        print(f"pretraining clips {r['clips']}, world seed {r['seed']}")
+        print(
+            f"pretraining clips {r['clips']}, pretraining seed {r['pretrain_seed']}, "
+            f"novel words {r['novel_words']}, world seed {r['seed']}"
+        )
         for row, splits in r["top1"].items():
             print(f"  {row:<18}" + "".join(f"{s} {v:5.1f}   " for s, v in splits.items()))
         for label, e in r["effects"].items():
