@@ -65,7 +65,7 @@ def captions(n: int, g: torch.Generator) -> list[str]:
 def shipped_world(root: Path, train_per_class: int, test_per_class: int) -> tuple[Path, Path, Path]:
     """The miniature world (seed 0) written below root/world, and the shipped tiny BLIP
     and CLIP: (world, blip, clip) directories."""
-    from genact.world.demo import foundation_models
+    from genact.world.demo_runs import foundation_models
     from genact.world.world import WorldConfig, build_world
 
     world = build_world(

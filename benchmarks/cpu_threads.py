@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from bench_helpers import shipped_world  # benchmarks/ is on sys.path when a script runs
-from genact.world.demo import DemoConfig, demo_settings
+from genact.world.demo_runs import DemoConfig, demo_settings
 
 
 def spin() -> None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from genact.data import read_list
 from genact.training.rundir import RunDir
-from genact.world.demo import DemoConfig, foundation_models, run_demo_fewshot
+from genact.world.demo_runs import DemoConfig, foundation_models, run_demo_fewshot
 
 
 def sweep(demo: Path, seed: int, args, variants: dict[str, list[str]]) -> tuple[float, list]:

@@ -23,7 +23,8 @@ import json
 from pathlib import Path
 
 from genact.training.rundir import RunDir
-from genact.world.demo import DemoConfig, run_demo
+from genact.world.demo import run_demo
+from genact.world.demo_runs import DemoConfig
 from genact.world.effects import effects
 from genact.world.pretrain import pretrain
 from genact.world.render import NOVEL_OBJECTS, OBJECTS

@@ -24,7 +24,7 @@ from genact.evaluation.evaluate import evaluate_model
 from genact.models import FrozenClip
 from genact.training.metrics import Metrics
 from genact.training.rundir import RunDir
-from genact.world.demo import DemoConfig, demo_settings, foundation_models, run_demo_regen
+from genact.world.demo_runs import DemoConfig, demo_settings, foundation_models, run_demo_regen
 
 SETTINGS = (
     {"name": "demo: lr 2e-5, 2 epochs", "lr": 2e-5, "epochs": 2, "extra": []},

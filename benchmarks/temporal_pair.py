@@ -33,7 +33,7 @@ from genact.models.clip import FrozenClip
 from genact.models.video_blip import VideoBlip
 from genact.models.word_tokenizers import blip_tokenizer
 from genact.training.supervised import train_on_class_names
-from genact.world.demo import foundation_models
+from genact.world.demo_runs import foundation_models
 from genact.world.pretrain import CAPTION_PROMPT
 from genact.world.render import OBJECTS, ORDER_VERBS, SCENES, ClipSpec, render_clip
 

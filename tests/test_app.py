@@ -15,7 +15,7 @@ from genact.config import RestConfig, load_config
 from genact.data import write_video
 from genact.rest.run import run_rest
 from genact.training.rundir import RunDir
-from genact.world.demo import SHIPPED
+from genact.world.demo_runs import SHIPPED
 from genact.world.pretrain import CAPTION_PROMPT
 from helpers import tiny_rest_settings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from genact.data import write_video
-from genact.world.demo import SHIPPED
+from genact.world.demo_runs import SHIPPED
 from genact.world.render import ClipSpec, render_clip
 from helpers import write_ucf101
 

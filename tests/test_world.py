@@ -218,7 +218,8 @@ def test_demo_rest_beats_the_frame_captioner_on_unseen_compositions(tmp_path):
     objects do, and demo.json and the report are written."""
     import json
 
-    from genact.world.demo import SHIPPED, DemoConfig, run_demo
+    from genact.world.demo import run_demo
+    from genact.world.demo_runs import SHIPPED, DemoConfig
     from genact.world.effects import effects
 
     assert (SHIPPED / "blip" / "model.safetensors").exists() and (
@@ -288,7 +289,7 @@ def test_a_time_reversal_pair_is_invisible_without_temporal_adapters(tmp_path):
     from genact.inference.captions import eval_batches
     from genact.inference.features import encode_videos
     from genact.models import FrozenClip, VideoBlip
-    from genact.world.demo import SHIPPED
+    from genact.world.demo_runs import SHIPPED
     from genact.world.render import ORDER_VERBS
 
     up = render_clip(ClipSpec("rising", "ball", "grass", 7), frames=8)
@@ -327,7 +328,8 @@ def test_the_novel_word_demo_needs_models_pretrained_on_those_words(tmp_path):
     foundation models of its own is refused before any video is written, and so is
     a foundation folder without the two models."""
     from genact.errors import ConfigError
-    from genact.world.demo import DemoConfig, run_demo
+    from genact.world.demo import run_demo
+    from genact.world.demo_runs import DemoConfig
 
     with pytest.raises(ConfigError, match="pretrained on them"):
         run_demo(tmp_path / "a", DemoConfig(novel_words=True), progress=False)

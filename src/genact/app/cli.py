@@ -55,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
     from genact.app.logic import Models
     from genact.commands import cache_dir
     from genact.data import read_class_file
-    from genact.world.demo import SHIPPED
+    from genact.world.demo_runs import SHIPPED
     from genact.world.pretrain import CAPTION_PROMPT
 
     classes = read_class_file(args.classes) if args.classes else None

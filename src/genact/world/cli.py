@@ -24,7 +24,8 @@ def cmd_world(args) -> int:
 
 def cmd_demo(args) -> int:
     from genact.errors import ConfigError
-    from genact.world.demo import DemoConfig, run_demo, run_full
+    from genact.world.demo import run_demo, run_full
+    from genact.world.demo_runs import DemoConfig
 
     if args.seeds is None:
         args.seeds = [0, 1, 2, 3, 4] if args.full else [0]
