@@ -200,3 +200,41 @@ def test_base_to_novel_rows_give_base_novel_and_their_harmonic_mean():
     assert "| REST | seen (1-vs-24) | 50.0 | 25.0 | 37.5 ± 12.5 |" in blocks["results"]
     # a split's label counts the names its videos were scored against
     assert "seen (1-vs-24)" in text and "unseen (1-vs-12)" in text
+
+
+def test_demo_record_aligns_each_splits_outcomes_with_its_own_videos():
+    """demo.json's `right` strings: one character per video of *that* split, in its
+    own order, so a base-split row is paired video for video with its twin row."""
+    from genact.data import VideoItem
+    from genact.data.splits import Split
+    from genact.world.demo import demo_record
+    from genact.world.demo_runs import DemoConfig
+    from genact.world.effects import outcomes
+
+    tests = {
+        "unseen": Split([VideoItem("u0.mp4", 0), VideoItem("u1.mp4", 1)], ["a", "b"]),
+        "base": Split([VideoItem(f"b{i}.mp4", i % 3) for i in range(3)], ["c", "d", "e"]),
+    }
+
+    def result(videos: list[tuple[str, int, int]]) -> dict:
+        top1 = 100 * sum(p == label for _, label, p in videos) / len(videos)
+        return {
+            "top1": top1,
+            "top5": 100.0,
+            "videos": [{"video": v, "label": label, "top5": [p]} for v, label, p in videos],
+        }
+
+    rows = {
+        "rest": {
+            "splits": {
+                "unseen": result([("u1.mp4", 1, 1), ("u0.mp4", 0, 1)]),  # listed out of order
+                "base": result([("b0.mp4", 0, 0), ("b2.mp4", 2, 1)]),  # b1 skipped
+            }
+        }
+    }
+    record = demo_record(DemoConfig(), tests, rows)
+    assert record["split_videos"]["base"] == ["b0.mp4", "b1.mp4", "b2.mp4"]
+    assert record["split_classes"] == {"unseen": 2, "base": 3}
+    assert record["rows"]["rest"]["unseen"]["right"] == "01"
+    assert record["rows"]["rest"]["base"]["right"] == "1-0"
+    assert outcomes(record, "rest", "base").tolist() == [True, False, False]
