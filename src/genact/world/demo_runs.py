@@ -20,6 +20,7 @@ from genact.world.effects import ROW_NAMES
 from genact.world.pretrain import CAPTION_PROMPT, pretrain
 
 log = logging.getLogger(__name__)
+FEWSHOT_BATCH = 16  # the global batch of the demo's fine-tuning on labelled videos
 SHIPPED = Path(__file__).parent / "weights"
 
 
@@ -186,7 +187,7 @@ def run_demo_base2novel(
     ("base") and on the unseen classes' among the unseen names ("unseen", the novel
     side)."""
     items = sample_shots(pool, cfg.base_shots, cfg.seed)
-    steps_per_epoch = max(len(items) // 16, 1)
+    steps_per_epoch = max(len(items) // FEWSHOT_BATCH, 1)
     return finetune_and_evaluate(
         tests["base"],
         items,
@@ -208,13 +209,13 @@ def run_demo_base2novel(
 
 def fewshot_overrides(cfg: DemoConfig) -> list[str]:
     """What the demo's fine-tuning on labelled videos sets (few-shot and base-to-novel):
-    a global batch of 16 at `cfg.fewshot_lr`, one thread, the captioner's prompt."""
+    a global batch of FEWSHOT_BATCH at `cfg.fewshot_lr`, one thread, the captioner's prompt."""
     return [
         f"data.frames={cfg.frames}",
         "data.num_workers=0",
         "run.threads=1",
         "optim.batch_size=8",
-        "optim.global_batch=16",
+        f"optim.global_batch={FEWSHOT_BATCH}",
         f"optim.lr={cfg.fewshot_lr}",
         f"optim.min_lr={cfg.fewshot_lr / 100}",
         f"model.prompt={CAPTION_PROMPT}",
