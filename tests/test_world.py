@@ -336,3 +336,34 @@ def test_the_novel_word_demo_needs_models_pretrained_on_those_words(tmp_path):
     with pytest.raises(ConfigError, match="no blip/ and clip/"):
         run_demo(tmp_path / "b", DemoConfig(novel_words=True, foundation=str(tmp_path)))
     assert not (tmp_path / "a" / "world").exists() and not (tmp_path / "b" / "world").exists()
+
+
+def test_the_demo_on_two_processes_writes_the_figures_it_writes_on_one(tmp_path):
+    """The demo's runs side by side on two processes (its default on two cores) give
+    every row the same per-video outcomes as the same demo run job after job."""
+    import json
+
+    from genact.world.demo import run_demo
+    from genact.world.demo_runs import DemoConfig
+
+    cfg = DemoConfig(
+        train_per_class=2,
+        test_per_class=2,
+        base_shots=2,
+        base_test_per_class=1,
+        rest_epochs=2,
+        rest_rounds=1,
+        regen_epochs=1,
+        base2novel_steps=2,
+        methods=("frame-captioner", "rest", "regen", "supervised", "2-shot", "regen-b2n"),
+    )
+    records = []
+    for workers in (1, 2):
+        run_demo(tmp_path / str(workers), cfg, progress=False, workers=workers)
+        records.append(json.loads((tmp_path / str(workers) / "demo.json").read_text()))
+    serial, parallel = records
+    assert list(parallel["rows"]) == list(cfg.methods)
+    assert parallel["rows"] == serial["rows"]
+    assert {s: len(v) for s, v in parallel["split_videos"].items()} == {
+        s: len(v) for s, v in serial["split_videos"].items()
+    }

@@ -35,7 +35,11 @@ def cmd_demo(args) -> int:
         out = args.out or "demo-full"
         print(
             run_full(
-                out, tuple(args.seeds), progress=not args.quiet, markdown_to=args.markdown or []
+                out,
+                tuple(args.seeds),
+                progress=not args.quiet,
+                markdown_to=args.markdown or [],
+                workers=args.jobs,
             )
         )
         print(
@@ -45,7 +49,7 @@ def cmd_demo(args) -> int:
         )
         return 0
     out = args.out or "demo"
-    print(run_demo(out, DemoConfig(seed=args.seeds[0]), progress=not args.quiet))
+    print(run_demo(out, DemoConfig(seed=args.seeds[0]), progress=not args.quiet, workers=args.jobs))
     print(f"genact: everything is in {out}/ (report: {out}/report/report.html)", file=sys.stderr)
     return 0
 
@@ -76,6 +80,13 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
         action="append",
         help="with --full: write the results and effects tables into FILE between its "
         "'genact demo --markdown' markers (docs/world.md, README.md); repeatable",
+    )
+    p.add_argument(
+        "--jobs",
+        type=count(1),
+        default=None,
+        help="training runs at once, one CPU thread each (default 2 where there are 2 cores; "
+        "the figures do not depend on it)",
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

@@ -50,20 +50,30 @@ from genact.world.effects import (
     results_text,
     write_markdown,
 )
+from genact.world.jobs import default_workers, run_jobs
 from genact.world.world import VERSION, WorldConfig, build_world
 
 log = logging.getLogger(__name__)
 
 
-def run_demo(out: str | Path = "demo", cfg: DemoConfig | None = None, progress: bool = True) -> str:
+def run_demo(
+    out: str | Path = "demo",
+    cfg: DemoConfig | None = None,
+    progress: bool = True,
+    *,
+    workers: int | None = None,
+) -> str:
     """Run everything into `out` (`demo.json`: every row's top-1 and per-video outcomes;
-    the report); returns the printed results and effects. One CPU thread throughout:
-    the world's models are too small to gain from more (docs/performance.md, section
-    7), and the figures do not then depend on the machine's core count."""
+    the report); returns the printed results and effects. One CPU thread per training
+    run: the world's models are too small to gain from more (docs/performance.md,
+    section 7), and the figures do not then depend on the machine's core count. The
+    runs that do not wait on each other go on `workers` processes (default: two where
+    there are two cores; the figures are the same with one)."""
     threads = torch.get_num_threads()
     cpu_threads(1)
     try:
-        return _run_demo(Path(out), cfg or DemoConfig(), progress)
+        workers = default_workers() if workers is None else workers
+        return _run_demo(Path(out), cfg or DemoConfig(), progress, workers)
     finally:
         torch.set_num_threads(threads)
 
@@ -85,14 +95,39 @@ def demo_tests(world: Path, novel_words: bool = False) -> dict[str, Split]:
 
 
 ZERO_SHOT_SPLITS = ("unseen", "generalized", "novel")
+B2N = {"rest": "rest-b2n", "regen": "regen-b2n"}  # a model and its base-to-novel row
+# every job of the demo and the training runs it starts from; among the ready ones the
+# first listed starts first, so the longest chain (REST -> ReGen -> base-to-novel) leads
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "rest": (),
+    "regen": ("rest",),
+    "regen-b2n": ("regen",),
+    "clip": (),
+    "frame-captioner": (),
+    "rest-h1": (),
+    "rest-no-adapters": (),
+    "supervised": (),
+    "2-shot": ("rest",),
+    "8-shot": ("rest",),
+    "rest-b2n": ("rest",),
+}
 
 
-def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
+def demo_jobs(wanted: set[str]) -> dict[str, tuple[str, ...]]:
+    """The jobs the `wanted` rows need (with the runs they start from), in DEPENDS' order."""
+    need = set(wanted)
+    for name in reversed(DEPENDS):  # a job's dependencies come before it in DEPENDS
+        if name in need:
+            need |= set(DEPENDS[name])
+    return {name: DEPENDS[name] for name in DEPENDS if name in need}
+
+
+def _run_demo(out: Path, cfg: DemoConfig, progress: bool, workers: int) -> str:
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ConfigError(f"unknown demo methods {sorted(unknown)}; expected some of {METHODS}")
     start = time.time()
-    blip, clip_dir = foundation_models(out, cfg)  # first: a wrong folder is refused at once
+    foundation_models(out, cfg)  # first: a wrong folder is refused at once
     world = build_world(
         out / "world",
         WorldConfig(
@@ -106,68 +141,13 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
         ),
     )
     tests = demo_tests(world, cfg.novel_words)
-    clip = FrozenClip.from_pretrained(clip_dir)
-    cache = out / "cache"
-    rows: dict[str, dict] = {}
     wanted = set(cfg.methods)
-    b2n = {"rest": "rest-b2n", "regen": "regen-b2n"}
-
-    def score(name: str, method: str, model: Path | None) -> None:
-        if name not in wanted:
-            return
-        decoding = Decoding(frames=1 if method == "blip-frame" else cfg.frames, max_new_tokens=8)
-        captioner = (
-            None
-            if model is None
-            else Captioner.load(
-                str(model), decoding, cache_dir=cache, device=torch.device("cpu"), progress=progress
-            )
-        )
-        # the base classes' test videos only where base-to-novel compares with the row
-        splits = ZERO_SHOT_SPLITS + (("base",) if b2n.get(name) in wanted else ())
-        rows[name] = evaluate(
-            {s: tests[s] for s in splits if s in tests},
-            clip,
-            captioner,
-            method=method,
-            templates=["{}"],
-            out_dir=out / "results" / name,
-            meta={"protocol": "world", "model": str(model), "clip": str(clip_dir)},
-            cache_dir=cache,
-            frames=cfg.frames,
-            progress=progress,
-        )
-
-    score("clip", "clip", None)
-    score("frame-captioner", "blip-frame", blip)
-    common = demo_settings(cfg, world, blip, clip_dir, progress)
-    for name, final in run_demo_rest(cfg, common, out, wanted):
-        score(name, "genact", final)
-    rest_final = RunDir(out / "runs" / "rest").final
-    regen_final = None
-    if wanted & {"regen", "regen-b2n"}:
-        regen_final = run_demo_regen(cfg, common, rest_final, out / "runs" / "regen")
-        score("regen", "genact", regen_final)
-    if "supervised" in wanted:
-        score(
-            "supervised",
-            "genact",
-            run_demo_supervised(cfg, common, world, out / "runs" / "supervised"),
-        )
-    videos, splits = world / "videos", world / "splits"
-    pool = read_list(splits / "fewshot.txt", videos, splits / "classes_unseen.txt")
-    for shots in (2, 8):
-        if f"{shots}-shot" in wanted:
-            rows[f"{shots}-shot"] = run_demo_fewshot(
-                cfg, tests["unseen"], pool, shots, rest_final, clip_dir, out, progress
-            )
-    base_pool = read_list(splits / "fewshot_base.txt", videos, splits / "classes_seen.txt")
-    for source, name in b2n.items():
-        if name in wanted:
-            model = rest_final if source == "rest" else regen_final
-            rows[name] = run_demo_base2novel(
-                cfg, tests, base_pool, model, clip_dir, out, name=name, progress=progress
-            )
+    jobs = demo_jobs(wanted)
+    workers = max(1, min(workers, len(jobs)))
+    if workers > 1:
+        log.info("%d training runs on %d processes (progress in the log)", len(jobs), workers)
+    done = run_jobs(demo_job, jobs, (cfg, out, progress and workers == 1), workers=workers)
+    rows = {name: done[name] for name in METHODS if name in wanted}
     demo = demo_record(cfg, tests, rows)
     atomic_write_text(out / "demo.json", json.dumps(demo, indent=1))
     found = effects([demo])
@@ -182,6 +162,92 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool) -> str:
         )
         return text + "\n\n" + captions_before_after(out)
     return text
+
+
+def demo_job(name: str, cfg: DemoConfig, out: Path, progress: bool) -> dict | None:
+    """One job of the demo in `out` (its world built): train `name`'s model where it
+    has one, and score it; returns the row's results (None for a run only trained for
+    a later row)."""
+    blip, clip_dir = foundation_models(out, cfg)
+    world, runs = out / "world", out / "runs"
+    tests = demo_tests(world, cfg.novel_words)
+    common = demo_settings(cfg, world, blip, clip_dir, progress)
+    rest_final = RunDir(runs / "rest").final
+    videos, splits = world / "videos", world / "splits"
+    if name in ("2-shot", "8-shot"):
+        pool = read_list(splits / "fewshot.txt", videos, splits / "classes_unseen.txt")
+        shots = int(name.split("-")[0])
+        return run_demo_fewshot(
+            cfg, tests["unseen"], pool, shots, rest_final, clip_dir, out, progress
+        )
+    if name in B2N.values():
+        base_pool = read_list(splits / "fewshot_base.txt", videos, splits / "classes_seen.txt")
+        model = rest_final if name == "rest-b2n" else RunDir(runs / "regen").final
+        return run_demo_base2novel(
+            cfg, tests, base_pool, model, clip_dir, out, name=name, progress=progress
+        )
+    method = {"clip": "clip", "frame-captioner": "blip-frame"}.get(name, "genact")
+    if name == "frame-captioner":
+        model = blip
+    elif name in ("rest", "rest-h1", "rest-no-adapters"):
+        ((_, model),) = run_demo_rest(cfg, common, out, {name})
+    elif name == "regen":
+        model = run_demo_regen(cfg, common, rest_final, runs / "regen")
+    elif name == "supervised":
+        model = run_demo_supervised(cfg, common, world, runs / "supervised")
+    else:
+        model = None
+    if name not in cfg.methods:
+        return None
+    # the base classes' test videos only where base-to-novel compares with the row
+    scored = ZERO_SHOT_SPLITS + (("base",) if B2N.get(name) in cfg.methods else ())
+    return score_row(
+        {s: tests[s] for s in scored if s in tests},
+        model,
+        FrozenClip.from_pretrained(clip_dir),
+        method=method,
+        cfg=cfg,
+        out=out / "results" / name,
+        cache=out / "cache",
+        clip_dir=clip_dir,
+        progress=progress,
+    )
+
+
+def score_row(
+    tests: dict[str, Split],
+    model: Path | None,
+    clip: FrozenClip,
+    *,
+    method: str,
+    cfg: DemoConfig,
+    out: Path,
+    cache: Path,
+    clip_dir: Path,
+    progress: bool,
+) -> dict:
+    """A row's evaluation on `tests` (its captioner `model`; none for CLIP zero-shot)
+    into `out`, captions and features cached in `cache`; evaluate()'s results."""
+    decoding = Decoding(frames=1 if method == "blip-frame" else cfg.frames, max_new_tokens=8)
+    captioner = (
+        None
+        if model is None
+        else Captioner.load(
+            str(model), decoding, cache_dir=cache, device=torch.device("cpu"), progress=progress
+        )
+    )
+    return evaluate(
+        tests,
+        clip,
+        captioner,
+        method=method,
+        templates=["{}"],
+        out_dir=out,
+        meta={"protocol": "world", "model": str(model), "clip": str(clip_dir)},
+        cache_dir=cache,
+        frames=cfg.frames,
+        progress=progress,
+    )
 
 
 def demo_record(cfg: DemoConfig, tests: dict[str, Split], rows: dict[str, dict]) -> dict:
@@ -212,6 +278,8 @@ def run_full(
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4),
     progress: bool = True,
     markdown_to: list[Path] = (),
+    *,
+    workers: int | None = None,
 ) -> str:
     """`genact demo --full`: the demo once per seed (out/seed-N), then the results (mean
     +- std) and the effects over all seeds; in out/table.txt and out/effects.md, and
@@ -221,7 +289,7 @@ def run_full(
         marked_blocks(Path(path))
     demos = []
     for seed in seeds:
-        run_demo(out / f"seed-{seed}", DemoConfig(seed=seed), progress)
+        run_demo(out / f"seed-{seed}", DemoConfig(seed=seed), progress, workers=workers)
         demos.append(json.loads((out / f"seed-{seed}" / "demo.json").read_text()))
     found = effects(demos)
     text = results_text(demos, list(seeds)) + "\n\n" + effects_text(found)
