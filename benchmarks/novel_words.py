@@ -24,7 +24,7 @@ from pathlib import Path
 
 from genact.training.rundir import RunDir
 from genact.world.demo import run_demo
-from genact.world.demo_runs import DemoConfig
+from genact.world.demo_runs import SHIPPED, DemoConfig
 from genact.world.effects import effects
 from genact.world.pretrain import pretrain
 from genact.world.render import NOVEL_OBJECTS, OBJECTS
@@ -51,14 +51,29 @@ def objects_named(results: Path) -> dict[str, int]:
 
 
 def one_size(
-    out: Path, clips: int, seed: int, *, pretrain_seed: int = 0, novel: bool = True
+    out: Path,
+    clips: int,
+    seed: int,
+    *,
+    pretrain_seed: int = 0,
+    novel: bool = True,
+    continued: int = 0,
+    lr_scale: float = 1.0,
 ) -> dict:
     """Pretrain with `clips` frames (and `pretrain_seed`; without the novel-word classes
-    unless `novel`), run the rows on world seed `seed`; their figures."""
+    unless `novel`; with `continued`, that many steps from the shipped models at
+    `lr_scale` times the rates), run the rows on world seed `seed`; their figures."""
     tag = f"{clips}" + (f"-p{pretrain_seed}" if pretrain_seed else "") + ("" if novel else "-plain")
+    tag += f"-from-shipped-{continued}x{lr_scale:g}" if continued else ""
     models = out / f"pretrained-{tag}"
     if not (models / "clip" / "config.json").exists():
-        pretrain(models, WorldConfig(novel_words=novel), clips=clips, seed=pretrain_seed)
+        pretrain(
+            models,
+            WorldConfig(novel_words=novel),
+            clips=clips,
+            seed=pretrain_seed,
+            **(dict(init=SHIPPED, steps=continued, lr_scale=lr_scale) if continued else {}),
+        )
     demo = out / f"demo-{tag}-seed{seed}"
     cfg = DemoConfig(seed=seed, novel_words=novel, foundation=str(models), methods=ROWS)
     run_demo(demo, cfg, progress=False)
@@ -76,6 +91,7 @@ def one_size(
         "clips": clips,
         "pretrain_seed": pretrain_seed,
         "novel_words": novel,
+        "continued_from_shipped": {"steps": continued, "lr_scale": lr_scale} if continued else None,
         "seed": seed,
         "top1": top1,
         "effects": found,
@@ -94,12 +110,29 @@ def main() -> None:
         action="store_true",
         help="the world without the novel-word classes (what the shipped models were made on)",
     )
+    p.add_argument(
+        "--continue-steps",
+        type=int,
+        default=0,
+        help="continue from the shipped models for this many steps instead of pretraining anew",
+    )
+    p.add_argument("--lr-scale", type=float, default=1.0, help="with --continue-steps")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="world seeds (or --seed)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     rows = [
-        one_size(args.out, c, args.seed, pretrain_seed=ps, novel=not args.plain)
+        one_size(
+            args.out,
+            c,
+            s,
+            pretrain_seed=ps,
+            novel=not args.plain,
+            continued=args.continue_steps,
+            lr_scale=args.lr_scale,
+        )
         for c in args.clips
         for ps in args.pretrain_seeds
+        for s in args.seeds or [args.seed]
     ]
     for r in rows:
         print(

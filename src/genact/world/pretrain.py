@@ -54,8 +54,14 @@ def pretrain(
     seed: int = 0,
     hidden: int = 64,
     patch: int = 8,
+    *,
+    init: str | Path | None = None,
+    lr_scale: float = 1.0,
 ) -> tuple[Path, Path]:
-    """Train and save out/blip and out/clip; returns their directories."""
+    """Train and save out/blip and out/clip; returns their directories. With `init` (a
+    folder with blip/ and clip/, e.g. the shipped ones), training continues from those
+    weights: words they already know keep their embeddings, new words get fresh ones
+    (more pretraining data, as a newer web checkpoint); `lr_scale` scales both rates."""
     cfg, out = cfg or WorldConfig(), Path(out)
     torch.manual_seed(seed)
     corpus = pretraining_corpus(cfg, clips, seed)
@@ -63,16 +69,36 @@ def pretrain(
     words = world_words(captions + texts + [CAPTION_PROMPT])
     frames = _frames(cfg, corpus)
     rng = np.random.default_rng(seed)
+    start = None if init is None else Path(init).expanduser()
+    fit = dict(steps=steps, rng=rng, hidden=hidden, patch=patch, lr_scale=lr_scale)
 
     with atomic_dir(out / "blip") as tmp:
-        _train_captioner(
-            tmp, cfg, words, frames, captions, steps=steps, rng=rng, hidden=hidden, patch=patch
-        )
+        init_blip = None if start is None else start / "blip"
+        _train_captioner(tmp, cfg, words, frames, captions, init=init_blip, **fit)
     with atomic_dir(out / "clip") as tmp:
-        _train_clip(
-            tmp, cfg, words, frames, texts, steps=steps, rng=rng, hidden=hidden, patch=patch
-        )
+        init_clip = None if start is None else start / "clip"
+        _train_clip(tmp, cfg, words, frames, texts, init=init_clip, **fit)
     return out / "blip", out / "clip"
+
+
+def _load_by_token(model: torch.nn.Module, old: dict, old_vocab: dict, new_vocab: dict) -> None:
+    """Copy `old` (a state dict of the same architecture over `old_vocab`) into `model`
+    (over `new_vocab`): tensors of equal shape whole; those indexed by the vocabulary
+    (rows of embeddings, the LM head and its bias) token by token, new tokens left as
+    initialised."""
+    pairs = [(new_vocab[t], i) for t, i in old_vocab.items() if t in new_vocab]
+    new_ids = torch.tensor([n for n, _ in pairs])
+    old_ids = torch.tensor([o for _, o in pairs])
+    state = model.state_dict()
+    for name, value in old.items():
+        target = state[name]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif value.shape[0] == len(old_vocab) and target.shape[0] == len(new_vocab):
+            target[new_ids] = value[old_ids]
+        else:
+            shapes = f"{tuple(value.shape)} cannot initialise {tuple(target.shape)}"
+            raise ValueError(f"{name}: {shapes}")
 
 
 def _train_captioner(
@@ -86,9 +112,12 @@ def _train_captioner(
     rng: np.random.Generator,
     hidden: int,
     patch: int,
+    init: Path | None = None,
+    lr_scale: float = 1.0,
 ) -> None:
-    """The world's image captioner, trained on (frame, caption) pairs and saved to `tmp`:
-    a VideoBlip with T = 1, no adapters and its own prompt."""
+    """The world's image captioner, trained on (frame, caption) pairs (from `init`'s
+    weights when given) and saved to `tmp`: a VideoBlip with T = 1, no adapters and its
+    own prompt."""
     from transformers import BlipConfig, BlipForConditionalGeneration
 
     from genact.models.video_blip import VideoBlip, VideoBlipConfig
@@ -125,7 +154,10 @@ def _train_captioner(
         VideoBlipConfig(num_frames=1, use_adapters=False, prompt=CAPTION_PROMPT),
         PREPROCESSOR,
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    if init is not None:
+        old = VideoBlip.from_pretrained(init)
+        _load_by_token(model, old.state_dict(), old.tokenizer.get_vocab(), tok.get_vocab())
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3 * lr_scale, weight_decay=0.01)
     for step in range(steps):
         idx = rng.choice(len(captions), 64, replace=False)
         loss = model(frames[idx][:, None], [captions[i] for i in idx]).loss
@@ -148,8 +180,11 @@ def _train_clip(
     rng: np.random.Generator,
     hidden: int,
     patch: int,
+    init: Path | None = None,
+    lr_scale: float = 1.0,
 ) -> None:
-    """The world's CLIP, trained contrastively on (frame, text) pairs and saved to `tmp`."""
+    """The world's CLIP, trained contrastively on (frame, text) pairs (from `init`'s
+    weights when given) and saved to `tmp`."""
     from transformers import CLIPConfig, CLIPModel
 
     ctok = clip_tokenizer(words)
@@ -178,7 +213,13 @@ def _train_clip(
             projection_dim=32,
         )
     )
-    opt = torch.optim.AdamW(clip.parameters(), lr=5e-4, weight_decay=0.01)
+    if init is not None:
+        from transformers import CLIPTokenizer
+
+        old = CLIPModel.from_pretrained(init)
+        old_vocab = CLIPTokenizer.from_pretrained(init).get_vocab()
+        _load_by_token(clip, old.state_dict(), old_vocab, ctok.get_vocab())
+    opt = torch.optim.AdamW(clip.parameters(), lr=5e-4 * lr_scale, weight_decay=0.01)
     for step in range(steps):
         idx = rng.choice(len(texts), 64, replace=False)
         enc = ctok([texts[i] for i in idx], padding=True, return_tensors="pt")
