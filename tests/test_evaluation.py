@@ -658,3 +658,19 @@ def test_rehearsal_takes_the_rest_runs_videos_with_their_last_captions(make_vide
         Path(it.path).unlink()
     with pytest.raises(DataError, match="none of the run's training videos"):
         rehearsal_set(run.path, 3)
+
+
+def test_the_report_plots_a_model_that_gives_every_video_one_caption(tmp_path):
+    """A collapsed model (one caption for every video: identical caption embeddings)
+    gets its panel from PCA; sklearn's t-SNE on identical points kills the process."""
+    from genact.evaluation.report import tsne_figure
+
+    videos = [{"label": f"class {i % 3}"} for i in range(40)]
+    model = {
+        "name": "collapsed",
+        "embeddings": {"test": np.ones((40, 8), np.float32)},
+        "results": {"method": "genact", "splits": {"test": {"videos": videos}}},
+    }
+    assert tsne_figure([model], "test").startswith(b"\x89PNG")
+    model["embeddings"]["test"][::2, 0] = 2.0  # two captions: t-SNE runs
+    assert tsne_figure([model], "test").startswith(b"\x89PNG")

@@ -87,7 +87,9 @@ def tsne_figure(models: list[dict], split: str) -> bytes:
         videos = m["results"]["splits"][split]["videos"]
         names = sorted({v["label"] for v in videos})
         labels = np.array([names.index(v["label"]) for v in videos])
-        if len(emb) >= 5:
+        # t-SNE needs 5 points, two of them apart (on identical points sklearn's crashes
+        # the process): a model that gives every video one caption falls back to PCA
+        if len(emb) >= 5 and len(np.unique(emb, axis=0)) > 1:
             perplexity = float(min(30.0, (len(emb) - 1) / 3))
             xy, how = (
                 TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(emb),
