@@ -9,15 +9,19 @@ from genact.commands import count, user_path
 
 
 def cmd_world(args) -> int:
-    from genact.world.pretrain import pretrain
+    from genact.world.pretrain import pretrain_world
     from genact.world.world import WorldConfig, build_world
 
-    cfg = WorldConfig(seed=args.seed, novel_words=args.novel_words)
     if args.action == "build":
+        cfg = WorldConfig(seed=args.seed, novel_words=not args.without_novel_words)
         print(f"genact: world in {build_world(args.out, cfg)}", file=sys.stderr)
         return 0
-    sizes = {k: v for k, v in (("clips", args.clips), ("steps", args.steps)) if v is not None}
-    blip, clip = pretrain(args.out, cfg, seed=args.seed, **sizes)
+    sizes = {
+        k: v
+        for k, v in (("clips", args.clips), ("steps", args.steps), ("more_steps", args.more_steps))
+        if v is not None
+    }
+    blip, clip = pretrain_world(args.out, seed=args.seed, first=args.first_round, **sizes)
     print(f"genact: captioner in {blip}, CLIP in {clip}", file=sys.stderr)
     return 0
 
@@ -110,12 +114,28 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
         "used)",
     )
     p.add_argument(
-        "--steps", type=int, default=None, help="optimizer steps per model, batch 64 (default 1500)"
+        "--steps",
+        type=int,
+        default=None,
+        help="first-round optimizer steps per model, batch 64 (default 1500)",
     )
     p.add_argument(
-        "--novel-words",
+        "--more-steps",
+        type=int,
+        default=None,
+        help="second-round steps, on frames with the novel-word classes too (default 300; "
+        "0: the first round alone, world version 2's models)",
+    )
+    p.add_argument(
+        "--first-round",
+        type=user_path,
+        default=None,
+        help="pretrain: a folder with first-round models to continue from (the shipped "
+        "weights/round-1 reproduce the shipped models); default: train the first round too",
+    )
+    p.add_argument(
+        "--without-novel-words",
         action="store_true",
-        help="add the novel-word classes (two objects no seen class has) to the videos (build) "
-        "or to the pretraining frames (pretrain)",
+        help="build: the world without the novel-word classes (as world version 2)",
     )
     p.set_defaults(func=cmd_world)

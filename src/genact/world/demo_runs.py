@@ -17,7 +17,8 @@ from genact.regen.run import run_regen
 from genact.rest.run import run_rest
 from genact.training.supervised import train_on_class_names
 from genact.world.effects import ROW_NAMES
-from genact.world.pretrain import CAPTION_PROMPT, pretrain
+from genact.world.pretrain import CAPTION_PROMPT, pretrain_world
+from genact.world.render import NOVEL_OBJECTS
 
 log = logging.getLogger(__name__)
 FEWSHOT_BATCH = 16  # the global batch of the demo's fine-tuning on labelled videos
@@ -50,9 +51,14 @@ class DemoConfig:
     # at 2e-5 no reward rises in the demo's steps (docs/world.md: benchmarks/regen_sweep.py)
     regen_lr: float = 5e-4
     fewshot_lr: float = 1e-3  # few-shot learns new captions (class names) from few steps
-    # the novel-word classes (world.WorldConfig.novel_words); they need foundation models
-    # pretrained on that world (`genact world pretrain --novel-words`), given as `foundation`
-    novel_words: bool = False
+    # few-shot: the same epochs for every shot count, as the papers, without their label
+    # smoothing of 0.2 (docs/world.md, few-shot fine-tuning)
+    fewshot_epochs: int = 30
+    fewshot_label_smoothing: float = 0.0
+    base2novel_label_smoothing: float = 0.2  # base-to-novel keeps the papers' smoothing
+    # the novel-word classes (world.WorldConfig.novel_words); the foundation models must
+    # have been pretrained on them (the shipped ones are, since world version 3)
+    novel_words: bool = True
     foundation: str | None = None  # folder with blip/ and clip/; default: the shipped models
     methods: tuple[str, ...] = METHODS  # rows to run (REST is run whenever a later row needs it)
 
@@ -66,18 +72,30 @@ def foundation_models(out: Path, cfg: DemoConfig | None = None) -> tuple[Path, P
         root = Path(cfg.foundation).expanduser()
         if not all((root / m / "config.json").is_file() for m in ("blip", "clip")):
             raise ConfigError(f"foundation models: {root} has no blip/ and clip/ to load")
-        return root / "blip", root / "clip"
+    elif all((SHIPPED / m / "config.json").exists() for m in ("blip", "clip")):
+        root = SHIPPED
+    else:
+        root = out / "pretrained"
+        if not (root / "clip" / "config.json").exists():
+            log.info("training the tiny foundation models (minutes; shipped packages skip this)")
+            pretrain_world(root)
     if cfg.novel_words:
+        _check_knows_novel_words(root)
+    return root / "blip", root / "clip"
+
+
+def _check_knows_novel_words(root: Path) -> None:
+    """Refuse foundation models whose captioner has no word for the novel objects."""
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(str(root / "blip")).get_vocab()
+    missing = sorted(w for w in NOVEL_OBJECTS if w not in vocab)
+    if missing:
         raise ConfigError(
-            "the novel-word classes need foundation models pretrained on them "
-            "(genact world pretrain --novel-words); the shipped ones never saw those words"
+            f"foundation models in {root} were never pretrained on the novel-word classes "
+            f"(no word {', '.join(missing)}): pretrain with `genact world pretrain`, or run "
+            "the demo without novel words"
         )
-    if (SHIPPED / "blip" / "config.json").exists() and (SHIPPED / "clip" / "config.json").exists():
-        return SHIPPED / "blip", SHIPPED / "clip"
-    if not (out / "pretrained" / "clip" / "config.json").exists():
-        log.info("training the tiny foundation models (a few minutes; shipped packages skip this)")
-        pretrain(out / "pretrained")
-    return out / "pretrained" / "blip", out / "pretrained" / "clip"
 
 
 def demo_settings(
@@ -198,7 +216,7 @@ def run_demo_base2novel(
         meta={"protocol": "world base-to-novel", "shots": cfg.base_shots},
         seed=cfg.seed,
         overrides=[
-            *fewshot_overrides(cfg),
+            *fewshot_overrides(cfg, cfg.base2novel_label_smoothing),
             f"optim.epochs={max(cfg.base2novel_steps // steps_per_epoch, 1)}",
         ],
         cache_dir=out / "cache",
@@ -207,9 +225,10 @@ def run_demo_base2novel(
     )
 
 
-def fewshot_overrides(cfg: DemoConfig) -> list[str]:
+def fewshot_overrides(cfg: DemoConfig, label_smoothing: float) -> list[str]:
     """What the demo's fine-tuning on labelled videos sets (few-shot and base-to-novel):
-    a global batch of FEWSHOT_BATCH at `cfg.fewshot_lr`, one thread, the captioner's prompt."""
+    a global batch of FEWSHOT_BATCH at `cfg.fewshot_lr` with `label_smoothing`, one
+    thread, the captioner's prompt."""
     return [
         f"data.frames={cfg.frames}",
         "data.num_workers=0",
@@ -218,6 +237,7 @@ def fewshot_overrides(cfg: DemoConfig) -> list[str]:
         f"optim.global_batch={FEWSHOT_BATCH}",
         f"optim.lr={cfg.fewshot_lr}",
         f"optim.min_lr={cfg.fewshot_lr / 100}",
+        f"optim.label_smoothing={label_smoothing}",
         f"model.prompt={CAPTION_PROMPT}",
     ]
 
@@ -247,8 +267,8 @@ def run_demo_fewshot(
         meta={"protocol": "world", "shots": shots},
         seed=cfg.seed,
         overrides=[
-            *fewshot_overrides(cfg),
-            f"optim.epochs={max(60 // shots, 10)}",
+            *fewshot_overrides(cfg, cfg.fewshot_label_smoothing),
+            f"optim.epochs={cfg.fewshot_epochs}",
             *(extra or []),
         ],
         cache_dir=out / "cache",

@@ -81,6 +81,39 @@ def pretrain(
     return out / "blip", out / "clip"
 
 
+def pretrain_world(
+    out: str | Path,
+    *,
+    clips: int = 8640,
+    steps: int = 1500,
+    more_steps: int = 300,
+    seed: int = 0,
+    first: str | Path | None = None,
+) -> tuple[Path, Path]:
+    """The shipped models' recipe (world version 3), in two rounds, as a web
+    checkpoint trained further on more data: `pretrain` on the world without the
+    novel-word classes into out/round-1 (the models world version 2 shipped), then
+    `more_steps` from those weights at half the rates on frames of all 48 classes, into
+    out/blip and out/clip. `first`: a folder with the first round's models (the
+    shipped ones: genact/world/weights/round-1), to run the second round alone. With
+    `more_steps` 0, the first round alone, into out."""
+    out = Path(out)
+    if more_steps == 0:
+        return pretrain(out, WorldConfig(novel_words=False), clips=clips, steps=steps, seed=seed)
+    if first is None:
+        first = out / "round-1"
+        pretrain(first, WorldConfig(novel_words=False), clips=clips, steps=steps, seed=seed)
+    return pretrain(
+        out,
+        WorldConfig(novel_words=True),
+        clips=clips,
+        steps=more_steps,
+        seed=seed,
+        init=first,
+        lr_scale=0.5,
+    )
+
+
 def _load_by_token(model: torch.nn.Module, old: dict, old_vocab: dict, new_vocab: dict) -> None:
     """Copy `old` (a state dict of the same architecture over `old_vocab`) into `model`
     (over `new_vocab`): tensors of equal shape whole; those indexed by the vocabulary

@@ -5,10 +5,9 @@ Classes are `<verb> <object>` compositions (6 verbs x 6 objects = 36). A third o
 them (where (verb + object) % 3 == 0, so every verb and every object keeps
 seen compositions) never appear in the unlabelled training videos: they are the
 zero-shot test classes; the generalized setting scores their test videos against
-all 36 names. With `novel_words`, twelve more classes (6 verbs x 2 novel objects)
-are named with a word no seen class has; only the foundation models' pretraining
-shows them (they need models pretrained on that world), and generalized is against
-all 48 names.
+all names. Since version 3 (`novel_words`), twelve more classes (6 verbs x 2 novel
+objects) are named with a word no seen class has: only the foundation models'
+pretraining shows them, and the generalized setting is against all 48 names.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from genact.world.render import (
     render_clip,
 )
 
-VERSION = 2  # of the world's design: a cached world of another version is rebuilt
+VERSION = 3  # of the world's design: a cached world of another version is rebuilt
 COLOURS = {
     "ball": "red",
     "box": "blue",
@@ -69,7 +68,7 @@ class WorldConfig:
     novel_per_class: int = 10  # test videos per novel-word class
     base_shots_per_class: int = 16  # labelled pool per seen composition (base-to-novel)
     base_test_per_class: int = 10  # test videos per seen composition (base-to-novel)
-    novel_words: bool = False  # add the novel-word classes (test_novel; in pretraining)
+    novel_words: bool = True  # the novel-word classes (test_novel; in pretraining); since v3
 
 
 def class_name(verb: str, obj: str) -> str:
