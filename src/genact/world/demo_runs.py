@@ -41,7 +41,7 @@ class DemoConfig:
     novel_per_class: int = 10  # with novel_words: 120 test videos of the novel-word classes
     base_shots: int = 16  # base-to-novel: labelled videos per seen class
     base_test_per_class: int = 10  # base-to-novel: 240 test videos of the seen classes
-    base2novel_steps: int = 72  # optimizer steps of base-to-novel fine-tuning
+    base2novel_steps: int = 216  # optimizer steps of base-to-novel fine-tuning (9 epochs)
     rest_epochs: int = 8
     rest_rounds: int = 2
     regen_epochs: int = 6
@@ -51,11 +51,10 @@ class DemoConfig:
     # at 2e-5 no reward rises in the demo's steps (docs/world.md: benchmarks/regen_sweep.py)
     regen_lr: float = 5e-4
     fewshot_lr: float = 1e-3  # few-shot learns new captions (class names) from few steps
-    # few-shot: the same epochs for every shot count, as the papers, without their label
-    # smoothing of 0.2 (docs/world.md, few-shot fine-tuning)
+    # few-shot: the same epochs for every shot count, as the papers; fine-tuning on labels
+    # (few-shot and base-to-novel) without their label smoothing of 0.2 (docs/world.md)
     fewshot_epochs: int = 30
     fewshot_label_smoothing: float = 0.0
-    base2novel_label_smoothing: float = 0.2  # base-to-novel keeps the papers' smoothing
     # the novel-word classes (world.WorldConfig.novel_words); the foundation models must
     # have been pretrained on them (the shipped ones are, since world version 3)
     novel_words: bool = True
@@ -216,7 +215,7 @@ def run_demo_base2novel(
         meta={"protocol": "world base-to-novel", "shots": cfg.base_shots},
         seed=cfg.seed,
         overrides=[
-            *fewshot_overrides(cfg, cfg.base2novel_label_smoothing),
+            *fewshot_overrides(cfg),
             f"optim.epochs={max(cfg.base2novel_steps // steps_per_epoch, 1)}",
         ],
         cache_dir=out / "cache",
@@ -225,10 +224,10 @@ def run_demo_base2novel(
     )
 
 
-def fewshot_overrides(cfg: DemoConfig, label_smoothing: float) -> list[str]:
+def fewshot_overrides(cfg: DemoConfig) -> list[str]:
     """What the demo's fine-tuning on labelled videos sets (few-shot and base-to-novel):
-    a global batch of FEWSHOT_BATCH at `cfg.fewshot_lr` with `label_smoothing`, one
-    thread, the captioner's prompt."""
+    a global batch of FEWSHOT_BATCH at `cfg.fewshot_lr` with `cfg.fewshot_label_smoothing`,
+    one thread, the captioner's prompt."""
     return [
         f"data.frames={cfg.frames}",
         "data.num_workers=0",
@@ -237,7 +236,7 @@ def fewshot_overrides(cfg: DemoConfig, label_smoothing: float) -> list[str]:
         f"optim.global_batch={FEWSHOT_BATCH}",
         f"optim.lr={cfg.fewshot_lr}",
         f"optim.min_lr={cfg.fewshot_lr / 100}",
-        f"optim.label_smoothing={label_smoothing}",
+        f"optim.label_smoothing={cfg.fewshot_label_smoothing}",
         f"model.prompt={CAPTION_PROMPT}",
     ]
 
@@ -267,7 +266,7 @@ def run_demo_fewshot(
         meta={"protocol": "world", "shots": shots},
         seed=cfg.seed,
         overrides=[
-            *fewshot_overrides(cfg, cfg.fewshot_label_smoothing),
+            *fewshot_overrides(cfg),
             f"optim.epochs={cfg.fewshot_epochs}",
             *(extra or []),
         ],
