@@ -14,6 +14,12 @@ each row's captions of novel-word test videos name (a seen object is the collaps
         --json benchmarks/results/novel_words_seeds_cpu.json
     python benchmarks/novel_words.py --clips 8640 --pretrain-seeds 1 --plain \\
         --json benchmarks/results/pretrain_seeds_cpu.json
+    # world version 3's models: world version 2's trained further on all 48 classes
+    python benchmarks/novel_words.py --clips 8640 --continue-steps 300 --lr-scale 0.5 \\
+        --seeds 0 1 2 3 4 --json benchmarks/results/novel_words_v3_cpu.json
+    # only count the objects named, in every seed of a `genact demo --full` folder
+    python benchmarks/novel_words.py --count demo-full \\
+        --json benchmarks/results/novel_words_named_cpu.json
 """
 
 from __future__ import annotations
@@ -99,6 +105,17 @@ def one_size(
     }
 
 
+def count_named(full: Path) -> list[dict]:
+    """objects_named for every captioning row of every seed in a --full folder."""
+    rows = []
+    for seed_dir in sorted(full.glob("seed-*"), key=lambda d: int(d.name.split("-")[1])):
+        for row in ("frame-captioner", "rest", "regen", "supervised"):
+            named = objects_named(seed_dir / "results" / row)
+            rows.append({"seed": int(seed_dir.name.split("-")[1]), "row": row, **named})
+            print(json.dumps(rows[-1]))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("bench/novel-words"))
@@ -118,8 +135,14 @@ def main() -> None:
     )
     p.add_argument("--lr-scale", type=float, default=1.0, help="with --continue-steps")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="world seeds (or --seed)")
+    p.add_argument("--count", type=Path, default=None, help="a --full folder: count only")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    if args.count:
+        record = {"machine": "2-core VM, CPU", "rows": count_named(args.count)}
+        if args.json:
+            args.json.write_text(json.dumps(record, indent=1) + "\n")
+        return
     rows = [
         one_size(
             args.out,
