@@ -83,7 +83,8 @@ def test_held_out_compositions_cover_every_verb_and_object():
     novel = novel_compositions(WorldConfig(novel_words=True))
     assert len(novel) == 12 and {v for v, _ in novel} == set(VERBS)
     assert not {o for _, o in novel} & set(OBJECTS)
-    assert novel_compositions(WorldConfig()) == []  # the default world has none
+    assert novel_compositions(WorldConfig()) == novel  # the default world (version 3) has them
+    assert novel_compositions(WorldConfig(novel_words=False)) == []
 
 
 def test_build_writes_readable_splits_without_unseen_classes_in_training(tmp_path):
@@ -134,9 +135,12 @@ def test_build_writes_readable_splits_without_unseen_classes_in_training(tmp_pat
 
 
 def test_pretraining_captions_are_generic_and_descriptions_complete():
-    cfg = WorldConfig()
+    cfg = WorldConfig(novel_words=False)  # the first pretraining round's world
     corpus = pretraining_corpus(cfg, 360, seed=0)
     assert len(corpus) == 360
+    # with the novel-word classes (the second round): every one of the 48 classes
+    with_novel = pretraining_corpus(WorldConfig(), 480, seed=0)
+    assert len({(s.verb, s.obj) for s, *_ in with_novel}) == 48
     hint = [frame_hints(spec, 16, cfg.cue_prob, cfg.mislead_prob)[f] for spec, f, _, _ in corpus]
     said = [[v for v in VERBS if v in caption] for _, _, caption, _ in corpus]
     # only ever the verb the frame looks like
