@@ -238,3 +238,38 @@ def test_demo_record_aligns_each_splits_outcomes_with_its_own_videos():
     assert record["rows"]["rest"]["unseen"]["right"] == "01"
     assert record["rows"]["rest"]["base"]["right"] == "1-0"
     assert outcomes(record, "rest", "base").tolist() == [True, False, False]
+
+
+def test_the_demo_fine_tunes_for_the_steps_its_docs_give(monkeypatch, tmp_path):
+    """docs/world.md: few-shot trains 30 epochs at every shot count (30 optimizer steps
+    for 2 shots, 180 for 8), base-to-novel 216 steps over its 384 videos, all without
+    label smoothing at a global batch of 16."""
+    import genact.world.demo_runs as runs
+    from genact.data.datasets import VideoItem
+    from genact.data.splits import Split
+
+    calls = []
+
+    def record(test, items, model, **kwargs):
+        settings = dict(o.split("=", 1) for o in kwargs["overrides"])
+        batch = int(settings["optim.global_batch"])
+        steps = int(settings["optim.epochs"]) * (len(items) // batch)
+        calls.append((len(items), steps, float(settings["optim.label_smoothing"])))
+        return {}
+
+    monkeypatch.setattr(runs, "finetune_and_evaluate", record)
+    cfg = runs.DemoConfig()
+
+    def pool(classes: int, per_class: int) -> Split:
+        items = [VideoItem(f"v{c}-{i}.mp4", c) for c in range(classes) for i in range(per_class)]
+        return Split(items, [f"class {c}" for c in range(classes)])
+
+    for shots in (2, 8):
+        runs.run_demo_fewshot(
+            cfg, pool(12, 1), pool(12, 8), shots, tmp_path, tmp_path, tmp_path, False
+        )
+    tests = {"base": pool(24, 1), "unseen": pool(12, 1)}
+    runs.run_demo_base2novel(
+        cfg, tests, pool(24, 16), tmp_path, tmp_path, tmp_path, name="b2n", progress=False
+    )
+    assert calls == [(24, 30, 0.0), (96, 180, 0.0), (384, 216, 0.0)]
