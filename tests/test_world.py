@@ -340,6 +340,11 @@ def test_continued_pretraining_keeps_known_words_and_learns_new_ones(tmp_path):
     toks = {d: CLIPTokenizer.from_pretrained(tmp_path / d / "clip").get_vocab() for d in clips}
     rows = {d: clips[d].text_model.embeddings.token_embedding.weight for d in clips}
     assert torch.equal(rows["new"][toks["new"]["water</w>"]], rows["old"][toks["old"]["water</w>"]])
+    from genact.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no blip/ and clip/"):  # refused before any work
+        pretrain(tmp_path / "typo", new_cfg, clips=96, steps=3, init=tmp_path / "olf")
+    assert not (tmp_path / "typo").exists()
     pretrain(tmp_path / "trained", new_cfg, clips=96, steps=3, init=tmp_path / "old")
     trained = VideoBlip.from_pretrained(tmp_path / "trained" / "blip")
     assert not torch.equal(emb(trained)[new_vocab["cone"]], emb(new)[new_vocab["cone"]])

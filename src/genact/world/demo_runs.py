@@ -17,7 +17,7 @@ from genact.regen.run import run_regen
 from genact.rest.run import run_rest
 from genact.training.supervised import train_on_class_names
 from genact.world.effects import ROW_NAMES
-from genact.world.pretrain import CAPTION_PROMPT, pretrain_world
+from genact.world.pretrain import CAPTION_PROMPT, check_foundation, pretrain_world
 from genact.world.render import NOVEL_OBJECTS
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ def foundation_models(out: Path, cfg: DemoConfig | None = None) -> tuple[Path, P
     out/pretrained."""
     cfg = cfg or DemoConfig()
     if cfg.foundation is not None:
-        root = Path(cfg.foundation).expanduser()
-        if not all((root / m / "config.json").is_file() for m in ("blip", "clip")):
-            raise ConfigError(f"foundation models: {root} has no blip/ and clip/ to load")
+        root = check_foundation(Path(cfg.foundation).expanduser())
     elif all((SHIPPED / m / "config.json").exists() for m in ("blip", "clip")):
         root = SHIPPED
     else:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from genact.data.transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoTransform
+from genact.errors import ConfigError
 from genact.io import atomic_dir
 from genact.models.word_tokenizers import blip_tokenizer, clip_tokenizer
 from genact.world.render import render_clip
@@ -63,13 +64,13 @@ def pretrain(
     weights: words they already know keep their embeddings, new words get fresh ones
     (more pretraining data, as a newer web checkpoint); `lr_scale` scales both rates."""
     cfg, out = cfg or WorldConfig(), Path(out)
+    start = None if init is None else check_foundation(Path(init).expanduser())
     torch.manual_seed(seed)
     corpus = pretraining_corpus(cfg, clips, seed)
     captions, texts = [c for _, _, c, _ in corpus], [t for _, _, _, t in corpus]
     words = world_words(captions + texts + [CAPTION_PROMPT])
     frames = _frames(cfg, corpus)
     rng = np.random.default_rng(seed)
-    start = None if init is None else Path(init).expanduser()
     fit = dict(steps=steps, rng=rng, hidden=hidden, patch=patch, lr_scale=lr_scale)
 
     with atomic_dir(out / "blip") as tmp:
@@ -79,6 +80,14 @@ def pretrain(
         init_clip = None if start is None else start / "clip"
         _train_clip(tmp, cfg, words, frames, texts, init=init_clip, **fit)
     return out / "blip", out / "clip"
+
+
+def check_foundation(root: Path) -> Path:
+    """`root`, refused unless it holds the two models (blip/ and clip/, each with its
+    config.json)."""
+    if not all((root / m / "config.json").is_file() for m in ("blip", "clip")):
+        raise ConfigError(f"foundation models: {root} has no blip/ and clip/ to load")
+    return root
 
 
 def pretrain_world(
