@@ -32,6 +32,7 @@ from genact.models.clip import FrozenClip
 from genact.training.rundir import RunDir
 from genact.world.demo_runs import (
     METHODS,
+    REST_ROWS,
     DemoConfig,
     demo_settings,
     foundation_models,
@@ -127,7 +128,7 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool, workers: int) -> str:
     if unknown:
         raise ConfigError(f"unknown demo methods {sorted(unknown)}; expected some of {METHODS}")
     start = time.time()
-    foundation_models(out, cfg)  # first: a wrong folder is refused at once
+    models = foundation_models(out, cfg)  # first: a wrong folder is refused at once
     world = build_world(
         out / "world",
         WorldConfig(
@@ -146,7 +147,8 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool, workers: int) -> str:
     workers = max(1, min(workers, len(jobs)))
     if workers > 1:
         log.info("%d training runs on %d processes (progress in the log)", len(jobs), workers)
-    done = run_jobs(demo_job, jobs, (cfg, out, progress and workers == 1), workers=workers)
+    args = (cfg, out, models, progress and workers == 1)
+    done = run_jobs(demo_job, jobs, args, workers=workers)
     rows = {name: done[name] for name in METHODS if name in wanted}
     demo = demo_record(cfg, tests, rows)
     atomic_write_text(out / "demo.json", json.dumps(demo, indent=1))
@@ -164,11 +166,13 @@ def _run_demo(out: Path, cfg: DemoConfig, progress: bool, workers: int) -> str:
     return text
 
 
-def demo_job(name: str, cfg: DemoConfig, out: Path, progress: bool) -> dict | None:
-    """One job of the demo in `out` (its world built): train `name`'s model where it
-    has one, and score it; returns the row's results (None for a run only trained for
-    a later row)."""
-    blip, clip_dir = foundation_models(out, cfg)
+def demo_job(
+    name: str, cfg: DemoConfig, out: Path, models: tuple[Path, Path], progress: bool
+) -> dict | None:
+    """One job of the demo in `out` (its world built), from the foundation `models`
+    (BLIP, CLIP): train `name`'s model where it has one, and score it; returns the
+    row's results (None for a run only trained for a later row)."""
+    blip, clip_dir = models
     world, runs = out / "world", out / "runs"
     tests = demo_tests(world, cfg.novel_words)
     common = demo_settings(cfg, world, blip, clip_dir, progress)
@@ -189,8 +193,8 @@ def demo_job(name: str, cfg: DemoConfig, out: Path, progress: bool) -> dict | No
     method = {"clip": "clip", "frame-captioner": "blip-frame"}.get(name, "genact")
     if name == "frame-captioner":
         model = blip
-    elif name in ("rest", "rest-h1", "rest-no-adapters"):
-        ((_, model),) = run_demo_rest(cfg, common, out, {name})
+    elif name in REST_ROWS:
+        model = run_demo_rest(cfg, common, out, name)
     elif name == "regen":
         model = run_demo_regen(cfg, common, rest_final, runs / "regen")
     elif name == "supervised":

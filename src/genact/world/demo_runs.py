@@ -145,11 +145,15 @@ def run_demo_regen(
     )
 
 
-def run_demo_rest(
-    cfg: DemoConfig, common: list[str], out: Path, wanted: set[str]
-) -> list[tuple[str, Path]]:
-    """The REST rows that `wanted` asks for (REST itself whenever a later row needs it):
-    [(row, final/)]."""
+REST_ROWS = {  # the demo's REST runs and what sets each apart
+    "rest-h1": ["rest.neighbours=1"],
+    "rest": ["rest.neighbours=20"],
+    "rest-no-adapters": ["rest.neighbours=20", "model.use_adapters=false"],
+}
+
+
+def run_demo_rest(cfg: DemoConfig, common: list[str], out: Path, name: str) -> Path:
+    """The REST run of row `name` (one of REST_ROWS), into out/runs/`name`; returns final/."""
     rest = [
         *common,
         f"optim.epochs={cfg.rest_epochs}",
@@ -158,18 +162,10 @@ def run_demo_rest(
         "rest.max_new_tokens=8",
         "rest.caption_batch=32",
         "rest.keep=3",
+        *REST_ROWS[name],
+        f"run.dir={out / 'runs' / name}",
     ]
-    needs_rest = wanted & {"rest", "regen", "2-shot", "8-shot", "rest-b2n", "regen-b2n"}
-    finals = []
-    for name, extra in (
-        ("rest-h1", ["rest.neighbours=1"]),
-        ("rest", ["rest.neighbours=20"]),
-        ("rest-no-adapters", ["rest.neighbours=20", "model.use_adapters=false"]),
-    ):
-        if name in wanted or (name == "rest" and needs_rest):
-            run_dir = f"run.dir={out / 'runs' / name}"
-            finals.append((name, run_rest(load_config(RestConfig, None, [*rest, *extra, run_dir]))))
-    return finals
+    return run_rest(load_config(RestConfig, None, rest))
 
 
 def run_demo_supervised(cfg: DemoConfig, common: list[str], world: Path, run_dir: Path) -> Path:
