@@ -19,26 +19,10 @@ from genact.commands import (
     seconds,
     user_path,
 )
+from genact.distributed import setup_logging
 from genact.errors import GenactError
 
 log = logging.getLogger("genact")
-
-
-def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
-    """Plain timestamped logs on stderr (warnings only with --quiet, and on processes
-    other than torchrun's rank 0); only errors from transformers / hub."""
-    rank = int(os.environ.get("RANK", "0"))
-    level = (
-        logging.DEBUG if verbose else (logging.INFO if rank == 0 and not quiet else logging.WARNING)
-    )
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    import transformers
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the web app's requests to itself
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 def video_items(paths: list[str]) -> list:

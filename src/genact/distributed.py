@@ -7,7 +7,9 @@ no-op for a single process, so the same code runs both ways.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -155,3 +157,20 @@ def cleanup(dist: Dist) -> None:
     """Leave (destroy) the process group that init_distributed joined."""
     if dist.enabled and tdist.is_initialized():
         tdist.destroy_process_group()
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Plain timestamped logs on stderr (warnings only with --quiet, and on processes
+    other than torchrun's rank 0); only errors from transformers / hub."""
+    rank = int(os.environ.get("RANK", "0"))
+    level = (
+        logging.DEBUG if verbose else (logging.INFO if rank == 0 and not quiet else logging.WARNING)
+    )
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    import transformers
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the web app's requests to itself
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()

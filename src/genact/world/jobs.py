@@ -10,12 +10,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def default_workers() -> int:
@@ -25,15 +22,11 @@ def default_workers() -> int:
 
 
 def _init_worker(level: int) -> None:
-    """A spawned worker: one CPU thread, the parent's log level on stderr."""
-    from genact.distributed import cpu_threads
+    """A spawned worker: one CPU thread, genact's logs at the parent's level."""
+    from genact.distributed import cpu_threads, setup_logging
 
     cpu_threads(1)
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    setup_logging(verbose=level <= logging.DEBUG, quiet=level > logging.INFO)
 
 
 def _ready(jobs: dict[str, tuple[str, ...]], done: dict, started: set[str]) -> list[str]:
