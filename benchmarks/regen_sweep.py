@@ -3,12 +3,15 @@ unseen compositions, and what does it take?
 
     genact demo --out demo                     # REST's model for seed 0
     python benchmarks/regen_sweep.py --demo demo --out bench/regen_sweep.json
+    genact demo --full --out demo-full         # or every seed's, with other settings:
+    python benchmarks/regen_sweep.py --full demo-full --grid 5e-4:6 5e-4:12 1e-3:6 --jobs 2
 
 Each setting fine-tunes the demo's REST model with ReGen (CLS-R + CLIP-R, the
 demo's other settings), logging every step, then scores the unseen test split.
 Per setting: the first and last steps' CLS-R and CLIP-R means, the share of sampled
 captions that CLIP-TAM puts in their video's (seen) class, and the unseen top-1
-against REST's. The reward curves are plotted to <out>.png.
+against REST's; over several seeds also that difference per seed and its mean. The
+reward curves (of the first seed) are plotted to <out>.png.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from genact.models import FrozenClip
 from genact.training.metrics import Metrics
 from genact.training.rundir import RunDir
 from genact.world.demo_runs import DemoConfig, demo_settings, foundation_models, run_demo_regen
+from genact.world.jobs import run_jobs
 
 SETTINGS = (
     {"name": "demo: lr 2e-5, 2 epochs", "lr": 2e-5, "epochs": 2, "extra": []},
@@ -38,10 +42,26 @@ SETTINGS = (
 CURVES = ("reward_cls", "reward_clip", "sampled_class_top1")
 
 
-def run_setting(
-    setting: dict, demo: Path, cfg: DemoConfig, test, clip: FrozenClip
-) -> tuple[dict, list[dict]]:
+def grid_setting(text: str) -> dict:
+    """A setting from "LR:EPOCHS" (the demo's other ReGen settings)."""
+    lr, epochs = text.split(":")
+    return {
+        "name": f"lr {float(lr):g}, {int(epochs)} epochs",
+        "lr": float(lr),
+        "epochs": int(epochs),
+        "extra": [],
+    }
+
+
+def run_setting(setting: dict, demo: Path, seed: int) -> tuple[dict, list[dict]]:
+    """(row, per-step curves) of one setting fine-tuning the REST model of `demo`."""
+    cfg = DemoConfig(seed=seed)
+    world = demo / "world"
+    test = read_list(
+        world / "splits" / "test.txt", world / "videos", world / "splits" / "classes_unseen.txt"
+    )
     blip, clip_dir = foundation_models(demo)
+    rest = json.loads((demo / "demo.json").read_text())["rows"]["rest"]["unseen"]["top1"]
     run_dir = (
         demo / "regen-sweep" / setting["name"].replace(" ", "_").replace(":", "").replace(",", "")
     )
@@ -51,7 +71,7 @@ def run_setting(
     start = time.time()
     final = run_demo_regen(
         swept,
-        demo_settings(swept, demo / "world", blip, clip_dir, progress=False),
+        demo_settings(swept, world, blip, clip_dir, progress=False),
         RunDir(demo / "runs" / "rest").final,
         run_dir,
         ("run.log_every=1", *setting["extra"]),
@@ -59,7 +79,7 @@ def run_setting(
     res = evaluate_model(
         final,
         {"unseen": test},
-        clip,
+        FrozenClip.from_pretrained(clip_dir),
         decoding=Decoding(frames=cfg.frames, max_new_tokens=8),
         out_dir=run_dir / "eval",
         cache_dir=demo / "cache",
@@ -73,15 +93,40 @@ def run_setting(
         vals = [r[k] for r in rows if k in r]
         return round(sum(vals) / len(vals), 3) if vals else None
 
+    top1 = res["splits"]["unseen"]["top1"]
     row = {
         "name": setting["name"],
+        "seed": seed,
         "steps": len(train),
-        "top1": round(res["splits"]["unseen"]["top1"], 2),
+        "top1": round(top1, 2),
+        "rest_top1": round(rest, 2),
+        "vs_rest": round(top1 - rest, 2),
         **{f"{k}_first": mean(first, k) for k in CURVES},
         **{f"{k}_last": mean(last, k) for k in CURVES},
         "seconds": round(time.time() - start, 1),
     }
+    print(json.dumps(row), flush=True)
     return row, [{k: r.get(k) for k in ("step", *CURVES)} for r in train]
+
+
+def _job(name: str, settings: dict[str, dict], demos: dict[int, Path]):
+    """A run_jobs job named "SEED/SETTING"."""
+    seed, setting = name.split("/", 1)
+    return run_setting(settings[setting], demos[int(seed)], int(seed))
+
+
+def seeds_summary(rows: list[dict], seeds: list[int]) -> str:
+    """One line per setting: its top-1 minus REST's per seed, the mean, and on how many
+    seeds it is above REST."""
+    lines = [f"{'setting':<36}" + "".join(f"{f'seed {s}':>9}" for s in seeds) + "     mean  above"]
+    for name in dict.fromkeys(r["name"] for r in rows):
+        diffs = [r["vs_rest"] for s in seeds for r in rows if r["name"] == name and r["seed"] == s]
+        lines.append(
+            f"{name:<36}"
+            + "".join(f"{d:+9.1f}" for d in diffs)
+            + f"{sum(diffs) / len(diffs):+9.1f}  {sum(d > 0 for d in diffs)} of {len(diffs)}"
+        )
+    return "\n".join(lines)
 
 
 def plot(curves: dict[str, list[dict]], path: Path) -> None:
@@ -111,39 +156,64 @@ def main() -> None:
     )
     p.add_argument("--demo", default="demo")
     p.add_argument("--seed", type=int, default=0, help="the seed that demo was run with")
-    p.add_argument("--settings", type=int, nargs="+", default=list(range(len(SETTINGS))))
+    p.add_argument("--full", type=Path, help="a `genact demo --full` folder: every seed-N in it")
+    p.add_argument(
+        "--settings",
+        type=int,
+        nargs="*",
+        default=None,
+        help="indices into SETTINGS (default: all of them unless --grid is given)",
+    )
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        default=[],
+        metavar="LR:EPOCHS",
+        help="also these learning rates and epoch counts",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="runs side by side, one thread each")
     p.add_argument("--out", default=None, help="JSON rows here, the reward curves beside it (.png)")
     args = p.parse_args()
-    demo, cfg = Path(args.demo), DemoConfig(seed=args.seed)
-    world = demo / "world"
-    test = read_list(
-        world / "splits" / "test.txt", world / "videos", world / "splits" / "classes_unseen.txt"
+    indices = (
+        args.settings
+        if args.settings is not None
+        else ([] if args.grid else list(range(len(SETTINGS))))
     )
-    clip = FrozenClip.from_pretrained(foundation_models(demo)[1])
-    rest = json.loads((demo / "demo.json").read_text())["rows"]["rest"]["unseen"]["top1"]
-    rows, curves = [], {}
-    for i in args.settings:
-        row, curves[SETTINGS[i]["name"]] = run_setting(SETTINGS[i], demo, cfg, test, clip)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    print(f"REST: {rest:.1f}")
+    settings = {
+        s["name"]: s for s in [SETTINGS[i] for i in indices] + [grid_setting(g) for g in args.grid]
+    }
+    demos = (
+        dict(sorted((int(d.name.split("-")[1]), d) for d in args.full.glob("seed-*")))
+        if args.full
+        else {args.seed: Path(args.demo)}
+    )
+    jobs = {f"{seed}/{name}": () for seed in demos for name in settings}
+    done = run_jobs(_job, jobs, (settings, demos), workers=args.jobs)
+    rows = [done[j][0] for j in jobs]
+    first = next(iter(demos))
+    curves = {name: done[f"{first}/{name}"][1] for name in settings}
     print(
-        f"{'setting':<36}{'steps':>6}{'top-1':>7}{'CLS-R first/last':>20}"
+        "REST: "
+        + ", ".join(
+            f"seed {r['seed']} {r['rest_top1']:.1f}" for r in rows if r["name"] == rows[0]["name"]
+        )
+    )
+    print(
+        f"{'setting':<36}{'seed':>5}{'steps':>6}{'top-1':>7}{'CLS-R first/last':>20}"
         f"{'class top-1 first/last':>26}"
     )
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for r in rows:
         print(
-            f"{r['name']:<36}{r['steps']:>6}{r['top1']:>7.1f}"
+            f"{r['name']:<36}{r['seed']:>5}{r['steps']:>6}{r['top1']:>7.1f}"
             f"{fmt(r['reward_cls_first']):>10}/{fmt(r['reward_cls_last']):<9}"
             f"{fmt(r['sampled_class_top1_first']):>13}/{fmt(r['sampled_class_top1_last']):<12}"
         )
+    print("top-1 minus REST's, in points")
+    print(seeds_summary(rows, list(demos)))
     if args.out:
         Path(args.out).write_text(
-            json.dumps(
-                {"seed": args.seed, "rest_top1": rest, "rows": rows, "curves": curves}, indent=1
-            )
-            + "\n"
+            json.dumps({"seeds": list(demos), "rows": rows, "curves": curves}, indent=1) + "\n"
         )
         plot(curves, Path(args.out).with_suffix(".png"))
 
