@@ -3,6 +3,7 @@ and the Markdown blocks that `genact demo --full --markdown` writes into the doc
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +274,21 @@ def test_the_demo_fine_tunes_for_the_steps_its_docs_give(monkeypatch, tmp_path):
         cfg, tests, pool(24, 16), tmp_path, tmp_path, tmp_path, name="b2n", progress=False
     )
     assert calls == [(24, 30, 0.0), (96, 180, 0.0), (384, 216, 0.0)]
+
+
+def test_the_demo_runs_regen_with_the_setting_its_docs_give(monkeypatch, tmp_path):
+    """docs/world.md: the demo's ReGen is CLS-R + CLIP-R (no grammar reward), 4 samples
+    per video, lr 5e-4 for 12 epochs, from the REST model it is given."""
+    import genact.world.demo_runs as runs
+
+    seen = []
+    monkeypatch.setattr(runs, "run_regen", lambda cfg: seen.append(cfg) or tmp_path)
+    common = runs.demo_settings(
+        runs.DemoConfig(), tmp_path / "world", tmp_path / "blip", tmp_path / "clip", progress=False
+    )
+    rest = tmp_path / "rest-final"
+    runs.run_demo_regen(runs.DemoConfig(), common, rest, tmp_path / "regen")
+    (cfg,) = seen
+    assert (cfg.optim.epochs, cfg.optim.lr, cfg.regen.samples) == (12, 5e-4, 4)
+    assert cfg.regen.w_grammar == 0 and cfg.regen.w_cls > 0 and cfg.regen.w_clip > 0
+    assert Path(cfg.model.blip) == rest and Path(cfg.run.dir) == tmp_path / "regen"

@@ -44,7 +44,7 @@ class DemoConfig:
     base2novel_steps: int = 216  # optimizer steps of base-to-novel fine-tuning (9 epochs)
     rest_epochs: int = 8
     rest_rounds: int = 2
-    regen_epochs: int = 6
+    regen_epochs: int = 12
     lr: float = (
         2e-4  # REST: a tenth of the captioner's pretraining rate (the paper: 2e-5 for BLIP-base)
     )
