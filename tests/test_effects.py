@@ -292,3 +292,21 @@ def test_the_demo_runs_regen_with_the_setting_its_docs_give(monkeypatch, tmp_pat
     assert (cfg.optim.epochs, cfg.optim.lr, cfg.regen.samples) == (12, 5e-4, 4)
     assert cfg.regen.w_grammar == 0 and cfg.regen.w_cls > 0 and cfg.regen.w_clip > 0
     assert Path(cfg.model.blip) == rest and Path(cfg.run.dir) == tmp_path / "regen"
+
+
+def test_the_demo_rest_rows_differ_only_in_what_their_names_say(monkeypatch, tmp_path):
+    """REST (H = 20, adapters), REST with H = 1, REST without adapters: each into its
+    own run folder, with the demo's REST schedule (8 epochs in 2 rounds, lr 2e-4)."""
+    import genact.world.demo_runs as runs
+
+    monkeypatch.setattr(runs, "run_rest", lambda cfg: cfg)  # the config it would train
+    cfg = runs.DemoConfig()
+    common = runs.demo_settings(
+        cfg, tmp_path / "world", tmp_path / "blip", tmp_path / "clip", progress=False
+    )
+    rows = {n: runs.run_demo_rest(cfg, common, tmp_path, n) for n in runs.REST_ROWS}
+    for name, rest in rows.items():
+        assert Path(rest.run.dir) == tmp_path / "runs" / name
+        assert (rest.optim.epochs, rest.rest.epochs_per_round, rest.optim.lr) == (8, 4, 2e-4)
+    settings = {n: (r.rest.neighbours, r.model.use_adapters) for n, r in rows.items()}
+    assert settings == {"rest": (20, True), "rest-h1": (1, True), "rest-no-adapters": (20, False)}
