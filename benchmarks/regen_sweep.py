@@ -44,11 +44,17 @@ CURVES = ("reward_cls", "reward_clip", "sampled_class_top1")
 
 def grid_setting(text: str) -> dict:
     """A setting from "LR:EPOCHS" (the demo's other ReGen settings)."""
-    lr, epochs = text.split(":")
+    try:
+        lr_text, epochs_text = text.split(":")
+        lr, epochs = float(lr_text), int(epochs_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LR:EPOCHS (e.g. 5e-4:12)") from None
+    if not (lr > 0 and epochs > 0):  # a NaN lr is refused too
+        raise argparse.ArgumentTypeError(f"{text!r}: the lr and epochs must be positive")
     return {
-        "name": f"lr {float(lr):g}, {int(epochs)} epochs",
-        "lr": float(lr),
-        "epochs": int(epochs),
+        "name": f"lr {lr:g}, {epochs} epochs",
+        "lr": lr,
+        "epochs": epochs,
         "extra": [],
     }
 
@@ -166,6 +172,7 @@ def main() -> None:
     )
     p.add_argument(
         "--grid",
+        type=grid_setting,
         nargs="+",
         default=[],
         metavar="LR:EPOCHS",
@@ -179,14 +186,17 @@ def main() -> None:
         if args.settings is not None
         else ([] if args.grid else list(range(len(SETTINGS))))
     )
-    settings = {
-        s["name"]: s for s in [SETTINGS[i] for i in indices] + [grid_setting(g) for g in args.grid]
-    }
+    settings = {s["name"]: s for s in [SETTINGS[i] for i in indices] + args.grid}
     demos = (
         dict(sorted((int(d.name.split("-")[1]), d) for d in args.full.glob("seed-*")))
         if args.full
         else {args.seed: Path(args.demo)}
     )
+    missing = [str(d) for d in demos.values() if not (d / "demo.json").is_file()]
+    if not demos or missing:
+        p.error(f"no finished demo in {', '.join(missing) or args.full} (run genact demo first)")
+    if not settings:
+        p.error("no setting to run: give --settings or --grid")
     jobs = {f"{seed}/{name}": () for seed in demos for name in settings}
     done = run_jobs(_job, jobs, (settings, demos), workers=args.jobs)
     rows = [done[j][0] for j in jobs]
