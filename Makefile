@@ -24,12 +24,16 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(BIN)/genact demo --out demo
 
+# one pytest worker per core (TEST_JOBS=1 runs them one after another); a file's tests stay
+# in one worker, so its module fixtures are built once
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 # the unit tests only (under a minute): the end-to-end ones are marked slow
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "not slow"
 
 # ruff's lint and format checks (configured in pyproject.toml); `make format` applies the formatter
 lint: setup

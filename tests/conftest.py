@@ -3,6 +3,7 @@ user's code path, see genact.testing), and small generated videos."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,12 @@ from genact.inference.processing import blip_transform
 from genact.models import VideoBlip
 from genact.testing import coloured_frames, numbered_frames, save_tiny_blip, save_tiny_clip
 from helpers import CAPTIONS
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: one torch thread each, and the genact
+    # processes a test starts inherit it, so the workers do not oversubscribe the cores
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,21 @@
 """What the tests share besides genact.testing: the fixture files and the captions
 the `fitted` model learns."""
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CAPTIONS = ["swimming", "playing guitar"]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now: each torchrun test takes its own, so test
+    files running side by side (pytest -n) never meet on one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def write_ucf101(root: Path, classes: list[str], videos: int, train: int) -> None:

@@ -3,7 +3,6 @@ app served by the command a user runs (the shipped miniature-world models)."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -17,7 +16,7 @@ from genact.rest.run import run_rest
 from genact.training.rundir import RunDir
 from genact.world.demo_runs import SHIPPED
 from genact.world.pretrain import CAPTION_PROMPT
-from helpers import tiny_rest_settings
+from helpers import free_port, tiny_rest_settings
 
 pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
 
@@ -31,12 +30,6 @@ if CHROMIUM is None:
     )
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

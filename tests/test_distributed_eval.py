@@ -13,7 +13,7 @@ import pytest
 from genact.data import write_video
 from genact.testing import coloured_frames
 from genact.training.rundir import RunDir
-from helpers import write_ucf101
+from helpers import free_port, write_ucf101
 
 pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
 
@@ -39,7 +39,7 @@ def videos(tmp_path_factory) -> Path:
     return root
 
 
-def genact(*args, procs: int = 1, port: int = 29541) -> subprocess.CompletedProcess:
+def genact(*args, procs: int = 1) -> subprocess.CompletedProcess:
     launcher = (
         [
             sys.executable,
@@ -48,7 +48,7 @@ def genact(*args, procs: int = 1, port: int = 29541) -> subprocess.CompletedProc
             "--nproc_per_node",
             str(procs),
             "--master_port",
-            str(port),
+            str(free_port()),
         ]
         if procs > 1
         else [sys.executable]
@@ -132,7 +132,6 @@ def test_two_processes_evaluate_exactly_like_one(videos, tiny_blip_dir, tiny_cli
         "--json",
         "--quiet",
         procs=2,
-        port=29542,
     )
     assert again.returncode == 1, again.stderr[-3000:]
     rows = json.loads(again.stdout)  # printed once, by the main process
@@ -168,7 +167,6 @@ def test_two_processes_evaluate_clip_features_like_one(videos, tiny_clip_dir):
             out_dir,
             "--quiet",
             procs=procs,
-            port=29543,
         )
         assert out.returncode == 1, out.stderr[-3000:]  # the broken video
         results[procs] = RunDir(out_dir).read_results()["splits"]["test"]
@@ -247,7 +245,6 @@ def test_two_processes_fine_tune_and_evaluate_few_shot_like_one(
             "optim.lr=1e-2",
             "model.use_adapters=false",
             procs=procs,
-            port=29544,
         )
         assert out.returncode == 0, out.stderr[-3000:]
         assert out.stdout.count("split1") == 1  # the table, printed once

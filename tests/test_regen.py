@@ -31,6 +31,7 @@ from genact.regen.run import run_regen
 from genact.testing import blip_tokenizer, coloured_frames
 from genact.training.metrics import Metrics
 from genact.training.rundir import RunDir
+from helpers import free_port
 
 pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
 
@@ -367,7 +368,7 @@ def test_torchrun_with_the_lm_term(world):
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29541",
+        str(free_port()),
         "-m",
         "genact",
         "regen",

@@ -27,6 +27,7 @@ from genact.training.bank import CaptionBank
 from genact.training.checkpoints import Checkpoints
 from genact.training.metrics import Metrics
 from genact.training.rundir import RunDir
+from helpers import free_port
 
 pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
 
@@ -423,7 +424,7 @@ def test_torchrun_two_processes_gives_the_same_bank(world, full):
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29533",
+        str(free_port()),
         "-m",
         "genact",
         "rest",
