@@ -1,3 +1,4 @@
+import av
 import numpy as np
 import pytest
 import torch
@@ -14,6 +15,7 @@ from genact.data import (
     sample_indices,
     write_video,
 )
+from genact.data.video import read_video_sides
 from genact.testing import frame_level, numbered_frames
 
 
@@ -180,3 +182,65 @@ def test_windows_read_from_the_keyframe_before_them_give_the_frames_of_a_full_sc
         window = read_video(path, 4, start=start, end=end)
         want = [inside[j] for j in sample_indices(len(inside), 4, False)]
         assert [barcode(f) for f in window] == want, (start, end)
+
+
+def pyav_frames(path, indices, side=None) -> np.ndarray:
+    """The reference: PyAV's own threaded decode of every frame, each converted by
+    itself (a new scaler per frame), then the frames at `indices`."""
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    frames = list(container.decode(stream))
+    container.close()
+    out = []
+    for i in indices:
+        f = frames[int(i)]
+        short = min(f.width, f.height)
+        if side and short > side:
+            w, h = round(f.width * side / short), round(f.height * side / short)
+            out.append(
+                f.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_ndarray()
+            )
+        else:
+            out.append(f.to_ndarray(format="rgb24"))
+    return np.stack(out)
+
+
+def test_decoded_frames_equal_pyavs_own_decode_for_small_and_large_videos(tmp_path):
+    """Small videos are decoded without codec threads and every frame's colour
+    conversion reuses one scaler; neither may change a pixel, also when videos of
+    other sizes come in between (a scaler kept for the wrong size would)."""
+    rng = np.random.default_rng(0)
+    videos = []
+    for i, (h, w) in enumerate([(32, 32), (256, 320), (48, 64), (32, 32)]):
+        path = tmp_path / f"v{i}.mp4"
+        write_video(path, rng.integers(0, 256, (12, h, w, 3), dtype=np.uint8), crf=23)
+        videos.append(path)
+    for path in videos * 2:
+        for train in (False, True):
+            indices = sample_indices(12, 4, train, np.random.default_rng(1))
+            got = read_video_sides(path, 4, (None, 24), train, rng=np.random.default_rng(1))
+            np.testing.assert_array_equal(got[0], pyav_frames(path, indices))
+            np.testing.assert_array_equal(got[1], pyav_frames(path, indices, side=24))
+
+
+def _decode_in_child(path, queue) -> None:
+    queue.put(read_video(path, 4).sum().item())
+
+
+def test_a_forked_process_decodes_after_its_parent_has(make_video):
+    """DataLoader workers are forked from a process that has decoded: they must not
+    use its colour-conversion scaler, whose threads they lack (that hung)."""
+    import multiprocessing
+
+    path = make_video()
+    want = read_video(path, 4).sum().item()  # the parent decodes first
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_decode_in_child, args=(path, queue))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked process hung decoding")
+    assert queue.get(timeout=5) == want

@@ -7,6 +7,7 @@ import bisect
 import io
 import itertools
 import os
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -14,11 +15,29 @@ from typing import Iterable
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from genact.errors import GenactError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
+# frames of at most this many pixels are decoded on the calling thread: the codec's own
+# threads cost more to start and to flush at each seek than such frames take to decode
+# (the frames are the same either way; docs/performance.md, section 1)
+THREADED_DECODE_PIXELS = 256 * 256
+_local = threading.local()  # one reformatter per thread and process, reused frame to frame
+_inherited: list[VideoReformatter] = []  # a forked child's copies of its parent's, never used
+
+
+def _reformatter() -> VideoReformatter:
+    """This thread's reformatter (it keeps its scaler while frame sizes do not change).
+    A forked child (DataLoader workers) makes its own: the parent's scaler has threads
+    the child lacks, and using or freeing it there hangs."""
+    if getattr(_local, "pid", None) != os.getpid():
+        if hasattr(_local, "reformatter"):
+            _inherited.append(_local.reformatter)
+        _local.pid, _local.reformatter = os.getpid(), VideoReformatter()
+    return _local.reformatter
 
 
 class VideoDecodeError(GenactError, RuntimeError):
@@ -81,14 +100,14 @@ def _rgb(frame: av.VideoFrame, max_short_side: int | None = None) -> np.ndarray:
     short = min(frame.width, frame.height)
     if max_short_side and short > max_short_side:
         scale = max_short_side / short
-        img = frame.reformat(
+        size = dict(
             width=max(round(frame.width * scale), 1),
             height=max(round(frame.height * scale), 1),
-            format="rgb24",
             interpolation="AREA",
-        ).to_ndarray()
+        )
     else:
-        img = frame.to_ndarray(format="rgb24")
+        size = {}
+    img = _reformatter().reformat(frame, format="rgb24", **size).to_ndarray()
     # counter-clockwise, as the display matrix says
     turns = round(getattr(frame, "rotation", 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(img, turns)) if turns else img
@@ -253,7 +272,8 @@ def read_video_sides(
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        if stream.codec_context.width * stream.codec_context.height > THREADED_DECODE_PIXELS:
+            stream.thread_type = "AUTO"
         try:
             stamps = _timestamps(container, stream, start, end)
             if stamps is not None and stamps[0]:
