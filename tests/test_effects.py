@@ -4,6 +4,7 @@ and the Markdown blocks that `genact demo --full --markdown` writes into the doc
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -290,13 +291,15 @@ def test_the_demo_runs_regen_with_the_setting_its_docs_give(monkeypatch, tmp_pat
     runs.run_demo_regen(runs.DemoConfig(), common, rest, tmp_path / "regen")
     (cfg,) = seen
     assert (cfg.optim.epochs, cfg.optim.lr, cfg.regen.samples) == (12, 5e-4, 4)
+    assert cfg.optim.adapter_lr_scale == 1  # only REST's new adapters train faster
     assert cfg.regen.w_grammar == 0 and cfg.regen.w_cls > 0 and cfg.regen.w_clip > 0
     assert Path(cfg.model.blip) == rest and Path(cfg.run.dir) == tmp_path / "regen"
 
 
 def test_the_demo_rest_rows_differ_only_in_what_their_names_say(monkeypatch, tmp_path):
     """REST (H = 20, adapters), REST with H = 1, REST without adapters: each into its
-    own run folder, with the demo's REST schedule (8 epochs in 2 rounds, lr 2e-4)."""
+    own run folder, with the demo's REST schedule (8 epochs in 2 rounds, lr 2e-4, the
+    adapters at 10x)."""
     import genact.world.demo_runs as runs
 
     monkeypatch.setattr(runs, "run_rest", lambda cfg: cfg)  # the config it would train
@@ -308,5 +311,13 @@ def test_the_demo_rest_rows_differ_only_in_what_their_names_say(monkeypatch, tmp
     for name, rest in rows.items():
         assert Path(rest.run.dir) == tmp_path / "runs" / name
         assert (rest.optim.epochs, rest.rest.epochs_per_round, rest.optim.lr) == (8, 4, 2e-4)
+        assert rest.optim.adapter_lr_scale == 10
     settings = {n: (r.rest.neighbours, r.model.use_adapters) for n, r in rows.items()}
     assert settings == {"rest": (20, True), "rest-h1": (1, True), "rest-no-adapters": (20, False)}
+    # the supervised baseline is REST's training on class names: the same schedule
+    seen = []
+    monkeypatch.setattr(runs, "train_on_class_names", lambda c, *a: seen.append(c) or tmp_path)
+    monkeypatch.setattr(runs, "read_list", lambda *a: SimpleNamespace(items=[], class_names=[]))
+    runs.run_demo_supervised(cfg, common, tmp_path / "world", tmp_path / "sup")
+    (sup,) = seen
+    assert (sup.optim.epochs, sup.optim.lr, sup.optim.adapter_lr_scale) == (8, 2e-4, 10)

@@ -132,3 +132,32 @@ def test_rehearsed_videos_train_on_their_own_captions_beside_the_class_names(mon
     # a form without the class name would give every video the same caption
     with pytest.raises(ConfigError, match="labels.template"):
         load_config(SupervisedConfig, None, ["labels.template=a video"])
+
+
+def test_adapter_lr_scale_multiplies_the_adapters_step_only(fitted, tmp_path):
+    """AdamW's first step moves each weight by about lr: with adapter_lr_scale = 10 the
+    adapters move 10x as far and every other weight exactly as far as with 1."""
+    from genact.training.metrics import LossMeter
+
+    moved = {}
+    for scale in (1.0, 10.0):
+        trainer = trainer_on(
+            fitted,
+            tmp_path / str(scale),
+            global_batch=4,
+            batch_size=4,
+            lr=1e-3,
+            min_lr=1e-3,
+            weight_decay=0.0,
+            adapter_lr_scale=scale,
+        )
+        if scale == 1.0:  # the two groups of earlier checkpoints: they still resume
+            assert len(trainer.optimizer.param_groups) == 2
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        trainer._step(trainer._batches(0, 0), LossMeter())
+        moved[scale] = {n: p.detach() - before[n] for n, p in trainer.model.named_parameters()}
+    adapters = [n for n in moved[1.0] if n.startswith("adapters.")]
+    assert adapters and all(moved[1.0][n].abs().max() > 0 for n in adapters)
+    for name, delta in moved[1.0].items():
+        want = delta * 10 if name in adapters else delta
+        torch.testing.assert_close(moved[10.0][name], want, rtol=1e-4, atol=1e-9)

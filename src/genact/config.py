@@ -112,6 +112,8 @@ class OptimConfig(Section):
     compile: bool = False
     # train the text decoder only: the ViT and the temporal adapters keep their weights
     freeze_video_encoder: bool = False
+    # the temporal adapters' learning rate as a multiple of lr (1: one rate for all, as REST)
+    adapter_lr_scale: float = bounded(1.0, 0, open_low=True)
 
 
 @dataclass

@@ -22,13 +22,30 @@ def lr_at(step: int, total: int, cfg: OptimConfig) -> float:
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices and conv kernels, none on biases,
-    norms and embeddings' 1-d parameters; the fused CUDA kernel when the model is on GPU."""
+    norms and embeddings' 1-d parameters; the fused CUDA kernel when the model is on GPU.
+    Each group's `lr_scale` multiplies the scheduled rate (`cfg.adapter_lr_scale` for
+    the model's temporal adapters, which get groups of their own only when it is not 1)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    adapters = getattr(getattr(model, "module", model), "adapters", None)  # DDP or not
+    scaled = (
+        {id(p) for p in adapters.parameters()}
+        if cfg.adapter_lr_scale != 1 and adapters is not None
+        else set()
+    )
+    own = [p for p in params if id(p) in scaled]
+    groups = _groups([p for p in params if id(p) not in scaled], cfg.weight_decay, 1.0)
+    if own:
+        groups += _groups(own, cfg.weight_decay, cfg.adapter_lr_scale)
     fused = all(p.is_cuda for p in params)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
+
+
+def _groups(params: list[torch.nn.Parameter], weight_decay: float, lr_scale: float) -> list[dict]:
+    """Weight decay on matrices and kernels, none on 1-d parameters; `lr_scale` times
+    the scheduled learning rate."""
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "lr_scale": lr_scale},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": lr_scale},
+    ]

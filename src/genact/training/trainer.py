@@ -263,7 +263,7 @@ class CaptionTrainer:
         per_rank = self.optim.global_batch // (self.optim.batch_size * dist.world)
         lr = lr_at(st.global_step, self.total_steps, self.optim)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         # summed on the device: the host waits once per step (the finite check), not per
         # micro-batch

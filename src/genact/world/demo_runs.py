@@ -44,6 +44,10 @@ class DemoConfig:
     base2novel_steps: int = 216  # optimizer steps of base-to-novel fine-tuning (9 epochs)
     rest_epochs: int = 8
     rest_rounds: int = 2
+    # REST's (and the supervised baseline's) temporal adapters, new and zero at the start,
+    # train at this multiple of its rate; the later fine-tuning stages keep one rate
+    # (docs/world.md: benchmarks/adapter_lr.py)
+    adapter_lr_scale: float = 10.0
     regen_epochs: int = 12
     lr: float = (
         2e-4  # REST: a tenth of the captioner's pretraining rate (the paper: 2e-5 for BLIP-base)
@@ -152,11 +156,15 @@ REST_ROWS = {  # the demo's REST runs and what sets each apart
 }
 
 
-def run_demo_rest(cfg: DemoConfig, common: list[str], out: Path, name: str) -> Path:
-    """The REST run of row `name` (one of REST_ROWS), into out/runs/`name`; returns final/."""
+def run_demo_rest(
+    cfg: DemoConfig, common: list[str], out: Path, name: str, extra: tuple[str, ...] = ()
+) -> Path:
+    """The REST run of row `name` (one of REST_ROWS), into out/runs/`name` (or the
+    run.dir in `extra`, overrides after the row's own); returns final/."""
     rest = [
         *common,
         f"optim.epochs={cfg.rest_epochs}",
+        f"optim.adapter_lr_scale={cfg.adapter_lr_scale}",
         f"rest.epochs_per_round={cfg.rest_epochs // cfg.rest_rounds}",
         f"rest.prompts=[{CAPTION_PROMPT}]",
         "rest.max_new_tokens=8",
@@ -164,6 +172,7 @@ def run_demo_rest(cfg: DemoConfig, common: list[str], out: Path, name: str) -> P
         "rest.keep=3",
         *REST_ROWS[name],
         f"run.dir={out / 'runs' / name}",
+        *extra,
     ]
     return run_rest(load_config(RestConfig, None, rest))
 
@@ -174,7 +183,14 @@ def run_demo_supervised(cfg: DemoConfig, common: list[str], world: Path, run_dir
     splits = world / "splits"
     train = read_list(splits / "train.txt", world / "videos", splits / "classes_seen.txt")
     sup = load_config(
-        SupervisedConfig, None, [*common, f"optim.epochs={cfg.rest_epochs}", f"run.dir={run_dir}"]
+        SupervisedConfig,
+        None,
+        [
+            *common,
+            f"optim.epochs={cfg.rest_epochs}",
+            f"optim.adapter_lr_scale={cfg.adapter_lr_scale}",
+            f"run.dir={run_dir}",
+        ],
     )
     final = train_on_class_names(sup, train.items, train.class_names)
     assert final is not None  # the demo never sets run.stop_at_step
