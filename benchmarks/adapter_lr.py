@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from genact.models import FrozenClip
-from genact.world.demo import demo_tests, score_row
+from genact.world.demo import demo_record, demo_tests, score_row
 from genact.world.demo_runs import DemoConfig, demo_settings, foundation_models, run_demo_rest
 from genact.world.jobs import run_jobs
 
@@ -54,8 +54,7 @@ def run_scale(scale: float, demo: Path, seed: int) -> dict:
             clip_dir=clip_dir,
             progress=False,
         )
-        top = {v["video"]: v["top5"][0] == v["label"] for v in res["splits"]["unseen"]["videos"]}
-        outcomes = "".join("01"[top[it.path]] if it.path in top else "-" for it in test.items)
+        outcomes = demo_record(cfg, {"unseen": test}, {"x": res})["rows"]["x"]["unseen"]["right"]
     without = right(demo, "rest-no-adapters")
     pairs = [(a, b) for a, b in zip(outcomes, without) if "-" not in (a, b)]
     top1 = 100 * sum(a == "1" for a, _ in pairs) / len(pairs)
