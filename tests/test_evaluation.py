@@ -285,7 +285,9 @@ def test_run_fewshot_trains_on_train_side_shots_and_tests_on_the_test_side(tmp_p
     assert sorted(Path(it.path).name.split("_")[1] for it in seen["test"].items) == ["test"] * 6
 
 
-def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, monkeypatch):
+def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, monkeypatch, caplog):
+    import logging
+
     import genact.evaluation.fewshot as fewshot
     from genact.errors import ConfigError
     from genact.models import VideoBlip
@@ -303,7 +305,7 @@ def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, mon
     )
     test = Split([VideoItem(str(v), i) for i, v in enumerate(videos)], ["a", "b"])
     for kind, overrides in (("regen", []), ("regen", ["optim.lr=1e-5"]), ("rest", [])):
-        with pytest.raises(ConfigError, match="stopped early"):  # the stand-in trains nothing
+        with caplog.at_level(logging.INFO), pytest.raises(ConfigError, match="stopped early"):
             fewshot.finetune_and_evaluate(
                 test,
                 test.items,
@@ -319,6 +321,14 @@ def test_few_shot_from_a_regen_model_uses_regens_optimiser(fitted, tmp_path, mon
         (1e-5, 2.5e-8, 0.01),
         (2e-5, 2e-8, 0.001),
     ]
+    # the log names the rate in effect, the user's override included
+    logged = [r.getMessage() for r in caplog.records if "few-shot optimiser" in r.getMessage()]
+    assert [m.split(": ")[1] for m in logged] == [
+        "lr 2.5e-06 to 2.5e-08, weight decay 0.01",
+        "lr 1e-05 to 2.5e-08, weight decay 0.01",
+        "lr 2e-05 to 2e-08, weight decay 0.001",
+    ]
+    assert "for a regen model (ReGen supp. A.2" in logged[1]
 
 
 @pytest.mark.slow

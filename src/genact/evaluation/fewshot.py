@@ -39,14 +39,7 @@ REGEN_FEWSHOT = ("optim.lr=2.5e-6", "optim.min_lr=2.5e-8", "optim.weight_decay=0
 def optim_for(model: str) -> tuple[str, ...]:
     """The optimiser settings (overrides) for fine-tuning `model`: ReGen's for a model
     a ReGen run made (its genact_video.json says so), REST Table 10's otherwise."""
-    kind = VideoBlip.saved_settings(model).get("trained_by")
-    chosen = REGEN_FEWSHOT if kind == "regen" else ()
-    log.info(
-        "few-shot optimiser for a %s model: %s",
-        kind or "non-genact",
-        ", ".join(chosen) if chosen else "REST Table 10's (lr 2e-5, weight decay 0.001)",
-    )
-    return chosen
+    return REGEN_FEWSHOT if VideoBlip.saved_settings(model).get("trained_by") == "regen" else ()
 
 
 def sample_shots(split: Split, shots: int, seed: int = 0) -> list[VideoItem]:
@@ -94,6 +87,16 @@ def fewshot_config(
     if num_videos < cfg.optim.global_batch:
         fit = max(num_videos // cfg.optim.batch_size, 1) * cfg.optim.batch_size
         cfg = load_config(SupervisedConfig, None, [*settings, f"optim.global_batch={fit}"])
+    kind = VideoBlip.saved_settings(model).get("trained_by") or "non-genact"
+    defaults = "ReGen supp. A.2" if optim_for(model) else "REST Table 10"
+    log.info(
+        "few-shot optimiser for a %s model (%s, then your settings): lr %g to %g, weight decay %g",
+        kind,
+        defaults,
+        cfg.optim.lr,
+        cfg.optim.min_lr,
+        cfg.optim.weight_decay,
+    )
     return cfg
 
 
