@@ -321,3 +321,29 @@ def test_the_demo_rest_rows_differ_only_in_what_their_names_say(monkeypatch, tmp
     runs.run_demo_supervised(cfg, common, tmp_path / "world", tmp_path / "sup")
     (sup,) = seen
     assert (sup.optim.epochs, sup.optim.lr, sup.optim.adapter_lr_scale) == (8, 2e-4, 10)
+
+
+def test_regen_and_rest_are_compared_on_the_novel_word_classes_too():
+    """ReGen's class-name reward favours the seen names; the novel-word effect pairs
+    ReGen with REST on the novel-word videos, scored among that split's names."""
+
+    def split(right: str) -> dict:
+        return {"top1": 100 * right.count("1") / len(right), "top5": 100.0, "right": right}
+
+    def seed(rest_novel: str, regen_novel: str) -> dict:
+        return {
+            "config": {},
+            "test_videos": ["u0", "u1"],
+            "split_classes": {"unseen": 12, "generalized": 48, "novel": 6},
+            "rows": {
+                "rest": {"unseen": split("10"), "novel": split(rest_novel)},
+                "regen": {"unseen": split("11"), "novel": split(regen_novel)},
+            },
+        }
+
+    demos = [seed("1111", "1000"), seed("1110", "1100")]
+    found = {label: (s, e) for label, s, e in effects(demos, draws=500)}
+    split_name, novel = found["ReGen > REST, novel words (1-vs-6)"]
+    # paired on the novel-word videos, not on the unseen ones (where ReGen is ahead)
+    assert split_name == "novel" and novel.per_seed == [-75.0, -25.0]
+    assert found["ReGen > REST"][1].per_seed == [50.0, 50.0]

@@ -37,6 +37,8 @@ EFFECTS = (
     ("REST > REST without retrieval (H = 1)", "rest", "rest-h1", "unseen"),
     ("REST > REST without temporal adapters", "rest", "rest-no-adapters", "unseen"),
     ("ReGen > REST", "regen", "rest", "unseen"),
+    # CLS-R rewards the seen class names: what does it cost the words they lack?
+    ("ReGen > REST, novel words (1-vs-{n})", "regen", "rest", "novel"),
     ("REST + 2-shot > REST (zero-shot)", "2-shot", "rest", "unseen"),
     ("REST + 8-shot > REST (zero-shot)", "8-shot", "rest", "unseen"),
     ("8-shot > 2-shot", "8-shot", "2-shot", "unseen"),
