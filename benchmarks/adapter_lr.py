@@ -20,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+from bench_helpers import seed_table  # benchmarks/ is on sys.path when a script runs
 from genact.models import FrozenClip
 from genact.world.demo import demo_record, demo_tests, score_row
 from genact.world.demo_runs import DemoConfig, demo_settings, foundation_models, run_demo_rest
@@ -80,15 +81,11 @@ def _job(name: str, demos: dict[int, Path]) -> dict:
 def summary(rows: list[dict], seeds: list[int]) -> str:
     """One line per scale: REST minus REST without adapters per seed, the mean, and on
     how many seeds it is above."""
-    head = "".join(f"{f'seed {s}':>9}" for s in seeds)
-    lines = [f"{'adapter lr scale':<18}{head}     mean"]
-    for scale in dict.fromkeys(r["scale"] for r in rows):
-        by_seed = {r["seed"]: r["vs_no_adapters"] for r in rows if r["scale"] == scale}
-        diffs = [by_seed[s] for s in seeds]
-        above, mean = sum(d > 0 for d in diffs), sum(diffs) / len(diffs)
-        cells = "".join(f"{d:+9.1f}" for d in diffs)
-        lines.append(f"{scale:<18g}{cells}{mean:+9.1f}  above on {above} of {len(diffs)}")
-    return "\n".join(lines)
+    table = {
+        f"{scale:g}": {r["seed"]: r["vs_no_adapters"] for r in rows if r["scale"] == scale}
+        for scale in dict.fromkeys(r["scale"] for r in rows)
+    }
+    return seed_table("adapter lr scale", table, seeds)
 
 
 def main() -> None:

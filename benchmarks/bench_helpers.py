@@ -89,3 +89,16 @@ def blip(size, frames: int | None = None) -> VideoBlip:
     """A random VideoBlip of gpu_all's preset `size` (random_blip's towers) on DEV."""
     net, tok = random_blip(size.size, size.hidden, size.layers)
     return VideoBlip(net, tok, VideoBlipConfig(num_frames=frames or size.frames)).to(DEV)
+
+
+def seed_table(title: str, rows: dict[str, dict[int, float]], seeds: list[int]) -> str:
+    """The sweeps' summary: one line per setting (rows: {setting: {seed: difference in
+    points}}) with its difference per seed, the mean, and on how many seeds it is above 0."""
+    width = max(len(title), *map(len, rows)) + 2
+    lines = [f"{title:<{width}}" + "".join(f"{f'seed {s}':>9}" for s in seeds) + "     mean"]
+    for name, by_seed in rows.items():
+        diffs = [by_seed[s] for s in seeds]
+        mean, above = sum(diffs) / len(diffs), sum(d > 0 for d in diffs)
+        cells = "".join(f"{d:+9.1f}" for d in diffs)
+        lines.append(f"{name:<{width}}{cells}{mean:+9.1f}  above on {above} of {len(diffs)}")
+    return "\n".join(lines)

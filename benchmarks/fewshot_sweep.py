@@ -16,8 +16,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
+from bench_helpers import seed_table  # benchmarks/ is on sys.path when a script runs
 from genact.data import read_list
 from genact.training.rundir import RunDir
 from genact.world.demo_runs import DemoConfig, foundation_models, run_demo_fewshot
@@ -65,23 +64,13 @@ def sweep(demo: Path, seed: int, args, variants: dict[str, list[str]]) -> tuple[
 
 def summary(rows: list[dict], seeds: list[int]) -> str:
     """One line per setting: its top-1 minus REST's, per seed and on average."""
-    lines = [f"{'setting':<44} " + " ".join(f"seed {s:>3}" for s in seeds) + "     mean"]
-    keys = dict.fromkeys((r["lr"], r["shots"], r["variant"], r["rehearsed"]) for r in rows)
-    for lr, shots, variant, rehearsed in keys:
-        mine = [
-            r
-            for r in rows
-            if (r["lr"], r["shots"], r["variant"], r["rehearsed"])
-            == (lr, shots, variant, rehearsed)
-        ]
-        diffs = [r["vs_rest"] for r in mine]
-        kind = ("rehearsed" if rehearsed else "class names") + (f", {variant}" if variant else "")
-        lines.append(
-            f"{f'lr {lr:g}, {shots}-shot, {kind}':<44} "
-            + " ".join(f"{d:+8.1f}" for d in diffs)
-            + f" {np.mean(diffs):+8.1f}"
+    table: dict[str, dict[int, float]] = {}
+    for r in rows:
+        kind = ("rehearsed" if r["rehearsed"] else "class names") + (
+            f", {r['variant']}" if r["variant"] else ""
         )
-    return "\n".join(lines)
+        table.setdefault(f"lr {r['lr']:g}, {r['shots']}-shot, {kind}", {})[r["seed"]] = r["vs_rest"]
+    return seed_table("setting", table, seeds)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+from bench_helpers import seed_table  # benchmarks/ is on sys.path when a script runs
 from genact.config import Decoding
 from genact.data import read_list
 from genact.evaluation.evaluate import evaluate_model
@@ -124,15 +125,11 @@ def _job(name: str, settings: dict[str, dict], demos: dict[int, Path]):
 def seeds_summary(rows: list[dict], seeds: list[int]) -> str:
     """One line per setting: its top-1 minus REST's per seed, the mean, and on how many
     seeds it is above REST."""
-    lines = [f"{'setting':<36}" + "".join(f"{f'seed {s}':>9}" for s in seeds) + "     mean  above"]
-    for name in dict.fromkeys(r["name"] for r in rows):
-        diffs = [r["vs_rest"] for s in seeds for r in rows if r["name"] == name and r["seed"] == s]
-        lines.append(
-            f"{name:<36}"
-            + "".join(f"{d:+9.1f}" for d in diffs)
-            + f"{sum(diffs) / len(diffs):+9.1f}  {sum(d > 0 for d in diffs)} of {len(diffs)}"
-        )
-    return "\n".join(lines)
+    table = {
+        name: {r["seed"]: r["vs_rest"] for r in rows if r["name"] == name}
+        for name in dict.fromkeys(r["name"] for r in rows)
+    }
+    return seed_table("setting", table, seeds)
 
 
 def plot(curves: dict[str, list[dict]], path: Path) -> None:
