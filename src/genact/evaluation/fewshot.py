@@ -36,10 +36,11 @@ def fewshot_epochs(shots: int) -> int:
 REGEN_FEWSHOT = ("optim.lr=2.5e-6", "optim.min_lr=2.5e-8", "optim.weight_decay=0.01")
 
 
-def optim_for(model: str) -> tuple[str, ...]:
-    """The optimiser settings (overrides) for fine-tuning `model`: ReGen's for a model
-    a ReGen run made (its genact_video.json says so), REST Table 10's otherwise."""
-    return REGEN_FEWSHOT if VideoBlip.saved_settings(model).get("trained_by") == "regen" else ()
+def optim_for(trained_by: str | None) -> tuple[str, ...]:
+    """The optimiser settings (overrides) for fine-tuning a model that `trained_by` made
+    (its genact_video.json's "trained_by"): ReGen's for a ReGen model, REST Table 10's
+    otherwise."""
+    return REGEN_FEWSHOT if trained_by == "regen" else ()
 
 
 def sample_shots(split: Split, shots: int, seed: int = 0) -> list[VideoItem]:
@@ -73,6 +74,7 @@ def fewshot_config(
     """The fine-tuning run of `shots` per class ({num_videos} videos in all) from `model`:
     few-shot epochs and optimiser, then the user's overrides; a global batch larger
     than the set shrinks to it (2 shots x 10 classes: one step per epoch)."""
+    trained_by = VideoBlip.saved_settings(model).get("trained_by")
     settings = [
         f"model.blip={model}",
         f"run.dir={run_dir}",
@@ -80,18 +82,17 @@ def fewshot_config(
         f"optim.epochs={fewshot_epochs(shots)}",
         f"run.progress={str(progress).lower()}",
         "run.resume=auto",
-        *optim_for(model),
+        *optim_for(trained_by),
         *(overrides or []),
     ]
     cfg = load_config(SupervisedConfig, None, settings)
     if num_videos < cfg.optim.global_batch:
         fit = max(num_videos // cfg.optim.batch_size, 1) * cfg.optim.batch_size
         cfg = load_config(SupervisedConfig, None, [*settings, f"optim.global_batch={fit}"])
-    kind = VideoBlip.saved_settings(model).get("trained_by") or "non-genact"
-    defaults = "ReGen supp. A.2" if optim_for(model) else "REST Table 10"
+    defaults = "ReGen supp. A.2" if optim_for(trained_by) else "REST Table 10"
     log.info(
         "few-shot optimiser for a %s model (%s, then your settings): lr %g to %g, weight decay %g",
-        kind,
+        trained_by or "non-genact",
         defaults,
         cfg.optim.lr,
         cfg.optim.min_lr,
