@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genact.data.video import CachedClip, VideoDecodeError, read_cached, read_video_sides
+from genact.data.cached_clip import CachedClip, read_cached
+from genact.data.video import VideoDecodeError, read_video_sides
 from genact.io import ShardLog
 
 log = logging.getLogger(__name__)

@@ -37,9 +37,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from genact.console import progress_bar
+from genact.data.cached_clip import CachedClip
 from genact.data.datasets import SkipReport, VideoDataset, VideoItem, video_id
 from genact.data.transforms import resize_short_side, to_float_tchw
-from genact.data.video import CachedClip
 from genact.distributed import Dist, barrier
 from genact.errors import ConfigError
 from genact.io import atomic_write_text

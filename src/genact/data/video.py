@@ -4,11 +4,9 @@ frames back from a frame cache (see `genact.data.frame_cache`)."""
 from __future__ import annotations
 
 import bisect
-import io
 import itertools
 import os
 import threading
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
@@ -16,7 +14,6 @@ from typing import Iterable
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
-from PIL import Image
 
 from genact.errors import GenactError
 
@@ -384,34 +381,3 @@ def write_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-
-
-@dataclass(frozen=True)
-class CachedClip:
-    """Where one video's cached frames are: a shard file and T + 1 byte offsets."""
-
-    shard: str
-    offsets: tuple[int, ...]
-    height: int
-    width: int
-    format: str = "jpeg"
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.offsets) - 1
-
-
-def read_cached(clip: CachedClip) -> np.ndarray:
-    """The cached frames of one video: uint8 (T, H, W, 3)."""
-    with open(clip.shard, "rb") as f:
-        f.seek(clip.offsets[0])
-        data = f.read(clip.offsets[-1] - clip.offsets[0])
-    if len(data) != clip.offsets[-1] - clip.offsets[0]:
-        raise OSError(f"{clip.shard}: shorter than its index says (truncated shard?)")
-    bounds = [o - clip.offsets[0] for o in clip.offsets]
-    parts = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    if clip.format == "raw":
-        return np.stack(
-            [np.frombuffer(p, np.uint8).reshape(clip.height, clip.width, 3) for p in parts]
-        )
-    return np.stack([np.asarray(Image.open(io.BytesIO(p)).convert("RGB")) for p in parts])
