@@ -1,5 +1,5 @@
-"""Video decoding with PyAV, uniform temporal sampling of T frames, and reading
-frames back from a frame cache (see `genact.data.frame_cache`)."""
+"""Video decoding with PyAV and uniform temporal sampling of T frames (a frame
+cache's frames are read back by `genact.data.cached_clip`)."""
 
 from __future__ import annotations
 
