@@ -14,15 +14,13 @@ from genact.world.effects import effects, markdown, markers, results_text, write
 pytestmark = pytest.mark.slow  # end to end: `make test-fast` leaves these out
 
 
+def scored(right: str) -> dict:
+    """One row's split in demo.json from its per-video outcomes ("1" right, "0" wrong)."""
+    return {"top1": 100 * right.count("1") / len(right), "top5": 100.0, "right": right}
+
+
 def demo(seed: int, rest: str, frame: str, supervised_gzs: str | None = None) -> dict:
-    rows = {
-        "rest": {
-            "unseen": {"top1": 100 * rest.count("1") / len(rest), "top5": 100.0, "right": rest}
-        },
-        "frame-captioner": {
-            "unseen": {"top1": 100 * frame.count("1") / len(frame), "top5": 100.0, "right": frame}
-        },
-    }
+    rows = {"rest": {"unseen": scored(rest)}, "frame-captioner": {"unseen": scored(frame)}}
     if supervised_gzs is not None:
         rows["rest"]["generalized"] = {
             "top1": 50.0,
@@ -166,9 +164,6 @@ def test_base_to_novel_rows_give_base_novel_and_their_harmonic_mean():
     unseen split, HM theirs per seed (then mean ± std); the two effects pair the
     fine-tuned row with the model it started from, split by split."""
 
-    def split(right: str) -> dict:
-        return {"top1": 100 * right.count("1") / len(right), "top5": 100.0, "right": right}
-
     def seed(rest_base, rest_novel, b2n_base, b2n_novel) -> dict:
         return {
             "config": {},
@@ -176,8 +171,8 @@ def test_base_to_novel_rows_give_base_novel_and_their_harmonic_mean():
             "split_videos": {"unseen": [], "base": [f"b{i}" for i in range(len(rest_base))]},
             "split_classes": {"unseen": 12, "generalized": 48, "base": 24},
             "rows": {
-                "rest": {"base": split(rest_base), "unseen": split(rest_novel)},
-                "rest-b2n": {"base": split(b2n_base), "unseen": split(b2n_novel)},
+                "rest": {"base": scored(rest_base), "unseen": scored(rest_novel)},
+                "rest-b2n": {"base": scored(b2n_base), "unseen": scored(b2n_novel)},
             },
         }
 
@@ -327,17 +322,14 @@ def test_regen_and_rest_are_compared_on_the_novel_word_classes_too():
     """ReGen's class-name reward favours the seen names; the novel-word effect pairs
     ReGen with REST on the novel-word videos, scored among that split's names."""
 
-    def split(right: str) -> dict:
-        return {"top1": 100 * right.count("1") / len(right), "top5": 100.0, "right": right}
-
     def seed(rest_novel: str, regen_novel: str) -> dict:
         return {
             "config": {},
             "test_videos": ["u0", "u1"],
             "split_classes": {"unseen": 12, "generalized": 48, "novel": 6},
             "rows": {
-                "rest": {"unseen": split("10"), "novel": split(rest_novel)},
-                "regen": {"unseen": split("11"), "novel": split(regen_novel)},
+                "rest": {"unseen": scored("10"), "novel": scored(rest_novel)},
+                "regen": {"unseen": scored("11"), "novel": scored(regen_novel)},
             },
         }
 
