@@ -1,4 +1,5 @@
-"""Scale: the CPU thread default, and the REST pipeline benchmark run at a tiny size."""
+"""Scale: the CPU thread default, the REST pipeline benchmark run at a tiny size, and the
+sweeps' per-seed summary."""
 
 import json
 import logging
@@ -114,3 +115,19 @@ def test_rest_pipeline_benchmark_projects_a_k400_run(tmp_path):
     # 60 epochs of 240k videos at the measured training rate, the stage that dominates at every size
     assert hours["training"] == pytest.approx(60 * 240_000 / got["rates"]["training"] / 3600)
     assert "projected for K400 REST" in out.stdout
+
+
+def test_the_sweeps_summary_gives_each_seeds_difference_its_mean_and_the_seeds_above(monkeypatch):
+    """bench_helpers.seed_table, which regen_sweep, fewshot_sweep and adapter_lr print:
+    the differences in the seeds' order asked for (not the order the rows came in), their
+    mean, and how many are above 0 (a tie is not)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from bench_helpers import seed_table
+
+    rows = {"lr 5e-4, 12 epochs": {3: 2.0, 0: -1.0, 1: 0.0}, "1": {0: 4.0, 1: 5.0, 3: 6.0}}
+    head, first, second = seed_table("setting", rows, [0, 1, 3]).splitlines()
+    assert head.split() == ["setting", "seed", "0", "seed", "1", "seed", "3", "mean"]
+    assert first.split()[4:] == ["-1.0", "+0.0", "+2.0", "+0.3", "above", "on", "1", "of", "3"]
+    assert second.split() == ["1", "+4.0", "+5.0", "+6.0", "+5.0", "above", "on", "3", "of", "3"]
+    with pytest.raises(KeyError):  # a seed a setting lacks is not left out quietly
+        seed_table("setting", {"x": {0: 1.0}}, [0, 1])
